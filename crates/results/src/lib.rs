@@ -5,6 +5,9 @@
 //! `metrics.json` ([`CellMetrics`]), written atomically (temporary file, then rename), so a
 //! file that exists is a finished evaluation.
 //!
+//! Each backbone of a preset has `runs/<preset>/<backbone>/backbone.json`
+//! ([`BackboneRecord`]): the paper row it stands for and its source-task accuracy.
+//!
 //! The robustness metrics of DESIGN §2 are computed here, in one place
 //! ([`MetricTable::robustness`]): mPC is the mean of the task metric P over the 15 benchmark
 //! corruptions × severities 1..5 (clean excluded), rPC = mPC / P_clean, the reported drop is
@@ -29,9 +32,11 @@
 //! ```
 #![deny(missing_docs)]
 
+mod backbone;
 mod cell;
 mod metrics;
 
+pub use backbone::{BACKBONE_FILE, BackboneRecord, Published};
 pub use cell::{CellId, Regime, Task};
 pub use metrics::{CellMetrics, METRICS_FILE, MetricTable, Robustness, SCHEMA_VERSION};
 

@@ -98,7 +98,7 @@ pub struct CellMetrics {
 // The JSON mirror: names instead of enums, plus the derived summary for human readers
 // (ignored on reading; the numbers are always recomputed from the table).
 #[derive(Serialize, Deserialize)]
-struct TableJson {
+pub(crate) struct TableJson {
     clean: f64,
     corrupted: BTreeMap<String, [f64; 5]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,7 +126,7 @@ struct CellMetricsJson {
     info: BTreeMap<String, Value>,
 }
 
-fn table_to_json(table: &MetricTable) -> TableJson {
+pub(crate) fn table_to_json(table: &MetricTable) -> TableJson {
     TableJson {
         clean: table.clean,
         corrupted: table
@@ -147,7 +147,7 @@ fn table_to_json(table: &MetricTable) -> TableJson {
     }
 }
 
-fn table_from_json(json: TableJson, path: &Path) -> Result<MetricTable, ResultsError> {
+pub(crate) fn table_from_json(json: TableJson, path: &Path) -> Result<MetricTable, ResultsError> {
     let mut corrupted = BTreeMap::new();
     for (name, values) in json.corrupted {
         let corruption: Corruption = name.parse().map_err(|_| ResultsError::Invalid {
@@ -211,26 +211,11 @@ impl CellMetrics {
         })
     }
 
-    /// Writes `<cell dir>/metrics.json` atomically: a temporary file in the same directory,
-    /// flushed, then renamed, so a reader sees either nothing or the whole file.
+    /// Writes `<cell dir>/metrics.json` atomically, so a reader sees either nothing or the
+    /// whole file.
     pub fn write(&self, runs: &Path) -> Result<PathBuf, ResultsError> {
         let path = Self::path(&self.cell, runs);
-        let dir = path.parent().expect("a cell file has a directory");
-        let io = |source, path: &Path| ResultsError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
-        let tmp = dir.join(format!(".{METRICS_FILE}.tmp"));
-        {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
-            file.write_all(self.to_json().as_bytes())
-                .and_then(|()| file.write_all(b"\n"))
-                .and_then(|()| file.sync_all())
-                .map_err(|e| io(e, &tmp))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(|e| io(e, &path))?;
+        write_atomically(&path, &self.to_json())?;
         Ok(path)
     }
 
@@ -255,6 +240,30 @@ impl CellMetrics {
         cells.sort_by(|a, b| a.cell.cmp(&b.cell));
         Ok(cells)
     }
+}
+
+/// Writes `text` (plus a newline) to a temporary file in the same directory, flushes it, then
+/// renames it over `path`.
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<(), ResultsError> {
+    use std::io::Write;
+    let io = |source, path: &Path| ResultsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().expect("the file has a directory");
+    std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
+    let name = path
+        .file_name()
+        .expect("the file has a name")
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io(e, &tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| io(e, path))
 }
 
 /// `runs/<preset>/<backbone>/<task>/<regime>/metrics.json` sits four levels down.

@@ -1,0 +1,116 @@
+//! Exact (erf) GELU and softmax, equal to PyTorch's `F.gelu` and `F.softmax`.
+//!
+//! candle's `gelu_erf` backward uses a rounded constant (0.398942 for 1/√(2π)), and its fused
+//! `softmax_last_dim` has no backward at all. GELU here is a CPU kernel with a fused backward
+//! (composed from `erf` elsewhere); softmax is candle's differentiable composition
+//! (`candle_nn::ops::softmax`), exposed so callers never reach for the fused one.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+use crate::ops::{CpuKernel1, CpuKernel2};
+
+const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+/// Elements per rayon task: large enough that scheduling is negligible.
+const CHUNK: usize = 1 << 14;
+
+fn gelu_f64(x: f64) -> f64 {
+    0.5 * x * (1.0 + candle_core::cpu::erf::erf_f64(x * std::f64::consts::FRAC_1_SQRT_2))
+}
+
+fn gelu_grad_f64(x: f64) -> f64 {
+    let cdf = 0.5 * (1.0 + candle_core::cpu::erf::erf_f64(x * std::f64::consts::FRAC_1_SQRT_2));
+    cdf + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Gelu;
+
+#[derive(Debug, Clone, Copy)]
+struct GeluBackward;
+
+impl CpuKernel1 for Gelu {
+    const OP: &'static str = "gelu";
+    fn run<T: WithDType>(&self, xs: &[T]) -> Result<(Vec<T>, Shape)> {
+        let mut out = vec![T::from_f64(0.0); xs.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(xs.par_chunks(CHUNK))
+            .for_each(|(dst, src)| {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = T::from_f64(gelu_f64(x.to_f64()));
+                }
+            });
+        Ok((out, Shape::from(xs.len())))
+    }
+}
+
+impl CpuKernel2 for GeluBackward {
+    const OP: &'static str = "gelu_backward";
+    fn run<T: WithDType>(&self, xs: &[T], grad: &[T]) -> Result<(Vec<T>, Shape)> {
+        let mut out = vec![T::from_f64(0.0); xs.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(xs.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
+            .for_each(|(dst, (src, g))| {
+                for ((d, &x), &g) in dst.iter_mut().zip(src).zip(g) {
+                    *d = T::from_f64(gelu_grad_f64(x.to_f64()) * g.to_f64());
+                }
+            });
+        Ok((out, Shape::from(xs.len())))
+    }
+}
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "gelu"
+    }
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.dispatch(storage, layout)
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad_res.contiguous()?.reshape(arg.elem_count())?;
+        Ok(Some(
+            arg.apply_op2_no_bwd(&grad, &GeluBackward)?.reshape(arg.shape())?,
+        ))
+    }
+}
+
+impl CustomOp2 for GeluBackward {
+    fn name(&self) -> &'static str {
+        "gelu_backward"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.dispatch(s1, l1, s2, l2)
+    }
+}
+
+/// Exact GELU, `x · Φ(x) = 0.5·x·(1 + erf(x/√2))` (PyTorch's `F.gelu` with
+/// `approximate="none"`), any shape.
+pub fn gelu(xs: &Tensor) -> Result<Tensor> {
+    if !xs.device().is_cpu() {
+        return gelu_composed(xs);
+    }
+    let flat = xs.contiguous()?.flatten_all()?;
+    flat.apply_op1(Gelu)?.reshape(xs.shape())
+}
+
+/// GELU composed from `erf`, whose derivative candle knows exactly: runs on any device.
+pub fn gelu_composed(xs: &Tensor) -> Result<Tensor> {
+    let cdf = ((xs * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)? * 0.5;
+    xs * cdf?
+}
+
+/// Softmax along `dim` (PyTorch's `F.softmax(xs, dim)`), differentiable on every device.
+pub fn softmax<D: candle_core::shape::Dim>(xs: &Tensor, dim: D) -> Result<Tensor> {
+    candle_nn::ops::softmax(xs, dim)
+}
+
+/// Log-softmax along `dim` (PyTorch's `F.log_softmax(xs, dim)`), differentiable.
+pub fn log_softmax<D: candle_core::shape::Dim>(xs: &Tensor, dim: D) -> Result<Tensor> {
+    candle_nn::ops::log_softmax(xs, dim)
+}

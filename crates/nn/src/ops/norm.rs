@@ -1,0 +1,326 @@
+//! Layer norm (last dimension, and channels-first for `[N, C, H, W]`) and a batch norm that
+//! trains, equal to PyTorch's `F.layer_norm`, timm's `LayerNorm2d` and `nn.BatchNorm2d`.
+//!
+//! candle's `LayerNorm` module takes a fused path with no backward on contiguous input (no
+//! gradient reaches anything upstream, and no error is raised). These are composed from
+//! reductions and broadcasts whose backward candle derives, on every device.
+
+use candle_core::{D, DType, Result, Tensor, Var};
+use candle_nn::{Init, VarBuilder};
+
+use crate::ops::{dims4, shape_error};
+
+fn check_affine(
+    op: &'static str,
+    xs: &Tensor,
+    features: usize,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+) -> Result<()> {
+    for (name, t) in [("weight", weight), ("bias", bias)] {
+        if let Some(t) = t
+            && t.dims() != [features]
+        {
+            return Err(shape_error(
+                op,
+                format!(
+                    "{name} {:?} does not match input {:?} (expected [{features}])",
+                    t.dims(),
+                    xs.dims()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Normalises over `dim` (kept) with biased variance, like PyTorch; `affine_shape` reshapes
+/// the per-feature weight and bias so they broadcast along `dim`.
+fn normalize(
+    xs: &Tensor,
+    dim: usize,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+    affine_shape: &[usize],
+) -> Result<Tensor> {
+    // Half-precision inputs are normalised in f32, as PyTorch's CPU kernels do.
+    let internal = match xs.dtype() {
+        DType::F16 | DType::BF16 => DType::F32,
+        dtype => dtype,
+    };
+    let x = xs.to_dtype(internal)?;
+    let mean = x.mean_keepdim(dim)?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(dim)?;
+    let normed = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
+    let normed = match weight {
+        Some(w) => normed.broadcast_mul(&w.to_dtype(internal)?.reshape(affine_shape)?)?,
+        None => normed,
+    };
+    let normed = match bias {
+        Some(b) => normed.broadcast_add(&b.to_dtype(internal)?.reshape(affine_shape)?)?,
+        None => normed,
+    };
+    normed.to_dtype(xs.dtype())
+}
+
+/// Layer norm over the last dimension, PyTorch's
+/// `F.layer_norm(xs, (features,), weight, bias, eps)`.
+pub fn layer_norm(
+    xs: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    const OP: &str = "layer_norm";
+    let rank = xs.rank();
+    if rank == 0 {
+        return Err(shape_error(OP, "input is a scalar; need at least one dimension"));
+    }
+    let features = xs.dim(D::Minus1)?;
+    check_affine(OP, xs, features, weight, bias)?;
+    let mut affine_shape = vec![1; rank];
+    affine_shape[rank - 1] = features;
+    normalize(xs, rank - 1, weight, bias, eps, &affine_shape)
+}
+
+/// Channels-first layer norm of `[N, C, H, W]` over `C` at every pixel (timm/ConvNeXt's
+/// `LayerNorm2d`, detectron2's `LayerNorm` for `[N, C, H, W]`).
+pub fn layer_norm2d(
+    xs: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    const OP: &str = "layer_norm2d";
+    let (_, c, _, _) = dims4(OP, xs)?;
+    check_affine(OP, xs, c, weight, bias)?;
+    normalize(xs, 1, weight, bias, eps, &[1, c, 1, 1])
+}
+
+/// A layer-norm module over the last dimension with PyTorch's keys (`weight`, `bias`).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Weight (initialised to 1) and bias (0) of `features` elements from `vb`.
+    pub fn new(features: usize, eps: f64, vb: &VarBuilder<'_>) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(features, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(features, "bias", Init::Const(0.0))?,
+            eps,
+        })
+    }
+}
+
+impl candle_core::Module for LayerNorm {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        layer_norm(xs, Some(&self.weight), Some(&self.bias), self.eps)
+    }
+}
+
+/// The channels-first variant of [`LayerNorm`] for `[N, C, H, W]`.
+#[derive(Debug, Clone)]
+pub struct LayerNorm2d {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm2d {
+    /// Weight (initialised to 1) and bias (0) of `channels` elements from `vb`.
+    pub fn new(channels: usize, eps: f64, vb: &VarBuilder<'_>) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(channels, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(channels, "bias", Init::Const(0.0))?,
+            eps,
+        })
+    }
+}
+
+impl candle_core::Module for LayerNorm2d {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        layer_norm2d(xs, Some(&self.weight), Some(&self.bias), self.eps)
+    }
+}
+
+/// Settings of a [`BatchNorm2d`] (PyTorch's defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchNormConfig {
+    /// Added to the variance before the square root.
+    pub eps: f64,
+    /// Weight of the new batch statistic in the running average:
+    /// `running = (1 − momentum)·running + momentum·batch`.
+    pub momentum: f64,
+    /// Whether the layer has a learnable per-channel weight and bias.
+    pub affine: bool,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        Self {
+            eps: 1e-5,
+            momentum: 0.1,
+            affine: true,
+        }
+    }
+}
+
+/// Batch normalisation of `[N, C, H, W]` with PyTorch's semantics and keys (`weight`, `bias`,
+/// `running_mean`, `running_var`).
+///
+/// [`forward_train`](Self::forward_train) normalises with the batch's mean and biased
+/// variance and updates the running statistics with the unbiased variance, like
+/// `nn.BatchNorm2d` in train mode; [`forward_eval`](Self::forward_eval) uses the running
+/// statistics. The running statistics are `Var`s: built from a `VarMap`, they are saved with
+/// it. They never receive a gradient, so an optimizer must skip variables without one.
+#[derive(Debug, Clone)]
+pub struct BatchNorm2d {
+    weight: Option<Tensor>,
+    bias: Option<Tensor>,
+    running_mean: Var,
+    running_var: Var,
+    cfg: BatchNormConfig,
+}
+
+impl BatchNorm2d {
+    /// A batch norm over `channels` with parameters and statistics from `vb` (created as
+    /// weight 1, bias 0, mean 0, variance 1 when `vb` creates them).
+    pub fn new(channels: usize, cfg: BatchNormConfig, vb: &VarBuilder<'_>) -> Result<Self> {
+        let (weight, bias) = if cfg.affine {
+            (
+                Some(vb.get_with_hints(channels, "weight", Init::Const(1.0))?),
+                Some(vb.get_with_hints(channels, "bias", Init::Const(0.0))?),
+            )
+        } else {
+            (None, None)
+        };
+        let running_mean = vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?;
+        let running_var = vb.get_with_hints(channels, "running_var", Init::Const(1.0))?;
+        Self::from_tensors(weight, bias, running_mean, running_var, cfg)
+    }
+
+    /// A batch norm from given tensors (all `[C]`). Running statistics that are already
+    /// variables are shared, others are copied into new variables.
+    pub fn from_tensors(
+        weight: Option<Tensor>,
+        bias: Option<Tensor>,
+        running_mean: Tensor,
+        running_var: Tensor,
+        cfg: BatchNormConfig,
+    ) -> Result<Self> {
+        let channels = running_mean.elem_count();
+        for (name, t) in [
+            ("weight", weight.as_ref()),
+            ("bias", bias.as_ref()),
+            ("running_mean", Some(&running_mean)),
+            ("running_var", Some(&running_var)),
+        ] {
+            if let Some(t) = t
+                && t.dims() != [channels]
+            {
+                return Err(shape_error(
+                    "BatchNorm2d",
+                    format!("{name} has shape {:?}, expected [{channels}]", t.dims()),
+                ));
+            }
+        }
+        Ok(Self {
+            weight,
+            bias,
+            running_mean: Var::from_tensor(&running_mean)?,
+            running_var: Var::from_tensor(&running_var)?,
+            cfg,
+        })
+    }
+
+    /// The running mean `[C]`.
+    pub fn running_mean(&self) -> &Tensor {
+        self.running_mean.as_tensor()
+    }
+
+    /// The running variance `[C]`.
+    pub fn running_var(&self) -> &Tensor {
+        self.running_var.as_tensor()
+    }
+
+    fn check_input(&self, xs: &Tensor) -> Result<(usize, usize, usize, usize)> {
+        let dims = dims4("BatchNorm2d", xs)?;
+        let channels = self.running_mean.elem_count();
+        if dims.1 != channels {
+            return Err(shape_error(
+                "BatchNorm2d",
+                format!("input {:?} does not have {channels} channels", xs.dims()),
+            ));
+        }
+        Ok(dims)
+    }
+
+    fn affine(&self, normed: Tensor, channels: usize) -> Result<Tensor> {
+        let normed = match &self.weight {
+            Some(w) => normed.broadcast_mul(&w.reshape((1, channels, 1, 1))?)?,
+            None => normed,
+        };
+        match &self.bias {
+            Some(b) => normed.broadcast_add(&b.reshape((1, channels, 1, 1))?),
+            None => Ok(normed),
+        }
+    }
+
+    /// Train mode: batch statistics, and the running statistics updated in place.
+    pub fn forward_train(&self, xs: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = self.check_input(xs)?;
+        let count = n * h * w;
+        if count < 2 {
+            return Err(shape_error(
+                "BatchNorm2d",
+                format!(
+                    "train mode needs more than one value per channel, input {:?}",
+                    xs.dims()
+                ),
+            ));
+        }
+        let mean = xs.mean_keepdim((0, 2, 3))?;
+        let centered = xs.broadcast_sub(&mean)?;
+        let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+        let normed = centered.broadcast_div(&(&var + self.cfg.eps)?.sqrt()?)?;
+
+        let m = self.cfg.momentum;
+        let stat_dtype = self.running_mean.dtype();
+        let batch_mean = mean.detach().flatten_all()?.to_dtype(stat_dtype)?;
+        let unbiased = (var.detach().flatten_all()? * (count as f64 / (count - 1) as f64))?
+            .to_dtype(stat_dtype)?;
+        let new_mean = ((self.running_mean.as_tensor() * (1.0 - m))? + (batch_mean * m)?)?;
+        let new_var = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
+        self.running_mean.set(&new_mean)?;
+        self.running_var.set(&new_var)?;
+
+        self.affine(normed, c)
+    }
+
+    /// Eval mode: the running statistics, as one per-channel scale and shift.
+    pub fn forward_eval(&self, xs: &Tensor) -> Result<Tensor> {
+        let (_, c, _, _) = self.check_input(xs)?;
+        let dtype = xs.dtype();
+        let inv_std = (self.running_var.as_tensor() + self.cfg.eps)?
+            .sqrt()?
+            .recip()?
+            .to_dtype(dtype)?;
+        let scale = match &self.weight {
+            Some(w) => (w * &inv_std)?,
+            None => inv_std,
+        };
+        let shift = (self.running_mean.as_tensor().to_dtype(dtype)? * &scale)?.neg()?;
+        let shift = match &self.bias {
+            Some(b) => (b + shift)?,
+            None => shift,
+        };
+        xs.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&shift.reshape((1, c, 1, 1))?)
+    }
+}

@@ -7,4 +7,6 @@
 //! This crate knows no model, dataset or file format.
 #![deny(missing_docs)]
 
+pub mod conv;
 pub mod gradcheck;
+pub mod ops;

@@ -1,0 +1,333 @@
+//! The report as a list of sections with plain-text tables, so that Markdown, HTML and LaTeX
+//! render the same content and none of them computes anything.
+
+use rtb_corruption::Corruption;
+use rtb_results::{Regime, Task};
+
+use crate::model::{
+    CellStatus, FIGURE1_GROUPS, Report, category_columns, corruptions_of, published_table,
+};
+use crate::paper;
+
+/// A table of already-formatted cells.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Table {
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// One section of the report.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Section {
+    /// Stable identifier (HTML anchors, LaTeX labels, file names).
+    pub id: String,
+    pub title: String,
+    /// Heading level: 2 for the main sections, 3 for per-cell tables.
+    pub level: u8,
+    pub paragraphs: Vec<String>,
+    /// Figure 1 is drawn here.
+    pub figure: bool,
+    pub table: Option<Table>,
+}
+
+/// Two decimals, as the paper prints.
+pub(crate) fn number(value: f64) -> String {
+    format!("{value:.2}")
+}
+
+fn shown(value: Option<f64>, status: CellStatus) -> String {
+    match value {
+        Some(v) if status == CellStatus::Done => number(v),
+        _ => match status {
+            CellStatus::Done => "n/a".to_string(),
+            other => other.placeholder().to_string(),
+        },
+    }
+}
+
+fn drop_section(report: &Report, id: &str, title: &str, task: Task) -> Section {
+    let published = published_table(task, Regime::Fixed).expect("Tables 1 and 2 are published");
+    let mut headers = vec!["Backbone".to_string(), "Paper row".to_string()];
+    for category in category_columns() {
+        let name = capitalised(category.name());
+        headers.push(format!("{name} (rtb)"));
+        headers.push(format!("{name} (paper)"));
+    }
+    let rows = report
+        .drop_table(task, Regime::Fixed)
+        .into_iter()
+        .map(|row| {
+            let mut cells = vec![
+                row.backbone.clone(),
+                row.paper_row.clone().unwrap_or_else(|| "-".into()),
+            ];
+            for (i, ours) in row.ours.iter().enumerate() {
+                cells.push(shown(*ours, row.status));
+                cells.push(
+                    row.paper
+                        .map(|p| number(p[i]))
+                        .unwrap_or_else(|| "-".into()),
+                );
+            }
+            cells
+        })
+        .collect();
+    Section {
+        id: id.to_string(),
+        title: title.to_string(),
+        level: 2,
+        paragraphs: vec![format!(
+            "Accuracy drop (1 − rPC, in %) of the task metric per corruption category, with the \
+             backbone frozen. \"paper\" columns are the published numbers ({}) for the paper \
+             row each backbone stands for.",
+            published.source
+        )],
+        figure: false,
+        table: Some(Table { headers, rows }),
+    }
+}
+
+fn capitalised(name: &str) -> String {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn figure_section(report: &Report) -> Section {
+    let mut headers = vec!["Backbone".to_string()];
+    headers.extend(FIGURE1_GROUPS.iter().map(|g| format!("{g} (%)")));
+    let rows = report
+        .figure1()
+        .into_iter()
+        .map(|series| {
+            let mut cells = vec![series.backbone];
+            cells.extend(
+                series
+                    .values
+                    .iter()
+                    .map(|v| v.map(number).unwrap_or_else(|| "not run".into())),
+            );
+            cells
+        })
+        .collect();
+    Section {
+        id: "figure1".into(),
+        title: "Figure 1 — full-network transfer".into(),
+        level: 2,
+        paragraphs: vec![
+            "Per backbone: top-1 on its source task (ImageNet for the paper preset), the drop \
+             (1 − rPC, %) on the corrupted source task, and the drop on each downstream task \
+             after fine-tuning every weight. Missing bars are cells that were not run."
+                .into(),
+            paper::FIGURE1_FINDINGS.into(),
+        ],
+        figure: true,
+        table: Some(Table { headers, rows }),
+    }
+}
+
+fn all_cells_section(report: &Report) -> Section {
+    let mut headers: Vec<String> = [
+        "Backbone", "Task", "Regime", "Metric", "Clean", "mPC", "rPC", "Drop %",
+    ]
+    .map(String::from)
+    .to_vec();
+    headers.extend(category_columns().map(|c| format!("{} drop %", capitalised(c.name()))));
+    let mut rows = Vec::new();
+    for backbone in &report.backbones {
+        for task in Task::ALL {
+            for regime in Regime::ALL {
+                let status = report.status(&backbone.name, task, regime);
+                let cell = report.cell(&backbone.name, task, regime);
+                let robustness = cell.and_then(|c| c.robustness.as_ref());
+                let mut row = vec![
+                    backbone.name.clone(),
+                    task.name().to_string(),
+                    regime.name().to_string(),
+                    task.metric().to_string(),
+                    match cell {
+                        Some(c) => number(100.0 * c.metrics.primary.clean),
+                        None => status.placeholder().to_string(),
+                    },
+                    shown(robustness.map(|r| 100.0 * r.mpc), status),
+                    shown(robustness.map(|r| r.rpc), status),
+                    shown(robustness.map(|r| r.drop_percent), status),
+                ];
+                row.extend(
+                    category_columns()
+                        .map(|c| shown(robustness.map(|r| r.category_drop_percent[&c]), status)),
+                );
+                rows.push(row);
+            }
+        }
+    }
+    Section {
+        id: "cells".into(),
+        title: "Every cell".into(),
+        level: 2,
+        paragraphs: vec![
+            "Clean and mPC are the task metric in % (top-1, box AP, mIoU); rPC = mPC / clean; \
+             drops are 1 − rPC in %. mPC averages the 15 benchmark corruptions × severities \
+             1..5."
+                .into(),
+        ],
+        figure: false,
+        table: Some(Table { headers, rows }),
+    }
+}
+
+fn per_corruption_sections(report: &Report) -> Vec<Section> {
+    let mut sections = vec![Section {
+        id: "per-corruption".into(),
+        title: "Per corruption and severity".into(),
+        level: 2,
+        paragraphs: vec![
+            "The task metric in % for each corruption (rows) and severity (columns). Extras \
+             (speckle_noise, gaussian_blur, spatter, saturate) are shown when evaluated but \
+             never enter mPC."
+                .into(),
+        ],
+        figure: false,
+        table: None,
+    }];
+    for ((backbone, task, regime), entry) in &report.cells {
+        let mut tables = vec![(task.metric().to_string(), &entry.metrics.primary)];
+        tables.extend(
+            entry
+                .metrics
+                .secondary
+                .iter()
+                .map(|(name, table)| (name.clone(), table)),
+        );
+        for (metric, table) in tables {
+            let mut headers = vec!["Corruption".to_string(), "Category".to_string()];
+            headers.extend((1..=5).map(|s| format!("s{s}")));
+            headers.push("Mean".into());
+            let mut rows = vec![{
+                let mut row = vec!["clean".to_string(), "-".to_string()];
+                row.extend((0..5).map(|_| number(100.0 * table.clean)));
+                row.push(number(100.0 * table.clean));
+                row
+            }];
+            for corruption in corruptions_of(table) {
+                let values = table.corrupted[&corruption];
+                let mut row = vec![
+                    corruption.name().to_string(),
+                    corruption.category().name().to_string(),
+                ];
+                row.extend(values.iter().map(|v| number(100.0 * v)));
+                row.push(number(100.0 * values.iter().sum::<f64>() / 5.0));
+                rows.push(row);
+            }
+            let missing: Vec<&str> = Corruption::BENCHMARK
+                .iter()
+                .filter(|c| !table.corrupted.contains_key(c))
+                .map(|c| c.name())
+                .collect();
+            sections.push(Section {
+                id: format!("{backbone}-{task}-{regime}-{metric}"),
+                title: format!("{backbone} / {task} / {regime} — {metric}"),
+                level: 3,
+                paragraphs: if missing.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![format!("Not evaluated: {}.", missing.join(", "))]
+                },
+                figure: false,
+                table: Some(Table { headers, rows }),
+            });
+        }
+    }
+    sections
+}
+
+fn backbones_section(report: &Report) -> Section {
+    let headers = [
+        "Backbone",
+        "Paper row",
+        "Source task",
+        "Source top-1 %",
+        "Source-C drop %",
+        "Description",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = report
+        .backbones
+        .iter()
+        .map(|b| {
+            vec![
+                b.name.clone(),
+                b.paper_row.clone().unwrap_or_else(|| "-".into()),
+                if b.source_task.is_empty() {
+                    "-".into()
+                } else {
+                    b.source_task.clone()
+                },
+                b.source_top1
+                    .as_ref()
+                    .map(|v| format!("{} ({})", number(v.value), v.source))
+                    .unwrap_or_else(|| "not run".into()),
+                b.source_drop
+                    .map(number)
+                    .unwrap_or_else(|| "not run".into()),
+                b.description.clone(),
+            ]
+        })
+        .collect();
+    Section {
+        id: "backbones".into(),
+        title: "Backbones".into(),
+        level: 2,
+        paragraphs: Vec::new(),
+        figure: false,
+        table: Some(Table { headers, rows }),
+    }
+}
+
+/// The whole report, in reading order.
+pub(crate) fn sections(report: &Report) -> Vec<Section> {
+    let mut intro = vec![format!(
+        "Robustness transfer results of preset `{}`: how much of each backbone's corruption \
+         robustness survives transfer. Numbers marked \"paper\" are published values; every \
+         other number was measured by rtb and recomputed from the cells' metrics.json.",
+        report.preset
+    )];
+    if report.preset != "paper" {
+        intro.push(
+            "This preset runs small backbones pretrained on a synthetic source task and \
+             transferred to synthetic tasks: it demonstrates the pipeline end to end, and its \
+             numbers are not comparable with the paper's."
+                .into(),
+        );
+    }
+    let mut sections = vec![
+        Section {
+            id: "overview".into(),
+            title: "Overview".into(),
+            level: 2,
+            paragraphs: intro,
+            figure: false,
+            table: None,
+        },
+        drop_section(
+            report,
+            "table1",
+            "Table 1 — fixed-feature transfer to COCO detection (box AP)",
+            Task::Coco,
+        ),
+        drop_section(
+            report,
+            "table2",
+            "Table 2 — fixed-feature transfer to ADE20K segmentation (mIoU)",
+            Task::Ade20k,
+        ),
+        figure_section(report),
+        all_cells_section(report),
+        backbones_section(report),
+    ];
+    sections.extend(per_corruption_sections(report));
+    sections
+}

@@ -1,0 +1,136 @@
+//! A store with a few cells, one incomplete, and the report written from it.
+
+use std::collections::BTreeMap;
+
+use rtb_corruption::{Category, Corruption};
+use rtb_report::Report;
+use rtb_results::{BackboneRecord, CellId, CellMetrics, MetricTable, Regime, Task};
+
+/// P = clean − 0.01·severity − 0.05 for noise corruptions (so categories differ).
+fn table(clean: f64, with: &[Corruption]) -> MetricTable {
+    MetricTable {
+        clean,
+        corrupted: with
+            .iter()
+            .map(|&c| {
+                let noise = if c.category() == Category::Noise {
+                    0.05
+                } else {
+                    0.0
+                };
+                (
+                    c,
+                    std::array::from_fn(|s| clean - 0.01 * (s + 1) as f64 - noise),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn record(name: &str, row: &str) -> BackboneRecord {
+    BackboneRecord {
+        preset: "mini".into(),
+        backbone: name.into(),
+        paper_row: Some(row.into()),
+        description: format!("{name} backbone"),
+        source_task: "shapes64".into(),
+        source: Some(table(0.9, &Corruption::BENCHMARK)),
+        published: None,
+    }
+}
+
+#[test]
+fn report_recomputes_every_number_and_marks_missing_cells() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    record("regular", "Regular").write(runs.path()).unwrap();
+    record("swin", "Swin-T").write(runs.path()).unwrap();
+
+    let coco = CellMetrics {
+        cell: CellId::new("mini", "regular", Task::Coco, Regime::Fixed).unwrap(),
+        primary: table(0.40, &Corruption::ALL),
+        secondary: [("segm_ap".to_string(), table(0.30, &Corruption::BENCHMARK))].into(),
+        info: BTreeMap::new(),
+    };
+    coco.write(runs.path()).unwrap();
+    // An incomplete cell: only the noise corruptions were evaluated.
+    let partial = CellMetrics {
+        cell: CellId::new("mini", "swin", Task::Coco, Regime::Fixed).unwrap(),
+        primary: table(0.45, &[Corruption::GaussianNoise, Corruption::ShotNoise]),
+        secondary: BTreeMap::new(),
+        info: BTreeMap::new(),
+    };
+    partial.write(runs.path()).unwrap();
+    // A cell of another preset must not appear.
+    let other = CellMetrics {
+        cell: CellId::new("tiny", "regular", Task::Cifar10, Regime::Full).unwrap(),
+        primary: table(0.5, &Corruption::BENCHMARK),
+        secondary: BTreeMap::new(),
+        info: BTreeMap::new(),
+    };
+    other.write(runs.path()).unwrap();
+
+    let report = Report::load(runs.path(), "mini").unwrap();
+    let files = report.write(out.path()).unwrap();
+    for name in [
+        "index.md",
+        "index.html",
+        "figure1.svg",
+        "figure1.png",
+        "tables.tex",
+        "cells.csv",
+        "per_corruption.csv",
+    ] {
+        assert!(files.contains(&out.path().join(name)), "{name} missing");
+    }
+
+    // Hand-computed drops of the regular COCO cell: noise corruptions lose 0.03 + 0.05 on
+    // average (severities 1..5 lose 0.01..0.05), the others 0.03.
+    let noise_drop = 100.0 * (0.03 + 0.05) / 0.40;
+    let blur_drop = 100.0 * 0.03 / 0.40;
+    let md = std::fs::read_to_string(out.path().join("index.md")).unwrap();
+    let table1 = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## Table 1"))
+        .find(|l| l.starts_with("| regular |"))
+        .unwrap();
+    assert!(
+        table1.starts_with(&format!(
+            "| regular | Regular | {noise_drop:.2} | 36.09 | {blur_drop:.2} | 44.00 |"
+        )),
+        "{table1}"
+    );
+    let swin_row = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## Table 1"))
+        .find(|l| l.starts_with("| swin |"))
+        .unwrap();
+    assert!(swin_row.contains("incomplete | 18.01"), "{swin_row}");
+    let table2_row = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## Table 2"))
+        .find(|l| l.starts_with("| regular |"))
+        .unwrap();
+    assert!(table2_row.contains("not run | 48.98"), "{table2_row}");
+    assert!(
+        !md.contains("tiny"),
+        "another preset leaked into the report"
+    );
+    assert!(md.contains("not comparable with the paper"));
+
+    // Every cell appears once per backbone × task × regime.
+    let cells = std::fs::read_to_string(out.path().join("cells.csv")).unwrap();
+    assert_eq!(cells.lines().count(), 1 + 2 * 3 * 2);
+    let long = std::fs::read_to_string(out.path().join("per_corruption.csv")).unwrap();
+    // regular: primary with 19 corruptions + segm with 15, swin: 2 corruptions; each table
+    // adds a clean row.
+    assert_eq!(
+        long.lines().count(),
+        1 + (1 + 19 * 5) + (1 + 15 * 5) + (1 + 2 * 5)
+    );
+
+    let png = image::open(out.path().join("figure1.png")).unwrap();
+    assert_eq!(png.width(), 960);
+    let html = std::fs::read_to_string(out.path().join("index.html")).unwrap();
+    assert!(html.contains("<svg"), "the figure is inlined");
+}

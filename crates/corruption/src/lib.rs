@@ -33,6 +33,7 @@
 mod array;
 mod corruption;
 mod error;
+mod fog;
 pub mod rng;
 
 pub use corruption::{Category, Corruption, Flavor, Severity};
@@ -78,6 +79,7 @@ impl Corruptor {
         let _ = (severity, &rng);
         match corruption {
             // Arms are added as each corruption lands; the fallback goes with the last one.
+            Corruption::Fog => Ok(fog::fog(image, severity, flavor, rng)),
             _ => Err(CorruptionError::Unavailable { corruption, flavor }),
         }
     }

@@ -7,6 +7,15 @@
 //! This crate knows no model, dataset or file format.
 #![deny(missing_docs)]
 
+pub mod boxes;
+pub mod clip;
 pub mod conv;
+pub mod error;
 pub mod gradcheck;
+pub mod loss;
+pub mod nms;
 pub mod ops;
+pub mod optim;
+mod real;
+pub mod roi_align;
+pub mod schedule;

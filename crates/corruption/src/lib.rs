@@ -33,6 +33,7 @@
 mod array;
 mod corruption;
 mod error;
+mod filters;
 mod fog;
 pub mod rng;
 

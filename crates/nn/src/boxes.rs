@@ -63,7 +63,7 @@ pub fn box_iou(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// the clipping inside mmdet's decoder). `boxes` is `[K, 4·m]`.
 pub fn clip_boxes_to_image(boxes: &Tensor, (height, width): (usize, usize)) -> Result<Tensor> {
     let dims = boxes.dims();
-    if dims.len() != 2 || dims[1] % 4 != 0 {
+    if dims.len() != 2 || !dims[1].is_multiple_of(4) {
         return Err(shape_error(
             "clip_boxes_to_image",
             "boxes",
@@ -160,7 +160,7 @@ impl DeltaXywhCoder {
     ) -> Result<Tensor> {
         let k = check_boxes("DeltaXywhCoder::decode", "rois", rois)?;
         let dims = deltas.dims();
-        if dims.len() != 2 || dims[0] != k || dims[1] % 4 != 0 || dims[1] == 0 {
+        if dims.len() != 2 || dims[0] != k || !dims[1].is_multiple_of(4) || dims[1] == 0 {
             return Err(shape_error(
                 "DeltaXywhCoder::decode",
                 "deltas",

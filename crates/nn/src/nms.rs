@@ -178,7 +178,10 @@ fn host_boxes<T: Real>(boxes: &Tensor) -> Result<Vec<[T; 4]>> {
         .to_dtype(T::DTYPE)?
         .flatten_all()?
         .to_vec1()?;
-    Ok(flat.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect())
+    Ok(flat
+        .chunks_exact(4)
+        .map(|c| [c[0], c[1], c[2], c[3]])
+        .collect())
 }
 
 /// `torchvision.ops.nms`: indices (`u32`, on the input's device) of the boxes `[K, 4]` kept at

@@ -287,8 +287,7 @@ impl<T: Real> RoiGeometry<T> {
                 (roi_w / T::from_f64(ow as f64)).ceil().trunc_i64(),
             )
         };
-        if !(start_w.is_finite() && start_h.is_finite() && roi_w.is_finite() && roi_h.is_finite())
-        {
+        if !(start_w.is_finite() && start_h.is_finite() && roi_w.is_finite() && roi_h.is_finite()) {
             return Err(invalid(
                 OP,
                 format!(
@@ -566,8 +565,18 @@ fn gather_path<T: Real>(features: &Tensor, rois: &Tensor, cfg: &RoiAlignConfig) 
     if geoms.is_empty() {
         return Tensor::zeros((0, c, oh, ow), features.dtype(), device);
     }
-    let max_rows = geoms.iter().map(|g| g.rows.cells.len()).max().unwrap_or(0).max(1);
-    let max_cols = geoms.iter().map(|g| g.cols.cells.len()).max().unwrap_or(0).max(1);
+    let max_rows = geoms
+        .iter()
+        .map(|g| g.rows.cells.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let max_cols = geoms
+        .iter()
+        .map(|g| g.cols.cells.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let chunk = (GATHER_CHUNK_ELEMENTS / (max_rows * max_cols * c.max(1))).max(1);
     // Rows of this matrix are feature cells (b, y, x); columns are channels.
     let cells = features.permute((0, 2, 3, 1))?.reshape((n * h * w, c))?;

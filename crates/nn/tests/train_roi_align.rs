@@ -102,7 +102,10 @@ fn roi_align_gradcheck() {
                 &GradCheck::default(),
             )
             .unwrap();
-            assert!(report.passed(), "aligned {aligned} sampling {sampling}: {report}");
+            assert!(
+                report.passed(),
+                "aligned {aligned} sampling {sampling}: {report}"
+            );
             assert!(report.inputs[0].has_gradient);
         }
     }
@@ -153,11 +156,19 @@ fn multi_scale_roi_align_matches_torchvision_and_mmdet() {
         } else {
             "mmdet.levels"
         };
-        let want: Vec<i64> = get(&fx, want_key).to_dtype(DType::I64).unwrap().to_vec1().unwrap();
+        let want: Vec<i64> = get(&fx, want_key)
+            .to_dtype(DType::I64)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let got: Vec<i64> = levels.iter().map(|&l| l as i64).collect();
         assert_eq!(got, want, "{flavour} levels");
         let distinct: std::collections::BTreeSet<_> = levels.iter().collect();
-        assert_eq!(distinct.len(), 4, "{flavour}: the fixture should use every level");
+        assert_eq!(
+            distinct.len(),
+            4,
+            "{flavour}: the fixture should use every level"
+        );
 
         let vars: Vec<Var> = names
             .iter()
@@ -195,13 +206,26 @@ fn roi_align_with_no_rois_gives_an_empty_batch() {
     let features = Tensor::zeros((1, 3, 4, 4), DType::F32, &Device::Cpu).unwrap();
     let rois = Tensor::zeros((0, 5), DType::F32, &Device::Cpu).unwrap();
     let cfg = RoiAlignConfig::new(2, 2);
-    assert_eq!(roi_align(&features, &rois, &cfg).unwrap().dims(), &[0, 3, 2, 2]);
     assert_eq!(
-        roi_align_with_candle_ops(&features, &rois, &cfg).unwrap().dims(),
+        roi_align(&features, &rois, &cfg).unwrap().dims(),
+        &[0, 3, 2, 2]
+    );
+    assert_eq!(
+        roi_align_with_candle_ops(&features, &rois, &cfg)
+            .unwrap()
+            .dims(),
         &[0, 3, 2, 2]
     );
     let pooled = MultiScaleRoiAlign::mmdet_box()
-        .forward(&[features.clone(), features.clone(), features.clone(), features], &rois)
+        .forward(
+            &[
+                features.clone(),
+                features.clone(),
+                features.clone(),
+                features,
+            ],
+            &rois,
+        )
         .unwrap();
     assert_eq!(pooled.dims(), &[0, 3, 7, 7]);
 }
@@ -217,7 +241,10 @@ fn roi_align_errors_name_the_shapes() {
     let flat = Tensor::zeros((3, 4, 4), DType::F32, &dev).unwrap();
     let rois = Tensor::new(&[[0f32, 0., 0., 1., 1.]], &dev).unwrap();
     let err = roi_align(&flat, &rois, &cfg).unwrap_err().to_string();
-    assert!(err.contains("features") && err.contains("[3, 4, 4]"), "{err}");
+    assert!(
+        err.contains("features") && err.contains("[3, 4, 4]"),
+        "{err}"
+    );
     let wrong_batch = Tensor::new(&[[1f32, 0., 0., 1., 1.]], &dev).unwrap();
     for pool in [roi_align as RoiFn, roi_align_with_candle_ops as RoiFn] {
         let err = pool(&features, &wrong_batch, &cfg).unwrap_err().to_string();

@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::{
-    Optimizer, ParamGroup, check_no_unknown_keys, take_buffer, validate_groups,
-};
+use super::{Optimizer, ParamGroup, check_no_unknown_keys, take_buffer, validate_groups};
 use crate::error::{NnError, invalid};
 
 /// Hyper-parameters of [`AdamW`], PyTorch's names and defaults.

@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
 
-use super::{
-    Optimizer, ParamGroup, check_no_unknown_keys, take_buffer, validate_groups,
-};
+use super::{Optimizer, ParamGroup, check_no_unknown_keys, take_buffer, validate_groups};
 use crate::error::invalid;
 
 /// Hyper-parameters of [`Sgd`], PyTorch's names and defaults (apart from `lr`, which PyTorch

@@ -26,8 +26,20 @@ pub fn get<'a>(fixture: &'a HashMap<String, Tensor>, key: &str) -> &'a Tensor {
 /// expected NaN), naming the worst element.
 pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f64, atol: f64) {
     assert_eq!(got.dims(), want.dims(), "{what}: shapes differ");
-    let g: Vec<f64> = got.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-    let w: Vec<f64> = want.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let g: Vec<f64> = got
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let w: Vec<f64> = want
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let mut worst: Option<(usize, f64)> = None;
     for (i, (&a, &b)) in g.iter().zip(&w).enumerate() {
         if a.is_nan() || b.is_nan() {
@@ -40,6 +52,9 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f64, atol: f6
         }
     }
     if let Some((i, _)) = worst {
-        panic!("{what}: element {i} got {} want {} (rtol {rtol}, atol {atol})", g[i], w[i]);
+        panic!(
+            "{what}: element {i} got {} want {} (rtol {rtol}, atol {atol})",
+            g[i], w[i]
+        );
     }
 }

@@ -37,12 +37,16 @@
 //!     {"image_id": 1, "category_id": 7, "bbox": [50, 50, 10, 10], "score": 0.8}
 //! ]"#, "dt.json", &gt)?;
 //! let report = CocoEval::new(&gt, &dt, Params::new(IouType::Bbox)).run()?;
-//! // The one object is found by the best detection: AP = 1; it is small, so APs = 1 and
-//! // there are no medium or large objects (-1).
-//! assert_eq!(report.summary.stats[0], 1.0);
-//! assert_eq!(report.summary.stats[3], 1.0);
+//! // The one object is found by the best detection: AP is 1 (exactly 1 / (1 + eps), as
+//! // pycocotools computes precision); it is small, so APs too, and with no medium objects
+//! // APm is -1.
+//! assert_eq!(report.summary.stats[0], 1.0 / (1.0 + f64::EPSILON));
+//! assert_eq!(report.summary.stats[3], report.summary.stats[0]);
 //! assert_eq!(report.summary.stats[4], -1.0);
-//! assert!(report.summary.lines()[0].starts_with(" Average Precision  (AP) @[ IoU=0.50:0.95 |"));
+//! assert_eq!(
+//!     report.summary.lines()[0],
+//!     " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000"
+//! );
 //! # Ok::<(), rtb_coco_eval::Error>(())
 //! ```
 #![deny(missing_docs)]

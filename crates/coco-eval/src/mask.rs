@@ -444,52 +444,97 @@ pub(crate) fn decode_compressed_into(bytes: &[u8], out: &mut Vec<u32>) -> Result
     Ok(())
 }
 
+/// Records the y-boundary crossings of consecutive upsampled boundary points (the second
+/// stage of `rleFrPoly`), fed one point at a time.
+struct Tracer {
+    previous: Option<(i32, i32)>,
+    boundary: Vec<u32>,
+    x_limit: f64,
+    h_f: f64,
+    h_int: i32,
+}
+
+const POLY_SCALE: f64 = 5.0;
+
+impl Tracer {
+    #[inline]
+    fn visit(&mut self, (u, v): (i32, i32)) {
+        if let Some((pu, pv)) = self.previous
+            && u != pu
+        {
+            let xd = f64::from(if u < pu { u } else { u.wrapping_sub(1) });
+            let xd = (xd + 0.5) / POLY_SCALE - 0.5;
+            if xd.floor() == xd && xd >= 0.0 && xd <= self.x_limit {
+                let yd = f64::from(if v < pv { v } else { pv });
+                let mut yd = (yd + 0.5) / POLY_SCALE - 0.5;
+                if yd < 0.0 {
+                    yd = 0.0;
+                } else if yd > self.h_f {
+                    yd = self.h_f;
+                }
+                let yd = yd.ceil();
+                let x = c_int(xd);
+                let y = c_int(yd);
+                self.boundary
+                    .push(x.wrapping_mul(self.h_int).wrapping_add(y) as u32);
+            }
+        }
+        self.previous = Some((u, v));
+    }
+}
+
+/// Smallest `d` in `lo..=hi` where the monotone predicate holds.
+fn first_true(lo: i64, hi: i64, predicate: impl Fn(i64) -> bool) -> Option<i64> {
+    if lo > hi || !predicate(hi) {
+        return None;
+    }
+    let (mut lo, mut hi) = (lo, hi);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if predicate(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(lo)
+}
+
 /// `rleFrPoly` on raw coordinates; returns the counts.
+///
+/// maskApi.c lists every point of the 5× upsampled outline and then scans consecutive pairs
+/// for column changes. Only pairs whose upsampled column lies in `0..=5·width` can be
+/// recorded, and along steep edges only the points where the column changes matter, so this
+/// version visits exactly those pairs (found by binary search on the monotone column) and gives
+/// the same counts in time proportional to the image instead of the coordinates.
 fn polygon_counts(xy: &[f64], height: u32, width: u32) -> Vec<u32> {
-    const SCALE: f64 = 5.0;
+    if width == 0 {
+        // No pixels; maskApi.c's unsigned `w - 1` would wrap and emit counts past the end.
+        return vec![0];
+    }
     let k = xy.len() / 2;
     let h = u64::from(height);
     let w = u64::from(width);
     let mut xs_up: Vec<i32> = Vec::with_capacity(k + 1);
     let mut ys_up: Vec<i32> = Vec::with_capacity(k + 1);
     for j in 0..k {
-        xs_up.push(c_int(SCALE * xy[2 * j] + 0.5));
-        ys_up.push(c_int(SCALE * xy[2 * j + 1] + 0.5));
+        xs_up.push(c_int(POLY_SCALE * xy[2 * j] + 0.5));
+        ys_up.push(c_int(POLY_SCALE * xy[2 * j + 1] + 0.5));
     }
     if k > 0 {
         xs_up.push(xs_up[0]);
         ys_up.push(ys_up[0]);
     }
-    // `w - 1` is computed on an unsigned long in C (so it wraps for w = 0).
-    let x_limit = w.wrapping_sub(1) as f64;
-    let h_f = h as f64;
-    let h_int = height as i32;
-    let mut boundary: Vec<u32> = Vec::new();
-    // The C code first lists every upsampled boundary point and then scans consecutive pairs;
-    // streaming the points through `visit` gives the same pairs without the list.
-    let mut previous: Option<(i32, i32)> = None;
-    let mut visit = |u: i32, v: i32| {
-        if let Some((pu, pv)) = previous
-            && u != pu
-        {
-            let xd = f64::from(if u < pu { u } else { u.wrapping_sub(1) });
-            let xd = (xd + 0.5) / SCALE - 0.5;
-            if xd.floor() == xd && xd >= 0.0 && xd <= x_limit {
-                let yd = f64::from(if v < pv { v } else { pv });
-                let mut yd = (yd + 0.5) / SCALE - 0.5;
-                if yd < 0.0 {
-                    yd = 0.0;
-                } else if yd > h_f {
-                    yd = h_f;
-                }
-                let yd = yd.ceil();
-                let x = c_int(xd);
-                let y = c_int(yd);
-                boundary.push(x.wrapping_mul(h_int).wrapping_add(y) as u32);
-            }
-        }
-        previous = Some((u, v));
+    let mut tracer = Tracer {
+        previous: None,
+        boundary: Vec::new(),
+        x_limit: (w - 1) as f64,
+        h_f: h as f64,
+        h_int: height as i32,
     };
+    // Columns that can be recorded: u in [2, 5w - 2]; keep a margin.
+    let (u_lo, u_hi) = (0i64, 5 * w as i64);
+    let in_range = |u: i32| (u_lo..=u_hi).contains(&i64::from(u));
     for j in 0..k {
         let (mut xs, mut xe) = (i64::from(xs_up[j]), i64::from(xs_up[j + 1]));
         let (mut ys, mut ye) = (i64::from(ys_up[j]), i64::from(ys_up[j + 1]));
@@ -501,21 +546,74 @@ fn polygon_counts(xy: &[f64], height: u32, width: u32) -> Vec<u32> {
             std::mem::swap(&mut ys, &mut ye);
         }
         if dx >= dy {
+            // One column per point: visit the points whose column is in range.
             let slope = (ye - ys) as f64 / dx as f64;
-            for d in 0..=dx {
+            let point = |d: i64| {
                 let t = if flip { dx - d } else { d };
-                let v = c_int(ys as f64 + slope * t as f64 + 0.5);
-                visit((t + xs) as i32, v);
+                ((t + xs) as i32, c_int(ys as f64 + slope * t as f64 + 0.5))
+            };
+            let t_lo = (u_lo - xs).max(0);
+            let t_hi = (u_hi - xs).min(dx);
+            if t_lo > t_hi {
+                tracer.previous = Some(point(dx));
+                continue;
+            }
+            let (d_lo, d_hi) = if flip {
+                (dx - t_hi, dx - t_lo)
+            } else {
+                (t_lo, t_hi)
+            };
+            if d_lo > 0 {
+                tracer.previous = Some(point(d_lo - 1));
+            }
+            for d in d_lo..=d_hi {
+                tracer.visit(point(d));
+            }
+            if d_hi < dx {
+                tracer.previous = Some(point(dx));
             }
         } else {
+            // One row per point; the column changes at most dx times.
             let slope = (xe - xs) as f64 / dy as f64;
-            for d in 0..=dy {
+            let point = |d: i64| {
                 let t = if flip { dy - d } else { d };
-                let u = c_int(xs as f64 + slope * t as f64 + 0.5);
-                visit(u, (t + ys) as i32);
+                (c_int(xs as f64 + slope * t as f64 + 0.5), (t + ys) as i32)
+            };
+            let column = |d: i64| point(d).0;
+            let increasing = column(dy) >= column(0);
+            let mut d = 0i64;
+            let first = point(0);
+            tracer.visit(first);
+            let mut current = first.0;
+            while d < dy {
+                let next = if in_range(current) {
+                    if increasing {
+                        first_true(d + 1, dy, |x| column(x) > current)
+                    } else {
+                        first_true(d + 1, dy, |x| column(x) < current)
+                    }
+                } else if increasing && i64::from(current) < u_lo {
+                    first_true(d + 1, dy, |x| i64::from(column(x)) >= u_lo)
+                } else if !increasing && i64::from(current) > u_hi {
+                    first_true(d + 1, dy, |x| i64::from(column(x)) <= u_hi)
+                } else {
+                    None
+                };
+                let Some(next) = next else {
+                    tracer.previous = Some(point(dy));
+                    break;
+                };
+                if next - 1 > d {
+                    tracer.previous = Some(point(next - 1));
+                }
+                let p = point(next);
+                tracer.visit(p);
+                current = p.0;
+                d = next;
             }
         }
     }
+    let mut boundary = tracer.boundary;
     boundary.push((h * w) as u32);
     boundary.sort_unstable();
     let mut previous_value = 0u32;
@@ -703,6 +801,137 @@ pub fn bbox_ious(dts: &[[f64; 4]], gts: &[[f64; 4]], gt_is_crowd: &[bool]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// maskApi.c's `rleFrPoly`, line by line (every upsampled point stored), to check the
+    /// clipped version against on polygons far outside the image.
+    fn naive_polygon_counts(xy: &[f64], height: u32, width: u32) -> Vec<u32> {
+        let k = xy.len() / 2;
+        let (h, w) = (u64::from(height), u64::from(width));
+        let mut x: Vec<i64> = (0..k)
+            .map(|j| i64::from(c_int(5.0 * xy[2 * j] + 0.5)))
+            .collect();
+        let mut y: Vec<i64> = (0..k)
+            .map(|j| i64::from(c_int(5.0 * xy[2 * j + 1] + 0.5)))
+            .collect();
+        x.push(x[0]);
+        y.push(y[0]);
+        let (mut u, mut v) = (Vec::new(), Vec::new());
+        for j in 0..k {
+            let (mut xs, mut xe, mut ys, mut ye) = (x[j], x[j + 1], y[j], y[j + 1]);
+            let dx = (xe - xs).abs();
+            let dy = (ys - ye).abs();
+            let flip = (dx >= dy && xs > xe) || (dx < dy && ys > ye);
+            if flip {
+                std::mem::swap(&mut xs, &mut xe);
+                std::mem::swap(&mut ys, &mut ye);
+            }
+            let s = if dx >= dy {
+                (ye - ys) as f64 / dx as f64
+            } else {
+                (xe - xs) as f64 / dy as f64
+            };
+            if dx >= dy {
+                for d in 0..=dx {
+                    let t = if flip { dx - d } else { d };
+                    u.push((t + xs) as i32);
+                    v.push(c_int(ys as f64 + s * t as f64 + 0.5));
+                }
+            } else {
+                for d in 0..=dy {
+                    let t = if flip { dy - d } else { d };
+                    v.push((t + ys) as i32);
+                    u.push(c_int(xs as f64 + s * t as f64 + 0.5));
+                }
+            }
+        }
+        let mut a = Vec::new();
+        for j in 1..u.len() {
+            if u[j] != u[j - 1] {
+                let xd = f64::from(if u[j] < u[j - 1] { u[j] } else { u[j] - 1 });
+                let xd = (xd + 0.5) / 5.0 - 0.5;
+                if xd.floor() != xd || xd < 0.0 || xd > (w - 1) as f64 {
+                    continue;
+                }
+                let yd = f64::from(if v[j] < v[j - 1] { v[j] } else { v[j - 1] });
+                let mut yd = (yd + 0.5) / 5.0 - 0.5;
+                if yd < 0.0 {
+                    yd = 0.0;
+                } else if yd > h as f64 {
+                    yd = h as f64;
+                }
+                let yd = yd.ceil();
+                a.push((xd as i32 * height as i32 + yd as i32) as u32);
+            }
+        }
+        a.push((h * w) as u32);
+        a.sort_unstable();
+        let mut p = 0;
+        for value in a.iter_mut() {
+            let t = *value;
+            *value -= p;
+            p = t;
+        }
+        let mut b = vec![a[0]];
+        let mut j = 1;
+        while j < a.len() {
+            if a[j] > 0 {
+                b.push(a[j]);
+                j += 1;
+            } else {
+                j += 1;
+                if j < a.len() {
+                    *b.last_mut().unwrap() += a[j];
+                    j += 1;
+                }
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn clipped_polygon_tracing_equals_the_line_by_line_port() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for case in 0..3000 {
+            let height = 1 + (next() * 40.0) as u32;
+            let width = 1 + (next() * 40.0) as u32;
+            let points = 3 + (next() * 8.0) as usize;
+            // Mostly around the image, sometimes far outside it, sometimes on the grid.
+            let spread = [5.0, 60.0, 400.0][case % 3];
+            let mut xy = Vec::new();
+            for _ in 0..points {
+                for size in [width, height] {
+                    let mut value = (next() - 0.3) * spread + f64::from(size) * next();
+                    if next() < 0.3 {
+                        value = (value * 2.0).round() / 2.0;
+                    }
+                    xy.push(value);
+                }
+            }
+            assert_eq!(
+                polygon_counts(&xy, height, width),
+                naive_polygon_counts(&xy, height, width),
+                "polygon {xy:?} on {height}x{width}"
+            );
+        }
+    }
+
+    #[test]
+    fn huge_polygons_rasterise_quickly() {
+        // A box 400 million pixels wide: maskApi.c would walk 2e9 points per edge.
+        let rle = Rle::from_bbox([-2e8, -2e8, 4e8, 4e8], 30, 20);
+        assert_eq!(rle.area(), 600);
+        // Beyond the int range the upsampled coordinates saturate to INT_MIN on x86-64, as in
+        // maskApi.c's cast: the polygon collapses to a point and the mask is empty.
+        let rle = Rle::from_bbox([-1e9, -1e9, 2e9, 2e9], 30, 20);
+        assert_eq!(rle.area(), 0);
+    }
 
     #[test]
     fn encode_decode_round_trip() {

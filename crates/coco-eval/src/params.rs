@@ -214,3 +214,32 @@ mod tests {
         assert_eq!(numpy_sum(&values), 499_500.0);
     }
 }
+
+#[cfg(test)]
+mod numpy_tests {
+    use super::numpy_sum;
+
+    /// `np.mean` on arrays of every size class of numpy's pairwise summation
+    /// (`tests/golden/numpy_mean.json`, written by make_golden.py).
+    #[test]
+    fn mean_matches_numpy_bit_for_bit() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/numpy_mean.json");
+        let cases: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        for case in cases.as_array().unwrap() {
+            let values: Vec<f64> = case["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let mean = numpy_sum(&values) / values.len() as f64;
+            assert_eq!(
+                mean.to_bits(),
+                case["mean"].as_f64().unwrap().to_bits(),
+                "n = {}",
+                values.len()
+            );
+        }
+    }
+}

@@ -31,7 +31,9 @@
 #![deny(missing_docs)]
 
 mod array;
+mod blur;
 mod corruption;
+mod elastic;
 mod error;
 mod filters;
 mod fog;
@@ -81,6 +83,14 @@ impl Corruptor {
         match corruption {
             // Arms are added as each corruption lands; the fallback goes with the last one.
             Corruption::Fog => Ok(fog::fog(image, severity, flavor, rng)),
+            Corruption::DefocusBlur => Ok(blur::defocus_blur(image, severity, flavor)),
+            Corruption::GlassBlur => Ok(blur::glass_blur(image, severity, flavor, rng)),
+            Corruption::MotionBlur => Ok(blur::motion_blur(image, severity, flavor, rng)),
+            Corruption::ZoomBlur => Ok(blur::zoom_blur(image, severity, flavor)),
+            Corruption::GaussianBlur => Ok(blur::gaussian_blur(image, severity, flavor)),
+            Corruption::ElasticTransform => {
+                Ok(elastic::elastic_transform(image, severity, flavor, rng))
+            }
             _ => Err(CorruptionError::Unavailable { corruption, flavor }),
         }
     }

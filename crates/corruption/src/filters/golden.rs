@@ -222,3 +222,85 @@ fn motion_blur_equals_both_references() {
         }
     }
 }
+
+#[test]
+fn disk_kernels_equal_opencv() {
+    for case in golden()["disk"].as_array().unwrap() {
+        let radius = case["radius"].as_f64().unwrap();
+        let alias = case["alias_blur"].as_f64().unwrap();
+        let (size, kernel) = super::opencv::disk_kernel(radius, alias);
+        assert_eq!(
+            size as u64,
+            case["size"].as_u64().unwrap(),
+            "disk({radius}, {alias})"
+        );
+        let ours: Vec<f64> = kernel.iter().map(|&v| v as f64).collect();
+        assert_same(
+            &format!("disk({radius}, {alias})"),
+            &ours,
+            &f64s(&case["kernel"]),
+        );
+    }
+}
+
+#[test]
+fn gaussian_kernels_equal_opencv() {
+    for case in golden()["gaussian_kernel"].as_array().unwrap() {
+        let ksize = case["ksize"].as_u64().unwrap() as usize;
+        let sigma = case["sigma"].as_f64().unwrap();
+        let ours: Vec<f64> = super::opencv::gaussian_kernel_f32(ksize, sigma)
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        assert_same(
+            &format!("getGaussianKernel({ksize}, {sigma})"),
+            &ours,
+            &f64s(&case["kernel"]),
+        );
+    }
+}
+
+#[test]
+fn filter2d_equals_opencv() {
+    for case in golden()["filter2d"].as_array().unwrap() {
+        let [h, w, _] = shape(&case["shape"]);
+        let ksize = case["ksize"].as_u64().unwrap() as usize;
+        let input = f64s(&case["input"]);
+        let kernel = f64s(&case["kernel"]);
+        let expected = f64s(&case["output"]);
+        if case["dtype"] == "uint8" {
+            let plane: Vec<u8> = input.iter().map(|&v| v as u8).collect();
+            let k: Vec<i32> = kernel.iter().map(|&v| v as i32).collect();
+            let out = super::opencv::filter2d_u8_integer_kernel(&plane, h, w, &k, ksize);
+            let ours: Vec<f64> = out.iter().map(|&v| v as f64).collect();
+            assert_same("filter2D CV_8U", &ours, &expected);
+        } else {
+            let out = super::opencv::filter2d_f64_small(&input, h, w, &kernel, ksize);
+            assert_same("filter2D CV_64F", &out, &expected);
+        }
+    }
+}
+
+#[test]
+fn affine_transform_and_warp_equal_opencv() {
+    for case in golden()["affine"].as_array().unwrap() {
+        let pts = |v: &Value| -> [[f32; 2]; 3] {
+            let p = f64s(v);
+            [
+                [p[0] as f32, p[1] as f32],
+                [p[2] as f32, p[3] as f32],
+                [p[4] as f32, p[5] as f32],
+            ]
+        };
+        let m = super::opencv::get_affine_transform(pts(&case["pts1"]), pts(&case["pts2"]))
+            .expect("non-degenerate points");
+        assert_same("getAffineTransform", &m, &f64s(&case["matrix"]));
+        let input = array(
+            shape(&case["shape"]),
+            f64s(&case["input"]).iter().map(|&v| v as f32).collect(),
+        );
+        let out = super::opencv::warp_affine_linear_f32(&input, m);
+        let ours: Vec<f64> = out.data.iter().map(|&v| v as f64).collect();
+        assert_same("warpAffine", &ours, &f64s(&case["output"]));
+    }
+}

@@ -6,6 +6,9 @@
 //! - [`ndimage`]: `scipy.ndimage` 1.13 `correlate1d`, `gaussian_filter` (as scikit-image 0.20's
 //!   `gaussian` calls it), `zoom` and `map_coordinates` at order 1, and the two references'
 //!   `clipped_zoom`.
+//! - [`opencv`]: OpenCV 4.10's `getGaussianKernel`, `GaussianBlur` on small float32 images
+//!   (the defocus disk), `filter2D` (`BORDER_REFLECT_101`), `getAffineTransform` and
+//!   `warpAffine` (bilinear, fixed-point coordinates).
 //! - [`motion`]: imagecorruptions' numpy motion blur and ImageMagick 6's `MotionBlurImage`.
 //!
 //! Arrays are [`Array3`](crate::array::Array3) in H×W×C order; a 2-D plane is an array with
@@ -15,6 +18,7 @@
 pub(crate) mod motion;
 pub(crate) mod ndimage;
 pub(crate) mod npmath;
+pub(crate) mod opencv;
 
 /// A float element type of the arrays the references filter (`float32` or `float64`).
 pub(crate) trait Real: Copy + PartialOrd + Send + Sync + std::fmt::Debug + 'static {

@@ -25,7 +25,8 @@ pub(crate) enum Mode {
     Mirror,
     /// `a a a | a b c d | d d d`.
     Nearest,
-    /// `a b c d | a b c d | a b c d`.
+    /// `a b c d | a b c d | a b c d` (no corruption uses it; ported and tested with the rest).
+    #[allow(dead_code)]
     Wrap,
     /// `k k k | a b c d | k k k` with the given `cval`.
     Constant(f64),
@@ -78,7 +79,7 @@ enum Symmetry {
 
 fn symmetry_of(weights: &[f64]) -> Symmetry {
     let size = weights.len();
-    if size % 2 == 0 {
+    if size.is_multiple_of(2) {
         return Symmetry::General;
     }
     let center = size / 2;
@@ -258,7 +259,8 @@ pub(crate) fn gaussian_filter<T: Real>(
 ) -> Array3<T> {
     let mut current: Option<Array3<T>> = None;
     for (axis, s) in [(Axis::Rows, sigma[0]), (Axis::Cols, sigma[1])] {
-        if !(s > 1e-15) {
+        // scipy skips axes with σ ≤ 1e-15 (NaN is skipped too).
+        if s.is_nan() || s <= 1e-15 {
             continue;
         }
         let weights: Vec<f64> = {

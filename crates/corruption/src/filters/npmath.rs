@@ -52,7 +52,7 @@ pub(crate) fn exp(x: f64) -> f64 {
     const RARE_THRESHOLD: u64 = 0x4086_1da0_4cba_fe44;
 
     let f = f64::from_bits;
-    if !(x.abs() < f(RARE_THRESHOLD)) {
+    if x.is_nan() || x.abs() >= f(RARE_THRESHOLD) {
         return x.exp();
     }
     let shifter = f(SHIFTER);
@@ -131,7 +131,7 @@ pub(crate) fn pairwise_sum(values: &[f64]) -> f64 {
 /// `start + i·delta` with `delta = (start + step) − start` (numpy fills from the first two).
 pub(crate) fn arange(start: f64, stop: f64, step: f64) -> Vec<f64> {
     let length = ((stop - start) / step).ceil();
-    if !(length > 0.0) {
+    if length.is_nan() || length <= 0.0 {
         return Vec::new();
     }
     let length = length as usize;

@@ -1,0 +1,582 @@
+//! Weight files: reading (safetensors, PyTorch `.pth` in the zip and the legacy format),
+//! recognising key layouts, converting them to the canonical layout (timm ≥ 0.9 names), and
+//! checking a state dict against a model (every missing and unexpected key, every shape
+//! mismatch).
+//!
+//! Known layouts ([`KeyLayout`]):
+//! - ResNet: torchvision and timm share names (`conv1`, `layer1.0.conv1`, `fc`).
+//! - Swin, timm ≥ 0.9: canonical.
+//! - Swin, original Microsoft release and timm < 0.9: patch merging at the end of stage `i`
+//!   (`layers.i.downsample` → `layers.(i+1).downsample`), `head.` → `head.fc.`.
+//! - Swin, transformers: `swin.embeddings…`, split `query`/`key`/`value` (concatenated into
+//!   `qkv`), `layernorm_before/after`, `intermediate.dense`/`output.dense`, patch merging at
+//!   the end of the stage, `swin.layernorm`, `classifier` (the hub files' names), and
+//!   transformers 5's module names (`q_proj`/`k_proj`/`v_proj`, `o_proj`,
+//!   `relative_position_bias.relative_position_bias_table`, `mlp.fc1/fc2`); `SwinBackbone`'s
+//!   `hidden_states_norms.stageK` become the dense-task norms `norm{K−1}`.
+//!
+//! Buffers that models recompute (`num_batches_tracked`, `relative_position_index`,
+//! `attn_mask`) are dropped; a DataParallel `module.` prefix is stripped.
+
+pub mod pth;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
+
+use crate::error::{KeyReport, ModelError, Result, ShapeMismatch, format_error};
+
+pub use pth::{Nesting, PthFormat};
+
+/// The container a weights file uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// safetensors.
+    Safetensors,
+    /// PyTorch zip archive.
+    PthZip,
+    /// PyTorch legacy (pre-1.6) stream.
+    PthLegacy,
+}
+
+impl std::fmt::Display for FileFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileFormat::Safetensors => "safetensors",
+            FileFormat::PthZip => "PyTorch zip (torch.save ≥ 1.6)",
+            FileFormat::PthLegacy => "PyTorch legacy (pre-1.6, non-zip)",
+        })
+    }
+}
+
+/// The tensors of a weights file as stored, before any renaming.
+#[derive(Debug)]
+pub struct WeightsFile {
+    /// Container format.
+    pub format: FileFormat,
+    /// Where the state dict sat (`.pth` only; safetensors are flat).
+    pub nesting: Nesting,
+    /// Named tensors in file order (safetensors: sorted by key), on the CPU.
+    pub tensors: Vec<(String, Tensor)>,
+    /// Entries skipped because candle has no dtype for them: `(key, PyTorch dtype)`.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Reads a weights file; the format is recognised from its contents (safetensors by its
+/// header, PyTorch by its zip or pickle signature). For `.pth`, `key` selects the top-level
+/// entry holding the state dict (default: see [`pth::read_pth`]).
+pub fn read_weights(path: &Path, key: Option<&str>) -> Result<WeightsFile> {
+    let mut head = [0u8; 9];
+    {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let _ = file.read(&mut head).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    // safetensors: an 8-byte little-endian header length, then a JSON object.
+    if head[8] == b'{' {
+        let map = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| format_error(path, format!("safetensors: {e}")))?;
+        let mut tensors: Vec<(String, Tensor)> = map.into_iter().collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        return Ok(WeightsFile {
+            format: FileFormat::Safetensors,
+            nesting: Nesting::TopLevel,
+            tensors,
+            skipped: Vec::new(),
+        });
+    }
+    let contents = pth::read_pth(path, key)?;
+    Ok(WeightsFile {
+        format: match contents.format {
+            PthFormat::Zip => FileFormat::PthZip,
+            PthFormat::Legacy => FileFormat::PthLegacy,
+        },
+        nesting: contents.nesting,
+        tensors: contents.tensors,
+        skipped: contents.skipped,
+    })
+}
+
+/// A key layout this crate can convert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLayout {
+    /// ResNet with torchvision / timm names (canonical).
+    TorchvisionResNet,
+    /// Swin with timm ≥ 0.9 names (canonical).
+    TimmSwin,
+    /// Swin as released by Microsoft (and timm < 0.9).
+    MicrosoftSwin,
+    /// Swin with Hugging Face transformers names.
+    TransformersSwin,
+}
+
+impl KeyLayout {
+    /// The architecture family of the layout.
+    pub fn family(&self) -> Family {
+        match self {
+            KeyLayout::TorchvisionResNet => Family::ResNet,
+            _ => Family::Swin,
+        }
+    }
+}
+
+impl std::fmt::Display for KeyLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyLayout::TorchvisionResNet => "ResNet, torchvision/timm names",
+            KeyLayout::TimmSwin => "Swin, timm >= 0.9 names",
+            KeyLayout::MicrosoftSwin => "Swin, original Microsoft checkpoint (timm < 0.9) names",
+            KeyLayout::TransformersSwin => "Swin, Hugging Face transformers names",
+        })
+    }
+}
+
+/// Architecture families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// ResNets.
+    ResNet,
+    /// Swin Transformers.
+    Swin,
+}
+
+/// The common `module.` prefix of DataParallel checkpoints, if every key has it.
+fn strip_module_prefix(tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    const PREFIX: &str = "module.";
+    if !tensors.is_empty() && tensors.iter().all(|(k, _)| k.starts_with(PREFIX)) {
+        tensors
+            .into_iter()
+            .map(|(k, t)| (k[PREFIX.len()..].to_string(), t))
+            .collect()
+    } else {
+        tensors
+    }
+}
+
+/// Recognises the layout of a set of keys (after any `module.` prefix).
+pub fn detect_layout<'a>(keys: impl IntoIterator<Item = &'a str>) -> Option<KeyLayout> {
+    let keys: Vec<&str> = keys
+        .into_iter()
+        .map(|k| k.strip_prefix("module.").unwrap_or(k))
+        .collect();
+    let has = |needle: &str| keys.iter().any(|k| k.contains(needle));
+    let starts = |prefix: &str| keys.iter().any(|k| k.starts_with(prefix));
+    if has("embeddings.patch_embeddings.projection") {
+        return Some(KeyLayout::TransformersSwin);
+    }
+    if starts("patch_embed.proj.") && has("blocks.0.attn.qkv.") {
+        // Microsoft's release merges patches at the end of a stage: stage 0 owns one.
+        return Some(
+            if starts("layers.0.downsample.") || (starts("head.") && !starts("head.fc.")) {
+                KeyLayout::MicrosoftSwin
+            } else {
+                KeyLayout::TimmSwin
+            },
+        );
+    }
+    if starts("conv1.weight") && starts("layer1.0.conv1.weight") {
+        return Some(KeyLayout::TorchvisionResNet);
+    }
+    None
+}
+
+/// Buffers that models recompute rather than load.
+fn is_recomputed_buffer(key: &str) -> bool {
+    key.ends_with("num_batches_tracked")
+        || key.ends_with("relative_position_index")
+        || key.ends_with("attn_mask")
+}
+
+/// Renames one Microsoft-layout Swin key.
+fn microsoft_to_timm(key: &str) -> String {
+    if let Some(rest) = key.strip_prefix("layers.")
+        && let Some((stage, tail)) = rest.split_once('.')
+        && tail.starts_with("downsample.")
+        && let Ok(stage) = stage.parse::<usize>()
+    {
+        return format!("layers.{}.{tail}", stage + 1);
+    }
+    if let Some(tail) = key.strip_prefix("head.")
+        && !tail.starts_with("fc.")
+    {
+        return format!("head.fc.{tail}");
+    }
+    key.to_string()
+}
+
+/// Converts a transformers-layout Swin state dict (query/key/value are concatenated).
+fn transformers_to_timm(
+    path_hint: &str,
+    tensors: Vec<(String, Tensor)>,
+) -> Result<Vec<(String, Tensor)>> {
+    let mut out = Vec::with_capacity(tensors.len());
+    // (block prefix, param) → [q, k, v]
+    let mut qkv: BTreeMap<(String, String), [Option<Tensor>; 3]> = BTreeMap::new();
+    for (key, tensor) in tensors {
+        let k = key.strip_prefix("swin.").unwrap_or(&key);
+        let renamed = if let Some(tail) = k.strip_prefix("embeddings.patch_embeddings.projection.")
+        {
+            format!("patch_embed.proj.{tail}")
+        } else if let Some(tail) = k.strip_prefix("embeddings.norm.") {
+            format!("patch_embed.norm.{tail}")
+        } else if let Some(tail) = k.strip_prefix("layernorm.") {
+            format!("norm.{tail}")
+        } else if let Some(tail) = k.strip_prefix("classifier.") {
+            format!("head.fc.{tail}")
+        } else if let Some(tail) = k.strip_prefix("hidden_states_norms.stage") {
+            let (stage, param) = tail
+                .split_once('.')
+                .ok_or_else(|| ModelError::Unsupported {
+                    model: "weights",
+                    message: format!("{path_hint}: unrecognised key {key}"),
+                })?;
+            let stage: usize = stage.parse().map_err(|_| ModelError::Unsupported {
+                model: "weights",
+                message: format!("{path_hint}: unrecognised key {key}"),
+            })?;
+            format!("norm{}.{param}", stage.saturating_sub(1))
+        } else if let Some(rest) = k.strip_prefix("encoder.layers.") {
+            let (stage, tail) = rest
+                .split_once('.')
+                .ok_or_else(|| ModelError::Unsupported {
+                    model: "weights",
+                    message: format!("{path_hint}: unrecognised key {key}"),
+                })?;
+            let stage_index: usize = stage.parse().map_err(|_| ModelError::Unsupported {
+                model: "weights",
+                message: format!("{path_hint}: unrecognised key {key}"),
+            })?;
+            if let Some(tail) = tail.strip_prefix("downsample.") {
+                format!("layers.{}.downsample.{tail}", stage_index + 1)
+            } else if let Some(rest) = tail.strip_prefix("blocks.") {
+                let (block, tail) =
+                    rest.split_once('.')
+                        .ok_or_else(|| ModelError::Unsupported {
+                            model: "weights",
+                            message: format!("{path_hint}: unrecognised key {key}"),
+                        })?;
+                let prefix = format!("layers.{stage}.blocks.{block}");
+                let mapped = [
+                    ("layernorm_before.", "norm1."),
+                    ("layernorm_after.", "norm2."),
+                    (
+                        "attention.self.relative_position_bias_table",
+                        "attn.relative_position_bias_table",
+                    ),
+                    (
+                        "attention.self.relative_position_index",
+                        "attn.relative_position_index",
+                    ),
+                    ("attention.output.dense.", "attn.proj."),
+                    ("intermediate.dense.", "mlp.fc1."),
+                    ("output.dense.", "mlp.fc2."),
+                    // transformers ≥ 5 module names (what its save_pretrained may write).
+                    (
+                        "attention.relative_position_bias.relative_position_bias_table",
+                        "attn.relative_position_bias_table",
+                    ),
+                    ("attention.o_proj.", "attn.proj."),
+                    ("mlp.fc1.", "mlp.fc1."),
+                    ("mlp.fc2.", "mlp.fc2."),
+                ]
+                .iter()
+                .find_map(|(from, to)| {
+                    tail.strip_prefix(from).map(|t| format!("{prefix}.{to}{t}"))
+                });
+                if let Some(mapped) = mapped {
+                    mapped
+                } else if let Some(t) = tail
+                    .strip_prefix("attention.self.")
+                    .or_else(|| tail.strip_prefix("attention."))
+                {
+                    let (which, param) =
+                        t.split_once('.').ok_or_else(|| ModelError::Unsupported {
+                            model: "weights",
+                            message: format!("{path_hint}: unrecognised key {key}"),
+                        })?;
+                    let slot = match which {
+                        "query" | "q_proj" => 0,
+                        "key" | "k_proj" => 1,
+                        "value" | "v_proj" => 2,
+                        _ => {
+                            out.push((key.clone(), tensor));
+                            continue;
+                        }
+                    };
+                    qkv.entry((prefix, param.to_string())).or_default()[slot] = Some(tensor);
+                    continue;
+                } else {
+                    key.clone()
+                }
+            } else {
+                key.clone()
+            }
+        } else {
+            key.clone()
+        };
+        out.push((renamed, tensor));
+    }
+    for ((prefix, param), parts) in qkv {
+        match parts {
+            [Some(q), Some(k), Some(v)] => {
+                out.push((
+                    format!("{prefix}.attn.qkv.{param}"),
+                    Tensor::cat(&[q, k, v], 0)?,
+                ));
+            }
+            _ => {
+                return Err(ModelError::Unsupported {
+                    model: "weights",
+                    message: format!(
+                        "{path_hint}: {prefix} lacks one of attention.self.{{query,key,value}}.{param}"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A state dict in the canonical layout, with what was done to get it.
+#[derive(Debug)]
+pub struct Canonical {
+    /// The layout the input had.
+    pub layout: KeyLayout,
+    /// Canonical key → tensor.
+    pub tensors: BTreeMap<String, Tensor>,
+    /// Recomputed buffers that were dropped.
+    pub dropped: Vec<String>,
+}
+
+/// Converts tensors in any known layout to the canonical one. `source` names the origin in
+/// errors.
+pub fn canonicalize(source: &str, tensors: Vec<(String, Tensor)>) -> Result<Canonical> {
+    let tensors = strip_module_prefix(tensors);
+    let layout = detect_layout(tensors.iter().map(|(k, _)| k.as_str())).ok_or_else(|| {
+        ModelError::Unsupported {
+            model: "weights",
+            message: format!(
+                "{source}: unknown key layout (first keys: {:?}); known: torchvision/timm ResNet, \
+             timm >= 0.9 Swin, Microsoft Swin, transformers Swin",
+                tensors
+                    .iter()
+                    .take(5)
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+            ),
+        }
+    })?;
+    let renamed = match layout {
+        KeyLayout::TorchvisionResNet | KeyLayout::TimmSwin => tensors,
+        KeyLayout::MicrosoftSwin => tensors
+            .into_iter()
+            .map(|(k, t)| (microsoft_to_timm(&k), t))
+            .collect(),
+        KeyLayout::TransformersSwin => transformers_to_timm(source, tensors)?,
+    };
+    let mut out = BTreeMap::new();
+    let mut dropped = Vec::new();
+    for (key, tensor) in renamed {
+        if is_recomputed_buffer(&key) {
+            dropped.push(key);
+        } else {
+            out.insert(key, tensor);
+        }
+    }
+    Ok(Canonical {
+        layout,
+        tensors: out,
+        dropped,
+    })
+}
+
+/// A `VarBuilder` backend that records every requested key and shape and hands out zeros.
+struct ShapeRecorder {
+    seen: Mutex<Vec<(String, Vec<usize>)>>,
+}
+
+impl SimpleBackend for ShapeRecorder {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push((name.to_string(), shape.dims().to_vec()));
+        }
+        Tensor::zeros(shape, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("shape recorder: {name} requested without a shape")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}
+
+/// Every key (and shape) a model asks its `VarBuilder` for, in request order: `build` is
+/// run on a recording builder whose tensors are zeros (cheap: nothing is read or drawn).
+pub fn expected_keys<T>(
+    build: impl FnOnce(&VarBuilder<'_>) -> Result<T>,
+) -> Result<Vec<(String, Vec<usize>)>> {
+    let recorder = std::sync::Arc::new(ShapeRecorder {
+        seen: Mutex::new(Vec::new()),
+    });
+    struct Shared(std::sync::Arc<ShapeRecorder>);
+    impl SimpleBackend for Shared {
+        fn get(
+            &self,
+            s: Shape,
+            n: &str,
+            h: Init,
+            d: DType,
+            dev: &Device,
+        ) -> candle_core::Result<Tensor> {
+            self.0.get(s, n, h, d, dev)
+        }
+        fn get_unchecked(&self, n: &str, d: DType, dev: &Device) -> candle_core::Result<Tensor> {
+            self.0.get_unchecked(n, d, dev)
+        }
+        fn contains_tensor(&self, n: &str) -> bool {
+            self.0.contains_tensor(n)
+        }
+    }
+    let vb = VarBuilder::from_backend(Box::new(Shared(recorder.clone())), DType::F32, Device::Cpu);
+    build(&vb)?;
+    let seen = recorder
+        .seen
+        .lock()
+        .map(|s| s.clone())
+        .map_err(|_| candle_core::Error::Msg("shape recorder lock poisoned".into()))?;
+    Ok(seen)
+}
+
+/// Compares a state dict with the keys and shapes a model expects.
+pub fn check_keys(
+    expected: &[(String, Vec<usize>)],
+    tensors: &BTreeMap<String, Tensor>,
+) -> KeyReport {
+    let mut report = KeyReport::default();
+    let expected_map: HashMap<&str, &Vec<usize>> =
+        expected.iter().map(|(k, s)| (k.as_str(), s)).collect();
+    for (key, shape) in expected {
+        match tensors.get(key) {
+            None => report.missing.push(key.clone()),
+            Some(t) if t.dims() != shape.as_slice() => {
+                report.shape_mismatches.push(ShapeMismatch {
+                    key: key.clone(),
+                    expected: shape.clone(),
+                    found: t.dims().to_vec(),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    report.unexpected = tensors
+        .keys()
+        .filter(|k| !expected_map.contains_key(k.as_str()))
+        .cloned()
+        .collect();
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> Tensor {
+        Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn layouts_are_recognised() {
+        assert_eq!(
+            detect_layout(["module.conv1.weight", "module.layer1.0.conv1.weight"]),
+            Some(KeyLayout::TorchvisionResNet)
+        );
+        let timm = [
+            "patch_embed.proj.weight",
+            "layers.0.blocks.0.attn.qkv.weight",
+            "layers.1.downsample.norm.weight",
+            "head.fc.weight",
+        ];
+        assert_eq!(detect_layout(timm), Some(KeyLayout::TimmSwin));
+        let ms = [
+            "patch_embed.proj.weight",
+            "layers.0.blocks.0.attn.qkv.weight",
+            "layers.0.downsample.norm.weight",
+            "head.weight",
+        ];
+        assert_eq!(detect_layout(ms), Some(KeyLayout::MicrosoftSwin));
+        assert_eq!(
+            detect_layout(["swin.embeddings.patch_embeddings.projection.weight"]),
+            Some(KeyLayout::TransformersSwin)
+        );
+        assert_eq!(detect_layout(["foo.weight"]), None);
+    }
+
+    #[test]
+    fn microsoft_keys_move_patch_merging_to_the_next_stage() {
+        assert_eq!(
+            microsoft_to_timm("layers.0.downsample.reduction.weight"),
+            "layers.1.downsample.reduction.weight"
+        );
+        assert_eq!(
+            microsoft_to_timm("layers.2.blocks.1.attn.qkv.bias"),
+            "layers.2.blocks.1.attn.qkv.bias"
+        );
+        assert_eq!(microsoft_to_timm("head.weight"), "head.fc.weight");
+        assert_eq!(microsoft_to_timm("head.fc.weight"), "head.fc.weight");
+    }
+
+    #[test]
+    fn check_keys_lists_everything_wrong() {
+        let expected = vec![
+            ("a".to_string(), vec![1]),
+            ("b".to_string(), vec![2]),
+            ("c".to_string(), vec![1]),
+        ];
+        let mut tensors = BTreeMap::new();
+        tensors.insert("a".to_string(), t());
+        tensors.insert("b".to_string(), t());
+        tensors.insert("z".to_string(), t());
+        let report = check_keys(&expected, &tensors);
+        assert_eq!(report.missing, ["c"]);
+        assert_eq!(report.unexpected, ["z"]);
+        assert_eq!(report.shape_mismatches.len(), 1);
+        assert_eq!(report.shape_mismatches[0].key, "b");
+        let text = report.to_string();
+        assert!(
+            text.contains("1 missing: c")
+                && text.contains("1 unexpected: z")
+                && text.contains("b (model [2], weights [1])"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_layouts_are_errors_naming_the_source() {
+        let err = canonicalize("x.safetensors", vec![("foo".into(), t())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("x.safetensors") && err.contains("foo"),
+            "{err}"
+        );
+    }
+}

@@ -15,11 +15,15 @@
 //! The graph keeps `cols` alive until the backward pass (kh·kw times the input's size), the
 //! price of not recomputing it.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor, WithDType};
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Result, Shape, Tensor, WithDType,
+};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
-use crate::ops::{CpuKernel1, dims4, shape_error, strided_narrow};
+use crate::ops::gemm::{GemmScalar, MatRef, gemm};
+use crate::ops::{CpuKernel1, contiguous_slice, dims4, shape_error, strided_narrow};
 
 /// Stride, padding, dilation and groups of a convolution (PyTorch's meaning and defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -430,15 +434,42 @@ pub fn im2col_composed(xs: &Tensor, geometry: &Im2ColGeometry) -> Result<Tensor>
 /// 2-D convolution, PyTorch's `F.conv2d(xs, weight, bias, stride, padding, dilation, groups)`.
 ///
 /// `xs` is `[N, C, H, W]`, `weight` `[O, C/groups, kh, kw]`, `bias` `[O]`; the result is
-/// `[N, O, Ho, Wo]`. Input, weight and bias gradients all come from matrix products (see the
-/// module docs). Shapes that do not fit give an error naming them.
+/// `[N, O, Ho, Wo]`. Input and weight gradients come from matrix products and col2im (see the
+/// module docs); on the CPU (f32, f64) one fused op runs im2col per image into a reused
+/// buffer and calls the GEMM kernels directly, so nothing but the input and weight is kept for
+/// the backward. Other devices and dtypes use [`conv2d_composed`]. Shapes that do not fit give
+/// an error naming them. Second derivatives are not supported on the CPU path.
 pub fn conv2d(
     xs: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
     cfg: &Conv2dConfig,
 ) -> Result<Tensor> {
-    const OP: &str = "conv2d";
+    let plan = ConvPlan::new(xs, weight, bias, cfg)?;
+    if !(xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64)) {
+        return conv2d_composed(xs, weight, bias, cfg);
+    }
+    let ys = xs.contiguous()?.apply_op2(&weight.contiguous()?, ConvCpu(plan))?;
+    match bias {
+        Some(bias) => ys.broadcast_add(&bias.reshape((1, plan.out_channels, 1, 1))?),
+        None => Ok(ys),
+    }
+}
+
+/// Shapes of one convolution, validated.
+#[derive(Debug, Clone, Copy)]
+struct ConvPlan {
+    batch: usize,
+    out_channels: usize,
+    groups: usize,
+    geometry: Im2ColGeometry,
+    /// 1×1, stride 1, no padding: the input is its own im2col matrix.
+    pointwise: bool,
+}
+
+impl ConvPlan {
+    fn new(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, cfg: &Conv2dConfig) -> Result<Self> {
+        const OP: &str = "conv2d";
     let (n, c, h, w) = dims4(OP, xs)?;
     let (o, c_per_group, kh, kw) = match weight.dims() {
         &[o, cg, kh, kw] => (o, cg, kh, kw),
@@ -483,10 +514,33 @@ pub fn conv2d(
             ),
         )
     })?;
+        Ok(Self {
+            batch: n,
+            out_channels: o,
+            groups,
+            geometry,
+            pointwise: kh == 1 && kw == 1 && cfg.stride == (1, 1) && cfg.padding == (0, 0),
+        })
+    }
+}
+
+/// The convolution composed from [`im2col`] (or [`im2col_composed`] off the CPU) and candle's
+/// matmul, whose backward candle derives: runs on any device and dtype. The graph keeps the
+/// im2col matrix (kh·kw times the input) until the backward pass.
+pub fn conv2d_composed(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: &Conv2dConfig,
+) -> Result<Tensor> {
+    let plan = ConvPlan::new(xs, weight, bias, cfg)?;
+    let (n, c, h, w) = xs.dims4()?;
+    let (o, c_per_group, kh, kw) = weight.dims4()?;
+    let groups = plan.groups;
+    let geometry = plan.geometry;
     let (ho, wo) = (geometry.out_height, geometry.out_width);
     let out_len = ho * wo;
-    let pointwise =
-        kh == 1 && kw == 1 && cfg.stride == (1, 1) && cfg.padding == (0, 0);
+    let pointwise = plan.pointwise;
     // [N, C·kh·kw, Ho·Wo]
     let cols = if pointwise {
         xs.reshape((n, c, h * w))?
@@ -620,5 +674,264 @@ impl Conv2d {
 impl Module for Conv2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         conv2d(xs, &self.weight, self.bias.as_ref(), &self.cfg)
+    }
+}
+
+/// The fused CPU convolution: `(xs, weight)` → `ys` without bias.
+#[derive(Debug, Clone, Copy)]
+struct ConvCpu(ConvPlan);
+
+/// `(grad_ys, weight)` → `grad_xs`.
+#[derive(Debug, Clone, Copy)]
+struct ConvGradInput(ConvPlan);
+
+/// `(xs, grad_ys)` → `grad_weight`.
+#[derive(Debug, Clone, Copy)]
+struct ConvGradWeight(ConvPlan);
+
+impl ConvPlan {
+    fn in_channels(&self) -> usize {
+        self.geometry.channels
+    }
+    fn image_len(&self) -> usize {
+        self.geometry.channels * self.geometry.height * self.geometry.width
+    }
+    fn out_len(&self) -> usize {
+        self.geometry.out_len()
+    }
+    /// Rows of one group's im2col matrix (`C/G·kh·kw`).
+    fn group_k(&self) -> usize {
+        self.in_channels() / self.groups * self.geometry.taps()
+    }
+    fn group_out(&self) -> usize {
+        self.out_channels / self.groups
+    }
+
+    /// im2col of one image into `cols` (`[C·kh·kw, L]`), parallel over channels.
+    fn im2col_image<T: WithDType>(&self, image: &[T], cols: &mut [T]) {
+        let g = &self.geometry;
+        let plane = g.height * g.width;
+        let block = g.taps() * g.out_len();
+        cols.par_chunks_mut(block)
+            .zip(image.par_chunks(plane))
+            .for_each(|(block, plane)| g.im2col_plane(plane, block));
+    }
+
+    /// col2im of one image's `cols` into `image` (overwritten), parallel over channels.
+    fn col2im_image<T: WithDType>(&self, cols: &[T], image: &mut [T]) {
+        let g = &self.geometry;
+        let plane = g.height * g.width;
+        let block = g.taps() * g.out_len();
+        image
+            .par_chunks_mut(plane)
+            .zip(cols.par_chunks(block))
+            .for_each(|(plane, block)| {
+                plane.fill(T::from_f64(0.0));
+                g.col2im_plane(block, plane);
+            });
+    }
+
+    fn forward<T: WithDType + GemmScalar>(&self, xs: &[T], weight: &[T]) -> Result<Vec<T>> {
+        let (l, kg, og) = (self.out_len(), self.group_k(), self.group_out());
+        let mut ys = vec![T::ZERO; self.batch * self.out_channels * l];
+        let mut cols = if self.pointwise {
+            Vec::new()
+        } else {
+            vec![T::ZERO; self.in_channels() * self.geometry.taps() * l]
+        };
+        for (image, out) in xs
+            .chunks_exact(self.image_len())
+            .zip(ys.chunks_exact_mut(self.out_channels * l))
+        {
+            let cols: &[T] = if self.pointwise {
+                image
+            } else {
+                self.im2col_image(image, &mut cols);
+                &cols
+            };
+            for g in 0..self.groups {
+                gemm(
+                    &mut out[g * og * l..(g + 1) * og * l],
+                    false,
+                    MatRef::row_major(&weight[g * og * kg..(g + 1) * og * kg], og, kg),
+                    MatRef::row_major(&cols[g * kg * l..(g + 1) * kg * l], kg, l),
+                )?;
+            }
+        }
+        Ok(ys)
+    }
+
+    fn grad_input<T: WithDType + GemmScalar>(&self, grad: &[T], weight: &[T]) -> Result<Vec<T>> {
+        let (l, kg, og) = (self.out_len(), self.group_k(), self.group_out());
+        let mut grad_xs = vec![T::ZERO; self.batch * self.image_len()];
+        let mut cols = if self.pointwise {
+            Vec::new()
+        } else {
+            vec![T::ZERO; self.in_channels() * self.geometry.taps() * l]
+        };
+        for (g_out, g_in) in grad
+            .chunks_exact(self.out_channels * l)
+            .zip(grad_xs.chunks_exact_mut(self.image_len()))
+        {
+            let dcols: &mut [T] = if self.pointwise { g_in } else { &mut cols };
+            for g in 0..self.groups {
+                // dcols_g = W_gᵀ · dY_g
+                gemm(
+                    &mut dcols[g * kg * l..(g + 1) * kg * l],
+                    false,
+                    MatRef::row_major(&weight[g * og * kg..(g + 1) * og * kg], og, kg).t(),
+                    MatRef::row_major(&g_out[g * og * l..(g + 1) * og * l], og, l),
+                )?;
+            }
+            if !self.pointwise {
+                self.col2im_image(&cols, g_in);
+            }
+        }
+        Ok(grad_xs)
+    }
+
+    fn grad_weight<T: WithDType + GemmScalar>(&self, xs: &[T], grad: &[T]) -> Result<Vec<T>> {
+        let (l, kg, og) = (self.out_len(), self.group_k(), self.group_out());
+        let mut grad_w = vec![T::ZERO; self.out_channels * kg];
+        let mut cols = if self.pointwise {
+            Vec::new()
+        } else {
+            vec![T::ZERO; self.in_channels() * self.geometry.taps() * l]
+        };
+        for (index, (image, g_out)) in xs
+            .chunks_exact(self.image_len())
+            .zip(grad.chunks_exact(self.out_channels * l))
+            .enumerate()
+        {
+            let cols: &[T] = if self.pointwise {
+                image
+            } else {
+                self.im2col_image(image, &mut cols);
+                &cols
+            };
+            for g in 0..self.groups {
+                // dW_g += dY_g · cols_gᵀ, summed over the batch inside the GEMM.
+                gemm(
+                    &mut grad_w[g * og * kg..(g + 1) * og * kg],
+                    index > 0,
+                    MatRef::row_major(&g_out[g * og * l..(g + 1) * og * l], og, l),
+                    MatRef::row_major(&cols[g * kg * l..(g + 1) * kg * l], kg, l).t(),
+                )?;
+            }
+        }
+        Ok(grad_w)
+    }
+
+    fn out_shape(&self) -> Shape {
+        Shape::from((
+            self.batch,
+            self.out_channels,
+            self.geometry.out_height,
+            self.geometry.out_width,
+        ))
+    }
+    fn in_shape(&self) -> Shape {
+        Shape::from((
+            self.batch,
+            self.geometry.channels,
+            self.geometry.height,
+            self.geometry.width,
+        ))
+    }
+    fn weight_shape(&self) -> Shape {
+        Shape::from((
+            self.out_channels,
+            self.geometry.channels / self.groups,
+            self.geometry.kernel.0,
+            self.geometry.kernel.1,
+        ))
+    }
+}
+
+/// Runs `f` on the f32 or f64 contiguous slices of two CPU storages.
+macro_rules! float_pair {
+    ($op:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
+        match ($s1, $s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(y)) => {
+                let $a = contiguous_slice($op, x, $l1)?;
+                let $b = contiguous_slice($op, y, $l2)?;
+                CpuStorage::F32($body)
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(y)) => {
+                let $a = contiguous_slice($op, x, $l1)?;
+                let $b = contiguous_slice($op, y, $l2)?;
+                CpuStorage::F64($body)
+            }
+            (x, y) => candle_core::bail!(
+                "{}: needs two f32 or two f64 tensors, got {:?} and {:?}",
+                $op,
+                x.dtype(),
+                y.dtype()
+            ),
+        }
+    };
+}
+
+impl CustomOp2 for ConvCpu {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = float_pair!("conv2d", s1, l1, s2, l2, |xs, w| self.0.forward(xs, w)?);
+        Ok((out, self.0.out_shape()))
+    }
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad_res.contiguous()?;
+        let grad_xs = grad.apply_op2_no_bwd(weight, &ConvGradInput(self.0))?;
+        let grad_w = xs.apply_op2_no_bwd(&grad, &ConvGradWeight(self.0))?;
+        Ok((Some(grad_xs), Some(grad_w)))
+    }
+}
+
+impl CustomOp2 for ConvGradInput {
+    fn name(&self) -> &'static str {
+        "conv2d_grad_input"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = float_pair!("conv2d_grad_input", s1, l1, s2, l2, |g, w| self
+            .0
+            .grad_input(g, w)?);
+        Ok((out, self.0.in_shape()))
+    }
+}
+
+impl CustomOp2 for ConvGradWeight {
+    fn name(&self) -> &'static str {
+        "conv2d_grad_weight"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = float_pair!("conv2d_grad_weight", s1, l1, s2, l2, |xs, g| self
+            .0
+            .grad_weight(xs, g)?);
+        Ok((out, self.0.weight_shape()))
     }
 }

@@ -6,7 +6,9 @@ mod ops_support;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use ops_support::{Golden, assert_close, assert_error_mentions, assert_gradcheck, grads_of, uniform};
-use rtb_nn::conv::{Conv2d, Conv2dConfig, Im2ColGeometry, col2im, conv2d, im2col, im2col_composed};
+use rtb_nn::conv::{
+    Conv2d, Conv2dConfig, Im2ColGeometry, col2im, conv2d, conv2d_composed, im2col, im2col_composed,
+};
 
 fn cfg_of(c: &[f64]) -> Conv2dConfig {
     Conv2dConfig {
@@ -21,6 +23,8 @@ fn cfg_of(c: &[f64]) -> Conv2dConfig {
 const RTOL: f64 = 1e-5;
 const ATOL: f64 = 2e-5;
 
+type ConvFn = fn(&Tensor, &Tensor, Option<&Tensor>, &Conv2dConfig) -> candle_core::Result<Tensor>;
+
 #[test]
 fn conv2d_matches_torch_outputs_and_gradients() {
     let golden = Golden::load("conv2d");
@@ -32,16 +36,18 @@ fn conv2d_matches_torch_outputs_and_gradients() {
         if has_bias {
             inputs.push(golden.get(&case, "bias"));
         }
-        let (y, grads) = grads_of(
-            |xs| conv2d(&xs[0], &xs[1], xs.get(2), &cfg),
-            &inputs,
-            &golden.get(&case, "gy"),
-        );
-        assert_close(&format!("{case} y"), &y, &golden.get(&case, "y"), RTOL, ATOL);
-        let names = ["gx", "gweight", "gbias"];
-        for (i, g) in grads.iter().enumerate() {
-            let g = g.as_ref().unwrap_or_else(|| panic!("{case}: no gradient for input {i}"));
-            assert_close(&format!("{case} {}", names[i]), g, &golden.get(&case, names[i]), RTOL, ATOL);
+        for (path, op) in [("cpu", conv2d as ConvFn), ("composed", conv2d_composed)] {
+            let (y, grads) = grads_of(
+                |xs| op(&xs[0], &xs[1], xs.get(2), &cfg),
+                &inputs,
+                &golden.get(&case, "gy"),
+            );
+            assert_close(&format!("{path} {case} y"), &y, &golden.get(&case, "y"), RTOL, ATOL);
+            let names = ["gx", "gweight", "gbias"];
+            for (i, g) in grads.iter().enumerate() {
+                let g = g.as_ref().unwrap_or_else(|| panic!("{case}: no gradient for input {i}"));
+                assert_close(&format!("{path} {case} {}", names[i]), g, &golden.get(&case, names[i]), RTOL, ATOL);
+            }
         }
     }
 }
@@ -62,7 +68,8 @@ fn conv2d_gradcheck_over_configs() {
         let x = uniform(&[xs.0, xs.1, xs.2, xs.3], 10 + i as u64, 1.0);
         let w = uniform(&[ws.0, ws.1, ws.2, ws.3], 100 + i as u64, 0.5);
         let b = uniform(&[ws.0], 1000 + i as u64, 0.5);
-        assert_gradcheck(name, |t| conv2d(&t[0], &t[1], Some(&t[2]), &cfg), &[x, w, b]);
+        assert_gradcheck(name, |t| conv2d(&t[0], &t[1], Some(&t[2]), &cfg), &[x.clone(), w.clone(), b.clone()]);
+        assert_gradcheck(name, |t| conv2d_composed(&t[0], &t[1], Some(&t[2]), &cfg), &[x, w, b]);
     }
 }
 
@@ -97,6 +104,10 @@ fn conv2d_f32_equals_candle_conv2d_forward() {
     let ours = conv2d(&x, &w, None, &Conv2dConfig::default().with_stride(2).with_padding(1)).unwrap();
     let candle = x.conv2d(&w, 1, 2, 1, 1).unwrap();
     assert_close("conv2d vs candle", &ours, &candle, 1e-5, 1e-5);
+    // Non-contiguous inputs are accepted (made contiguous first).
+    let xt = x.transpose(2, 3).unwrap().contiguous().unwrap().transpose(2, 3).unwrap();
+    let again = conv2d(&xt, &w, None, &Conv2dConfig::default().with_stride(2).with_padding(1)).unwrap();
+    assert_close("non-contiguous input", &again, &ours, 0.0, 0.0);
 }
 
 #[test]
@@ -160,6 +171,10 @@ fn conv2d_shape_mismatches_are_errors_naming_the_shapes() {
     let w = Tensor::zeros((4, 3, 7, 7), DType::F32, &Device::Cpu).unwrap();
     assert_error_mentions(
         conv2d(&x, &w, None, &Conv2dConfig::default()),
+        &["conv2d", "[4, 3, 7, 7]", "[1, 3, 5, 5]"],
+    );
+    assert_error_mentions(
+        conv2d_composed(&x, &w, None, &Conv2dConfig::default()),
         &["conv2d", "[4, 3, 7, 7]", "[1, 3, 5, 5]"],
     );
     let w = Tensor::zeros((4, 3, 3, 3), DType::F32, &Device::Cpu).unwrap();

@@ -10,6 +10,7 @@
 
 pub mod activation;
 pub mod drop_path;
+pub(crate) mod gemm;
 pub mod norm;
 pub mod pool;
 pub mod resize;

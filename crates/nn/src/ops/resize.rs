@@ -152,24 +152,30 @@ impl CpuKernel1 for BilinearAdjoint {
         );
         let planes = grad.len() / (ho * wo);
         let mut out = vec![T::from_f64(0.0); planes * h * w];
+        // Separable: spread each gradient row along W into a scratch row, then add that row
+        // into the two input rows it came from (contiguous, vectorisable adds).
         out.par_chunks_mut(h * w)
             .zip(grad.par_chunks(ho * wo))
-            .for_each(|(dst, src)| {
-                for (oy, src_row) in src.chunks_exact(wo).enumerate() {
-                    let (y0, y1) = (g.rows.low[oy], g.rows.high[oy]);
-                    let (a0, a1) = (ry0[oy], ry1[oy]);
-                    for (ox, &gv) in src_row.iter().enumerate() {
-                        let (x0, x1) = (g.cols.low[ox], g.cols.high[ox]);
-                        let (b0, b1) = (cx0[ox], cx1[ox]);
-                        let top = a0 * gv;
-                        let bottom = a1 * gv;
-                        dst[y0 * w + x0] += top * b0;
-                        dst[y0 * w + x1] += top * b1;
-                        dst[y1 * w + x0] += bottom * b0;
-                        dst[y1 * w + x1] += bottom * b1;
+            .for_each_init(
+                || vec![T::from_f64(0.0); w],
+                |row, (dst, src)| {
+                    for (oy, src_row) in src.chunks_exact(wo).enumerate() {
+                        row.fill(T::from_f64(0.0));
+                        for (ox, &gv) in src_row.iter().enumerate() {
+                            row[g.cols.low[ox]] += cx0[ox] * gv;
+                            row[g.cols.high[ox]] += cx1[ox] * gv;
+                        }
+                        let (y0, y1) = (g.rows.low[oy], g.rows.high[oy]);
+                        let (a0, a1) = (ry0[oy], ry1[oy]);
+                        for (d, &r) in dst[y0 * w..(y0 + 1) * w].iter_mut().zip(row.iter()) {
+                            *d += a0 * r;
+                        }
+                        for (d, &r) in dst[y1 * w..(y1 + 1) * w].iter_mut().zip(row.iter()) {
+                            *d += a1 * r;
+                        }
                     }
-                }
-            });
+                },
+            );
         Ok((out, Shape::from((planes, h, w))))
     }
 }

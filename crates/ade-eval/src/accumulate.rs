@@ -2,17 +2,17 @@
 //! area over a whole dataset, in exact 64-bit counts.
 //!
 //! Each image is first counted into a 256×256 joint histogram of (stored label, prediction)
-//! pairs: one increment per pixel, or one per uniform run of [`RUN`] pixels, which is what
-//! makes blocky segmentation maps stream at memory speed. The ignore index, reduce_zero_label
+//! pairs: one increment per run of equal pairs (found 64 pixels at a time), which is what
+//! makes segmentation maps, made of regions, stream at memory speed. The ignore index, reduce_zero_label
 //! and range checks are then applied once per histogram row, never per pixel.
 
 use serde::{Deserialize, Serialize};
 
 use crate::{AdeError, EvalConfig, LabelMap, Metrics};
 
-/// Pixels compared at once by the uniform-run fast path: 32 label and 32 prediction bytes,
-/// two SSE2 vectors each.
-const RUN: usize = 32;
+/// Pixels whose pair changes are found at once: 64 label and 64 prediction bytes, eight
+/// 64-bit words each.
+const RUN: usize = 64;
 /// Joint histogram bins: every (label byte, prediction byte) pair.
 const BINS: usize = 256 * 256;
 /// Pixels counted into the u32 joint histogram before it is flushed into the u64 totals.
@@ -274,26 +274,89 @@ impl ImageTotals {
 }
 
 /// Counts (label, prediction) byte pairs into `table[label * 256 + prediction]`.
+///
+/// Segmentation maps are runs of one (label, prediction) pair. Each block of [`RUN`] pixels
+/// gets a bit mask of where the pair changes from the previous pixel (vectorised compares);
+/// a run is then counted with one increment however long it is, across block and row
+/// boundaries. Blocks with many changes (noise) are counted pixel by pixel instead, which is
+/// cheaper than walking their bits.
 fn count_pairs(table: &mut [u32; BINS], label: &[u8], pred: &[u8]) {
     debug_assert_eq!(label.len(), pred.len());
-    let mut label_runs = label.chunks_exact(RUN);
-    let mut pred_runs = pred.chunks_exact(RUN);
-    for (label_run, pred_run) in (&mut label_runs).zip(&mut pred_runs) {
-        let label_run: &[u8; RUN] = label_run.try_into().expect("chunks_exact");
-        let pred_run: &[u8; RUN] = pred_run.try_into().expect("chunks_exact");
-        let (first_label, first_pred) = (label_run[0], pred_run[0]);
-        // OR of XORs rather than `all()`: no early exit, so the compiler vectorises it.
-        let mut differs = 0u8;
-        for i in 0..RUN {
-            differs |= (label_run[i] ^ first_label) | (pred_run[i] ^ first_pred);
-        }
-        if differs == 0 {
-            table[pair_index(first_label, first_pred)] += RUN as u32;
+    let (Some(&first_label), Some(&first_pred)) = (label.first(), pred.first()) else {
+        return;
+    };
+    // The run in progress: its pair and how many pixels it has so far.
+    let mut run_key = pair_index(first_label, first_pred);
+    let mut run_len: u32 = 0;
+    let (mut prev_label, mut prev_pred) = (first_label, first_pred);
+    let mut label_blocks = label.chunks_exact(RUN);
+    let mut pred_blocks = pred.chunks_exact(RUN);
+    for (label_block, pred_block) in (&mut label_blocks).zip(&mut pred_blocks) {
+        let label_block: &[u8; RUN] = label_block.try_into().expect("chunks_exact");
+        let pred_block: &[u8; RUN] = pred_block.try_into().expect("chunks_exact");
+        let mut changes = change_mask(label_block, pred_block, prev_label, prev_pred);
+        prev_label = label_block[RUN - 1];
+        prev_pred = pred_block[RUN - 1];
+        if changes == 0 {
+            run_len += RUN as u32;
+        } else if changes.count_ones() > NOISY_BLOCK {
+            table[run_key] += run_len;
+            count_scalar(table, &label_block[..RUN - 1], &pred_block[..RUN - 1]);
+            run_key = pair_index(prev_label, prev_pred);
+            run_len = 1;
         } else {
-            count_scalar(table, label_run, pred_run);
+            let mut start = 0;
+            while changes != 0 {
+                let at = changes.trailing_zeros();
+                table[run_key] += run_len + (at - start);
+                run_key = pair_index(label_block[at as usize], pred_block[at as usize]);
+                run_len = 0;
+                start = at;
+                changes &= changes - 1;
+            }
+            run_len = RUN as u32 - start;
         }
+        // A run longer than u32 is impossible: callers flush every u32::MAX pixels.
     }
-    count_scalar(table, label_runs.remainder(), pred_runs.remainder());
+    table[run_key] += run_len;
+    count_scalar(table, label_blocks.remainder(), pred_blocks.remainder());
+}
+
+/// Blocks with more pair changes than this are counted pixel by pixel.
+const NOISY_BLOCK: u32 = 24;
+
+/// Bit i is set when pixel i's (label, prediction) pair differs from pixel i − 1's (pixel −1
+/// being the previous block's last). Eight pixels per 64-bit word (SWAR), no `unsafe`.
+#[inline(always)]
+fn change_mask(label: &[u8; RUN], pred: &[u8; RUN], prev_label: u8, prev_pred: u8) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut mask = 0u64;
+    let (mut before_label, mut before_pred) = (u64::from(prev_label), u64::from(prev_pred));
+    for group in 0..RUN / 8 {
+        let l = u64::from_le_bytes(label[group * 8..][..8].try_into().expect("8 bytes"));
+        let p = u64::from_le_bytes(pred[group * 8..][..8].try_into().expect("8 bytes"));
+        // Each byte XOR the byte before it (the first with the previous word's last byte).
+        let diff = (l ^ (l << 8 | before_label)) | (p ^ (p << 8 | before_pred));
+        // High bit of each byte set where the byte is non-zero.
+        let nonzero = (((diff & LOW7) + LOW7) | diff) & HIGH;
+        // Gather the eight high bits into one byte (no carries between the partial products).
+        let byte = (nonzero >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        mask |= byte << (8 * group);
+        before_label = l >> 56;
+        before_pred = p >> 56;
+    }
+    mask
+}
+
+/// Packs 64 bytes that are each 0 or 1 into a 64-bit mask (byte i → bit i), the scalar way;
+/// the reference for [`change_mask`]'s packing in tests.
+#[cfg(test)]
+fn pack_flags(flags: &[u8; RUN]) -> u64 {
+    flags
+        .iter()
+        .enumerate()
+        .fold(0, |mask, (i, &flag)| mask | u64::from(flag) << i)
 }
 
 #[inline(always)]
@@ -421,7 +484,7 @@ mod tests {
                 .with_reduce_zero_label(reduce)
                 .with_ignore_index(ignore);
             // Mixed runs and noise of odd lengths so both paths and the remainder run.
-            let len = 32 * 57 + 13;
+            let len = 64 * 57 + 13;
             let mut label = Vec::with_capacity(len);
             let mut pred = Vec::with_capacity(len);
             while label.len() < len {
@@ -448,6 +511,62 @@ mod tests {
             assert_eq!(acc.union(), &u[..]);
             assert_eq!(acc.pred_area(), &p[..]);
             assert_eq!(acc.label_area(), &l[..]);
+        }
+    }
+
+    #[test]
+    fn change_mask_flags_every_pair_change() {
+        let mut state = 3;
+        for _ in 0..2000 {
+            let mut label = [0u8; RUN];
+            let mut pred = [0u8; RUN];
+            for i in 0..RUN {
+                // Few distinct values, so that equal neighbours are common.
+                label[i] = (lcg(&mut state) % 3) as u8 * 127;
+                pred[i] = (lcg(&mut state) % 2) as u8;
+            }
+            let (prev_label, prev_pred) = ((lcg(&mut state) % 2) as u8 * 127, 0);
+            let mut flags = [0u8; RUN];
+            for i in 0..RUN {
+                let (pl, pp) = if i == 0 {
+                    (prev_label, prev_pred)
+                } else {
+                    (label[i - 1], pred[i - 1])
+                };
+                flags[i] = u8::from(label[i] != pl || pred[i] != pp);
+            }
+            assert_eq!(
+                change_mask(&label, &pred, prev_label, prev_pred),
+                pack_flags(&flags)
+            );
+        }
+    }
+
+    #[test]
+    fn runs_across_blocks_and_noisy_blocks_count_every_pixel_once() {
+        let config = EvalConfig::new(256).with_ignore_index(None);
+        let mut state = 11;
+        for len in [0usize, 1, 63, 64, 65, 128, 129, 1000, 4097] {
+            for noise in [0u64, 2, 5, 50, 100] {
+                let mut label = Vec::with_capacity(len);
+                let mut pred = Vec::with_capacity(len);
+                let (mut l, mut p) = (0u8, 0u8);
+                for _ in 0..len {
+                    if lcg(&mut state) % 100 < noise {
+                        l = lcg(&mut state) as u8;
+                        p = lcg(&mut state) as u8;
+                    }
+                    label.push(l);
+                    pred.push(p);
+                }
+                let mut acc = IouAccumulator::new(config).unwrap();
+                acc.add(&label, &pred).unwrap();
+                let [i, u, p, l] = naive(&config, &label, &pred);
+                assert_eq!(acc.intersect(), &i[..], "len {len} noise {noise}");
+                assert_eq!(acc.union(), &u[..]);
+                assert_eq!(acc.pred_area(), &p[..]);
+                assert_eq!(acc.label_area(), &l[..]);
+            }
         }
     }
 

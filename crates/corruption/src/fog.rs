@@ -23,7 +23,7 @@
 
 use image::RgbImage;
 
-use crate::array::{Array3, to_unit_f64, unit_f64_to_rgb};
+use crate::array::truncate_u8;
 use crate::{Flavor, RandomState, Severity};
 
 /// (strength, wibble_decay) per severity.
@@ -61,70 +61,68 @@ pub(crate) fn plasma_fractal(map_size: usize, wibble_decay: f64, rng: &mut Rando
     let mut map = vec![0f64; n * n];
     let mut step = n;
     let mut wibble = 100.0f64;
-    let mut sums: Vec<f64> = Vec::new();
+    // Within each fill the cells written are never read, so computing each sum right before
+    // its draw equals numpy's whole-array sums followed by one whole-array draw.
     while step >= 2 {
         let half = step / 2;
         let cells = n / step;
-        let at = |row: usize, col: usize| row * n + col;
-        let wrap_next = |i: usize| if i + 1 == cells { 0 } else { i + 1 };
-        let wrap_prev = |i: usize| if i == 0 { cells - 1 } else { i - 1 };
+        // Row/column offsets of grid line i and of its wrapped neighbours (np.roll).
+        let line = |i: usize| i * step;
+        let next = |i: usize| if i + 1 == cells { 0 } else { (i + 1) * step };
+        let prev = |i: usize| {
+            if i == 0 {
+                (cells - 1) * step
+            } else {
+                (i - 1) * step
+            }
+        };
 
-        // Square centres: corners summed as (c + c below) + (c right + c below-right), the
+        // Square centres: (corner + corner below) + (corner right + corner below-right), the
         // order of numpy's two rolls.
-        sums.clear();
         for i in 0..cells {
+            let (top, bottom) = (line(i) * n, next(i) * n);
             for j in 0..cells {
-                let (i1, j1) = (wrap_next(i), wrap_next(j));
-                let left = map[at(i * step, j * step)] + map[at(i1 * step, j * step)];
-                let right = map[at(i * step, j1 * step)] + map[at(i1 * step, j1 * step)];
-                sums.push(left + right);
+                let (left, right) = (line(j), next(j));
+                let sum = (map[top + left] + map[bottom + left])
+                    + (map[top + right] + map[bottom + right]);
+                map[top + half * n + left + half] = wibbled_mean(sum, wibble, rng);
             }
         }
-        for (k, &sum) in sums.iter().enumerate() {
-            let (i, j) = (k / cells, k % cells);
-            map[at(i * step + half, j * step + half)] = wibbled_mean(sum, wibble, rng);
-        }
 
-        // Diamonds on the top edges of the squares (row i·step, column j·step + half):
+        // Diamonds on the squares' top edges (row i·step, column j·step + half):
         // (centre + centre above) + (corner + corner right).
-        sums.clear();
         for i in 0..cells {
+            let (row, centre_row, centre_above) =
+                (line(i) * n, (line(i) + half) * n, (prev(i) + half) * n);
             for j in 0..cells {
-                let centres = map[at(i * step + half, j * step + half)]
-                    + map[at(wrap_prev(i) * step + half, j * step + half)];
-                let corners = map[at(i * step, j * step)] + map[at(i * step, wrap_next(j) * step)];
-                sums.push(centres + corners);
+                let col = line(j);
+                let centres = map[centre_row + col + half] + map[centre_above + col + half];
+                let corners = map[row + col] + map[row + next(j)];
+                map[row + col + half] = wibbled_mean(centres + corners, wibble, rng);
             }
-        }
-        for (k, &sum) in sums.iter().enumerate() {
-            let (i, j) = (k / cells, k % cells);
-            map[at(i * step, j * step + half)] = wibbled_mean(sum, wibble, rng);
         }
 
-        // Diamonds on the left edges (row i·step + half, column j·step):
+        // Diamonds on the squares' left edges (row i·step + half, column j·step):
         // (centre + centre left) + (corner + corner below).
-        sums.clear();
         for i in 0..cells {
+            let (row, centre_row, below) = (line(i) * n, (line(i) + half) * n, next(i) * n);
             for j in 0..cells {
-                let centres = map[at(i * step + half, j * step + half)]
-                    + map[at(i * step + half, wrap_prev(j) * step + half)];
-                let corners = map[at(i * step, j * step)] + map[at(wrap_next(i) * step, j * step)];
-                sums.push(centres + corners);
+                let col = line(j);
+                let centres = map[centre_row + col + half] + map[centre_row + prev(j) + half];
+                let corners = map[row + col] + map[below + col];
+                map[centre_row + col] = wibbled_mean(centres + corners, wibble, rng);
             }
-        }
-        for (k, &sum) in sums.iter().enumerate() {
-            let (i, j) = (k / cells, k % cells);
-            map[at(i * step + half, j * step)] = wibbled_mean(sum, wibble, rng);
         }
 
         step /= 2;
         wibble /= wibble_decay;
     }
     let min = map.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut max = f64::NEG_INFINITY;
     for v in &mut map {
         *v -= min;
+        max = max.max(*v);
     }
-    let max = map.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     for v in &mut map {
         *v /= max;
     }
@@ -161,22 +159,33 @@ pub(crate) fn fog_with_plasma(
     plasma: &Plasma,
 ) -> RgbImage {
     let (strength, _) = parameters(flavor, severity);
-    let x: Array3<f64> = to_unit_f64(image);
-    debug_assert!(plasma.size >= x.height && plasma.size >= x.width);
-    let max_val = x.data.iter().copied().fold(0.0f64, f64::max);
+    // x = image / 255 through a table (the same doubles as the division).
+    let unit: [f64; 256] = std::array::from_fn(|v| v as f64 / 255.0);
+    let (height, width) = (image.height() as usize, image.width() as usize);
+    debug_assert!(plasma.size >= height && plasma.size >= width);
+    let max_val = unit[image.as_raw().iter().copied().max().unwrap_or(0) as usize];
     let denominator = max_val + strength;
-    let mut out = x.clone();
-    for row in 0..x.height {
-        let plasma_row = &plasma.values[row * plasma.size..][..x.width];
-        for (col, &p) in plasma_row.iter().enumerate() {
+    let mut out = RgbImage::new(image.width(), image.height());
+    for (row, (src, dst)) in image
+        .as_raw()
+        .chunks_exact(3 * width)
+        .zip(out.chunks_exact_mut(3 * width))
+        .enumerate()
+    {
+        let plasma_row = &plasma.values[row * plasma.size..][..width];
+        for ((src, dst), &p) in src
+            .chunks_exact(3)
+            .zip(dst.chunks_exact_mut(3))
+            .zip(plasma_row)
+        {
             let added = strength * p;
-            for channel in 0..3 {
-                let offset = x.offset(row, col, channel);
-                out.data[offset] = (x.data[offset] + added) * max_val / denominator;
+            for (s, d) in src.iter().zip(dst) {
+                let v = (unit[*s as usize] + added) * max_val / denominator;
+                *d = truncate_u8(v.clamp(0.0, 1.0) * 255.0);
             }
         }
     }
-    unit_f64_to_rgb(&out)
+    out
 }
 
 #[cfg(test)]

@@ -33,11 +33,14 @@
 mod array;
 mod blur;
 mod corruption;
+mod cv;
 mod elastic;
 mod error;
 mod filters;
 mod fog;
 pub mod rng;
+mod snow;
+mod spatter;
 
 pub use corruption::{Category, Corruption, Flavor, Severity};
 pub use error::CorruptionError;
@@ -83,6 +86,8 @@ impl Corruptor {
         match corruption {
             // Arms are added as each corruption lands; the fallback goes with the last one.
             Corruption::Fog => Ok(fog::fog(image, severity, flavor, rng)),
+            Corruption::Snow => Ok(snow::snow(image, severity, flavor, rng)),
+            Corruption::Spatter => Ok(spatter::spatter(image, severity, flavor, rng)),
             Corruption::DefocusBlur => Ok(blur::defocus_blur(image, severity, flavor)),
             Corruption::GlassBlur => Ok(blur::glass_blur(image, severity, flavor, rng)),
             Corruption::MotionBlur => Ok(blur::motion_blur(image, severity, flavor, rng)),

@@ -28,7 +28,9 @@ pub fn bench_rois() -> Vec<f32> {
         let (w, h) = (side * aspect, side / aspect);
         let cx = unit(i, 3.0) * IMAGE.1 as f64;
         let cy = unit(i, 4.0) * IMAGE.0 as f64;
-        rois.extend([0.0, cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0].map(|v| v as f32));
+        rois.extend(
+            [0.0, cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0].map(|v| v as f32),
+        );
     }
     rois
 }
@@ -39,23 +41,36 @@ fn bench(c: &mut Criterion) {
     let vars: Vec<Var> = [4usize, 8, 16, 32]
         .iter()
         .map(|s| {
-            let t = Tensor::randn(0f32, 1f32, (1, CHANNELS, IMAGE.0 / s, IMAGE.1 / s), &dev).unwrap();
+            let t =
+                Tensor::randn(0f32, 1f32, (1, CHANNELS, IMAGE.0 / s, IMAGE.1 / s), &dev).unwrap();
             Var::from_tensor(&t).unwrap()
         })
         .collect();
     let features: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let rois = Tensor::from_vec(bench_rois(), (N_ROIS, 5), &dev).unwrap();
     let levels = pooler.levels(&rois).unwrap();
-    let per_level: Vec<usize> = (0..4).map(|l| levels.iter().filter(|&&x| x == l).count()).collect();
-    assert!(per_level.iter().all(|&n| n > 0), "RoIs per level: {per_level:?}");
+    let per_level: Vec<usize> = (0..4)
+        .map(|l| levels.iter().filter(|&&x| x == l).count())
+        .collect();
+    assert!(
+        per_level.iter().all(|&n| n > 0),
+        "RoIs per level: {per_level:?}"
+    );
     let grad_output = Tensor::randn(0f32, 1f32, (N_ROIS, CHANNELS, 7, 7), &dev).unwrap();
 
     let mut group = c.benchmark_group("roi_align_1000x256_7x7_fpn4");
     group.sample_size(10);
-    group.bench_function("forward", |b| b.iter(|| pooler.forward(&features, &rois).unwrap()));
+    group.bench_function("forward", |b| {
+        b.iter(|| pooler.forward(&features, &rois).unwrap())
+    });
     group.bench_function("backward", |b| {
         b.iter_batched(
-            || (pooler.forward(&features, &rois).unwrap() * &grad_output).unwrap().sum_all().unwrap(),
+            || {
+                (pooler.forward(&features, &rois).unwrap() * &grad_output)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+            },
             |loss| loss.backward().unwrap(),
             BatchSize::PerIteration,
         )

@@ -168,6 +168,8 @@ fn validate_inputs(features: &Tensor, rois: &Tensor, cfg: &RoiAlignConfig) -> Re
 #[derive(Debug)]
 struct AxisTaps<T> {
     cells: Vec<usize>,
+    /// `Some(first)` when `cells` is `first, first + 1, …` (no gaps).
+    contiguous_from: Option<usize>,
     offsets: Vec<usize>,
     taps: Vec<(usize, T)>,
 }
@@ -232,8 +234,13 @@ impl<T: Real> AxisTaps<T> {
             }
             offsets.push(taps.len());
         }
+        let contiguous_from = match (cells.first(), cells.last()) {
+            (Some(&first), Some(&last)) if last - first + 1 == cells.len() => Some(first),
+            _ => None,
+        };
         Self {
             cells,
+            contiguous_from,
             offsets,
             taps,
         }
@@ -339,8 +346,19 @@ fn forward_cpu<T: Real>(
                 row_mix.fill(T::zero());
                 for &(row_idx, wy) in geom.rows.taps(ph) {
                     let row = &plane[geom.rows.cells[row_idx] * w..][..w];
-                    for (mixed, &col) in row_mix.iter_mut().zip(&geom.cols.cells) {
-                        *mixed += wy * row[col];
+                    match geom.cols.contiguous_from {
+                        // The usual case: a run of adjacent columns, which vectorises.
+                        Some(first) => {
+                            let run = &row[first..first + row_mix.len()];
+                            for (mixed, &value) in row_mix.iter_mut().zip(run) {
+                                *mixed += wy * value;
+                            }
+                        }
+                        None => {
+                            for (mixed, &col) in row_mix.iter_mut().zip(&geom.cols.cells) {
+                                *mixed += wy * row[col];
+                            }
+                        }
                     }
                 }
                 for pw in 0..ow {
@@ -388,8 +406,18 @@ fn backward_cpu<T: Real>(
                     }
                     for &(row_idx, wy) in geom.rows.taps(ph) {
                         let row = &mut plane[geom.rows.cells[row_idx] * w..][..w];
-                        for (&mixed, &col) in col_mix.iter().zip(&geom.cols.cells) {
-                            row[col] += wy * mixed;
+                        match geom.cols.contiguous_from {
+                            Some(first) => {
+                                let run = &mut row[first..first + col_mix.len()];
+                                for (value, &mixed) in run.iter_mut().zip(col_mix.iter()) {
+                                    *value += wy * mixed;
+                                }
+                            }
+                            None => {
+                                for (&mixed, &col) in col_mix.iter().zip(&geom.cols.cells) {
+                                    row[col] += wy * mixed;
+                                }
+                            }
                         }
                     }
                 }
@@ -460,9 +488,11 @@ impl CustomOp2 for RoiAlignForward {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad_res.contiguous()?.apply_op2(
+        // candle's backward detaches gradients (no second order), so the adjoint needs no
+        // backward of its own.
+        let grad = grad_res.contiguous()?.apply_op2_no_bwd(
             rois,
-            RoiAlignBackward {
+            &RoiAlignBackward {
                 cfg: self.cfg,
                 feature_dims: features.dims4()?,
             },
@@ -514,20 +544,6 @@ impl CustomOp2 for RoiAlignBackward {
             }
         };
         Ok((storage, Shape::from(self.feature_dims)))
-    }
-
-    /// The map is linear in the gradient, so its own backward is the forward pooling.
-    fn bwd(
-        &self,
-        _grad: &Tensor,
-        rois: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let pooled = grad_res
-            .contiguous()?
-            .apply_op2(rois, RoiAlignForward { cfg: self.cfg })?;
-        Ok((Some(pooled), None))
     }
 }
 

@@ -78,7 +78,8 @@ impl ParamGroupsBuilder {
         });
         // mmcv: sorted(sorted(keys), key=len, reverse=True).
         self.rules.sort_by(|a, b| a.key.cmp(&b.key));
-        self.rules.sort_by_key(|rule| std::cmp::Reverse(rule.key.len()));
+        self.rules
+            .sort_by_key(|rule| std::cmp::Reverse(rule.key.len()));
         self
     }
 

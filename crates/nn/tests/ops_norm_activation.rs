@@ -9,7 +9,10 @@ use ops_support::{Golden, assert_close, assert_error_mentions, assert_gradcheck,
 use rtb_nn::gradcheck::{GradCheck, check_gradients};
 use rtb_nn::ops::activation::{gelu, gelu_composed, log_softmax, softmax};
 use rtb_nn::ops::drop_path::DropPath;
-use rtb_nn::ops::norm::{BatchNorm2d, BatchNormConfig, LayerNorm, LayerNorm2d, layer_norm, layer_norm2d};
+use rtb_nn::ops::norm::{
+    BatchNorm2d, BatchNormConfig, LayerNorm, LayerNorm2d, layer_norm, layer_norm_composed, layer_norm2d,
+    layer_norm2d_composed,
+};
 
 const RTOL: f64 = 1e-5;
 const ATOL: f64 = 2e-6;
@@ -26,20 +29,22 @@ fn layer_norm_matches_torch() {
             inputs.push(golden.get(&case, "bias"));
         }
         let channels_first = case == "ln2d";
-        let (y, grads) = grads_of(
-            |t| {
-                if channels_first {
-                    layer_norm2d(&t[0], t.get(1), t.get(2), eps)
-                } else {
-                    layer_norm(&t[0], t.get(1), t.get(2), eps)
-                }
-            },
-            &inputs,
-            &golden.get(&case, "gy"),
-        );
-        assert_close(&format!("{case} y"), &y, &golden.get(&case, "y"), RTOL, ATOL);
-        for (g, name) in grads.iter().zip(["gx", "gweight", "gbias"]) {
-            assert_close(&format!("{case} {name}"), g.as_ref().unwrap(), &golden.get(&case, name), RTOL, 1e-5);
+        for composed in [false, true] {
+            let (y, grads) = grads_of(
+                |t| match (channels_first, composed) {
+                    (true, false) => layer_norm2d(&t[0], t.get(1), t.get(2), eps),
+                    (true, true) => layer_norm2d_composed(&t[0], t.get(1), t.get(2), eps),
+                    (false, false) => layer_norm(&t[0], t.get(1), t.get(2), eps),
+                    (false, true) => layer_norm_composed(&t[0], t.get(1), t.get(2), eps),
+                },
+                &inputs,
+                &golden.get(&case, "gy"),
+            );
+            let what = format!("{case} (composed: {composed})");
+            assert_close(&format!("{what} y"), &y, &golden.get(&case, "y"), RTOL, ATOL);
+            for (g, name) in grads.iter().zip(["gx", "gweight", "gbias"]) {
+                assert_close(&format!("{what} {name}"), g.as_ref().unwrap(), &golden.get(&case, name), RTOL, 1e-5);
+            }
         }
     }
 }
@@ -49,7 +54,9 @@ fn layer_norm_gradcheck() {
     let x = uniform(&[2, 3, 6], 1, 2.0);
     let w = uniform(&[6], 2, 1.0);
     let b = uniform(&[6], 3, 1.0);
-    assert_gradcheck("layer_norm", |t| layer_norm(&t[0], Some(&t[1]), Some(&t[2]), 1e-5), &[x, w, b]);
+    assert_gradcheck("layer_norm", |t| layer_norm(&t[0], Some(&t[1]), Some(&t[2]), 1e-5), &[x.clone(), w.clone(), b.clone()]);
+    assert_gradcheck("layer_norm_composed", |t| layer_norm_composed(&t[0], Some(&t[1]), Some(&t[2]), 1e-5), &[x.clone(), w, b]);
+    assert_gradcheck("layer_norm without affine", |t| layer_norm(&t[0], None, None, 1e-5), &[x]);
 }
 
 #[test]
@@ -57,7 +64,8 @@ fn layer_norm2d_gradcheck() {
     let x = uniform(&[2, 5, 3, 2], 4, 2.0);
     let w = uniform(&[5], 5, 1.0);
     let b = uniform(&[5], 6, 1.0);
-    assert_gradcheck("layer_norm2d", |t| layer_norm2d(&t[0], Some(&t[1]), Some(&t[2]), 1e-6), &[x, w, b]);
+    assert_gradcheck("layer_norm2d", |t| layer_norm2d(&t[0], Some(&t[1]), Some(&t[2]), 1e-6), &[x.clone(), w.clone(), b.clone()]);
+    assert_gradcheck("layer_norm2d_composed", |t| layer_norm2d_composed(&t[0], Some(&t[1]), Some(&t[2]), 1e-6), &[x, w, b]);
 }
 
 #[test]

@@ -5,10 +5,180 @@
 //! gradient reaches anything upstream, and no error is raised). These are composed from
 //! reductions and broadcasts whose backward candle derives, on every device.
 
-use candle_core::{D, DType, Result, Tensor, Var};
+use candle_core::{
+    CpuStorage, CustomOp3, D, DType, Layout, Result, Shape, Tensor, Var, WithDType,
+};
 use candle_nn::{Init, VarBuilder};
+use rayon::prelude::*;
 
-use crate::ops::{dims4, shape_error};
+use crate::ops::{contiguous_slice, dims4, shape_error};
+
+/// A fused CPU layer norm over the middle axis of `[outer, features, inner]` (inner = 1 for
+/// the last dimension, H·W for channels-first), with weight and bias. Its backward is composed
+/// from tensor ops ([`affine_norm_backward`]).
+#[derive(Debug, Clone, Copy)]
+struct FusedNorm {
+    outer: usize,
+    features: usize,
+    inner: usize,
+    eps: f64,
+}
+
+impl FusedNorm {
+    fn run<T: WithDType>(&self, xs: &[T], weight: &[T], bias: &[T]) -> Vec<T> {
+        let (c, inner) = (self.features, self.inner);
+        let mut out = vec![T::from_f64(0.0); xs.len()];
+        // Statistics in f64 per position; enough blocks per task to amortise scheduling.
+        let block = c * inner;
+        let per_task = (16_384 / block.max(1)).max(1) * block;
+        out.par_chunks_mut(per_task)
+            .zip(xs.par_chunks(per_task))
+            .for_each(|(dst, src)| {
+                let mut mean = vec![0f64; inner];
+                let mut m2 = vec![0f64; inner];
+                for (dst, src) in dst.chunks_exact_mut(block).zip(src.chunks_exact(block)) {
+                    mean.fill(0.0);
+                    m2.fill(0.0);
+                    for row in src.chunks_exact(inner) {
+                        for (m, &v) in mean.iter_mut().zip(row) {
+                            *m += v.to_f64();
+                        }
+                    }
+                    for m in mean.iter_mut() {
+                        *m /= c as f64;
+                    }
+                    for row in src.chunks_exact(inner) {
+                        for ((s, &m), &v) in m2.iter_mut().zip(&mean).zip(row) {
+                            let d = v.to_f64() - m;
+                            *s += d * d;
+                        }
+                    }
+                    for s in m2.iter_mut() {
+                        *s = 1.0 / (*s / c as f64 + self.eps).sqrt();
+                    }
+                    for (ch, (drow, srow)) in dst
+                        .chunks_exact_mut(inner)
+                        .zip(src.chunks_exact(inner))
+                        .enumerate()
+                    {
+                        let (w, b) = (weight[ch].to_f64(), bias[ch].to_f64());
+                        for (((d, &v), &m), &r) in drow.iter_mut().zip(srow).zip(&mean).zip(&m2) {
+                            *d = T::from_f64((v.to_f64() - m) * r * w + b);
+                        }
+                    }
+                }
+            });
+        out
+    }
+}
+
+impl CustomOp3 for FusedNorm {
+    fn name(&self) -> &'static str {
+        "layer_norm"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let shape = l1.shape().clone();
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                CpuStorage::F32(self.run(
+                    contiguous_slice("layer_norm", x, l1)?,
+                    contiguous_slice("layer_norm", w, l2)?,
+                    contiguous_slice("layer_norm", b, l3)?,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                CpuStorage::F64(self.run(
+                    contiguous_slice("layer_norm", x, l1)?,
+                    contiguous_slice("layer_norm", w, l2)?,
+                    contiguous_slice("layer_norm", b, l3)?,
+                ))
+            }
+            _ => candle_core::bail!("layer_norm: fused path needs f32 or f64 throughout"),
+        };
+        Ok((out, shape))
+    }
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let shape = (self.outer, self.features, self.inner);
+        let (gx, gw, gb) = affine_norm_backward(
+            &xs.reshape(shape)?,
+            &weight.reshape((1, self.features, 1))?,
+            &grad.reshape(shape)?,
+            self.eps,
+        )?;
+        Ok((Some(gx.reshape(xs.shape())?), Some(gw), Some(gb)))
+    }
+}
+
+/// Gradients of `y = (x − mean)/√(var + eps) · w + b` over axis 1 of `[outer, C, inner]`:
+/// `(dx, dw, db)`, composed from tensor ops.
+fn affine_norm_backward(
+    xs: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let mean = xs.mean_keepdim(1)?;
+    let centered = xs.broadcast_sub(&mean)?;
+    let rstd = (centered.sqr()?.mean_keepdim(1)? + eps)?.sqrt()?.recip()?;
+    let normed = centered.broadcast_mul(&rstd)?;
+    let grad_normed = grad.broadcast_mul(weight)?;
+    let term1 = grad_normed.mean_keepdim(1)?;
+    let term2 = (&grad_normed * &normed)?.mean_keepdim(1)?;
+    let gx = grad_normed
+        .broadcast_sub(&term1)?
+        .sub(&normed.broadcast_mul(&term2)?)?
+        .broadcast_mul(&rstd)?;
+    let gw = (grad * &normed)?.sum((0, 2))?;
+    let gb = grad.sum((0, 2))?;
+    Ok((gx, gw, gb))
+}
+
+/// The fused CPU path, when it applies (CPU, f32/f64, weight and bias present).
+fn fused_norm(
+    xs: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+    (outer, features, inner): (usize, usize, usize),
+) -> Result<Option<Tensor>> {
+    let (Some(weight), Some(bias)) = (weight, bias) else {
+        return Ok(None);
+    };
+    let dtype = xs.dtype();
+    if !xs.device().is_cpu()
+        || !matches!(dtype, DType::F32 | DType::F64)
+        || weight.dtype() != dtype
+        || bias.dtype() != dtype
+    {
+        return Ok(None);
+    }
+    let op = FusedNorm {
+        outer,
+        features,
+        inner,
+        eps,
+    };
+    Ok(Some(xs.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        op,
+    )?))
+}
 
 fn check_affine(
     op: &'static str,
@@ -80,6 +250,27 @@ pub fn layer_norm(
     }
     let features = xs.dim(D::Minus1)?;
     check_affine(OP, xs, features, weight, bias)?;
+    let outer = xs.elem_count() / features.max(1);
+    if let Some(ys) = fused_norm(xs, weight, bias, eps, (outer, features, 1))? {
+        return Ok(ys);
+    }
+    layer_norm_composed(xs, weight, bias, eps)
+}
+
+/// [`layer_norm`] composed from reductions and broadcasts (any device, dtype, and optional
+/// affine parameters); candle derives its backward.
+pub fn layer_norm_composed(
+    xs: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    let rank = xs.rank();
+    if rank == 0 {
+        return Err(shape_error("layer_norm", "input is a scalar; need at least one dimension"));
+    }
+    let features = xs.dim(D::Minus1)?;
+    check_affine("layer_norm", xs, features, weight, bias)?;
     let mut affine_shape = vec![1; rank];
     affine_shape[rank - 1] = features;
     normalize(xs, rank - 1, weight, bias, eps, &affine_shape)
@@ -94,8 +285,23 @@ pub fn layer_norm2d(
     eps: f64,
 ) -> Result<Tensor> {
     const OP: &str = "layer_norm2d";
-    let (_, c, _, _) = dims4(OP, xs)?;
+    let (n, c, h, w) = dims4(OP, xs)?;
     check_affine(OP, xs, c, weight, bias)?;
+    if let Some(ys) = fused_norm(xs, weight, bias, eps, (n, c, h * w))? {
+        return Ok(ys);
+    }
+    layer_norm2d_composed(xs, weight, bias, eps)
+}
+
+/// [`layer_norm2d`] composed from reductions and broadcasts (any device and dtype).
+pub fn layer_norm2d_composed(
+    xs: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    let (_, c, _, _) = dims4("layer_norm2d", xs)?;
+    check_affine("layer_norm2d", xs, c, weight, bias)?;
     normalize(xs, 1, weight, bias, eps, &[1, c, 1, 1])
 }
 

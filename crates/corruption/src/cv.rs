@@ -386,17 +386,15 @@ pub(crate) fn fma_f32(a: f32, b: f32, c: f32) -> f32 {
     let sum = product + addend;
     let addend_part = sum - product;
     let error = (product - (sum - addend_part)) + (addend - addend_part);
+    // Branch-free (the test is a coin flip on image data): step one ulp towards the exact
+    // value when the sum is inexact and its last bit is even.
     let bits = sum.to_bits();
-    let odd = if error != 0.0 && bits & 1 == 0 {
-        // One ulp towards the exact value.
-        if (error > 0.0) == (sum > 0.0) {
-            f64::from_bits(bits + 1)
-        } else {
-            f64::from_bits(bits - 1)
-        }
-    } else {
-        sum
-    };
+    let inexact_even = ((error != 0.0) as u64) & !bits & 1;
+    let towards_larger_magnitude = ((error > 0.0) == (sum > 0.0)) as u64;
+    let step = inexact_even
+        .wrapping_mul(2 * towards_larger_magnitude)
+        .wrapping_sub(inexact_even);
+    let odd = f64::from_bits(bits.wrapping_add(step));
     odd as f32
 }
 

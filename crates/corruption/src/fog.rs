@@ -18,8 +18,10 @@
 //! - CIFAR-10-C: 32, as the reference draws at 32×32; larger images likewise get the next power
 //!   of two of their longer side.
 //!
-//! Every size from 1×1 works; at a reference's own sizes the draws and bytes are the
-//! reference's. An all-black image stays black (`max_val = 0`), as in the references.
+//! Every size from 1×1 works. Below 32 pixels, where `imagecorruptions.corrupt` refuses the
+//! image, the output equals imagecorruptions' own `fog` function called directly (checked on
+//! random sizes down to 1×1). An all-black image stays black (`max_val = 0`), as in the
+//! references.
 
 use image::RgbImage;
 

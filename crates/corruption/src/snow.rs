@@ -23,7 +23,9 @@
 //! `clipped_zoom`; this port uses the image's own height and width there (identical on the
 //! references' square sizes). Every size from 1×1 works: the zoomed crop is at least one pixel
 //! and the motion blur stops adding copies once a shift reaches the layer's size, as the
-//! reference's does.
+//! reference's does. Below 32 pixels, where `imagecorruptions.corrupt` refuses the image, the
+//! imagecorruptions flavor equals its own `snow` function called directly (checked on random
+//! sizes down to 1×1).
 
 use image::RgbImage;
 

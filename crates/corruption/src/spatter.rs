@@ -18,10 +18,12 @@
 //!    ImageNet-C / CIFAR-10-C code (`np.ones_like` of the float32 image), and the sum follows.
 //!
 //! Small images: every step is defined from 1×1 up, so sizes below the reference's 32 pixels
-//! go through the same arithmetic. One reference behaviour is replaced: when no pixel of the
-//! water layer survives (`max(u · dist) = 0`, likely on tiny images), the reference divides 0
-//! by 0 and returns a black image; here the water layer is then empty and the image is returned
-//! unchanged (up to the float32 round trip, which is exact for 8-bit values).
+//! go through the same arithmetic, and the output equals the references' `spatter` functions
+//! called directly at those sizes (checked on random sizes down to 1×1, all flavors). One
+//! reference behaviour is replaced: when no pixel of the water layer survives
+//! (`max(u · dist) = 0`, likely on tiny images), the reference divides 0 by 0 and returns a
+//! black image; here the water layer is then empty and the image is returned unchanged (the
+//! float32 round trip is exact for 8-bit values).
 
 use image::RgbImage;
 

@@ -18,9 +18,30 @@ struct ConvShape {
 }
 
 const CONV_SHAPES: [ConvShape; 3] = [
-    ConvShape { name: "3x3_64ch_56", batch: 8, in_channels: 64, out_channels: 64, size: 56, kernel: 3 },
-    ConvShape { name: "3x3_256ch_14", batch: 8, in_channels: 256, out_channels: 256, size: 14, kernel: 3 },
-    ConvShape { name: "1x1_256ch_56", batch: 8, in_channels: 256, out_channels: 256, size: 56, kernel: 1 },
+    ConvShape {
+        name: "3x3_64ch_56",
+        batch: 8,
+        in_channels: 64,
+        out_channels: 64,
+        size: 56,
+        kernel: 3,
+    },
+    ConvShape {
+        name: "3x3_256ch_14",
+        batch: 8,
+        in_channels: 256,
+        out_channels: 256,
+        size: 14,
+        kernel: 3,
+    },
+    ConvShape {
+        name: "1x1_256ch_56",
+        batch: 8,
+        in_channels: 256,
+        out_channels: 256,
+        size: 56,
+        kernel: 1,
+    },
 ];
 
 fn randn(shape: &[usize], scale: f64) -> Tensor {

@@ -134,8 +134,14 @@ impl Im2ColGeometry {
         {
             return Err(bad("kernel, stride and dilation must be positive"));
         }
-        let out_height = conv_out_len(height, kernel.0, cfg.stride.0, cfg.padding.0, cfg.dilation.0)
-            .ok_or_else(|| bad("the kernel is larger than the padded input"))?;
+        let out_height = conv_out_len(
+            height,
+            kernel.0,
+            cfg.stride.0,
+            cfg.padding.0,
+            cfg.dilation.0,
+        )
+        .ok_or_else(|| bad("the kernel is larger than the padded input"))?;
         let out_width = conv_out_len(width, kernel.1, cfg.stride.1, cfg.padding.1, cfg.dilation.1)
             .ok_or_else(|| bad("the kernel is larger than the padded input"))?;
         Ok(Self {
@@ -263,8 +269,7 @@ impl Im2ColGeometry {
                 let rows = &block[(ki * kw + kj) * ho * wo..(ki * kw + kj + 1) * ho * wo];
                 for (oy, row) in rows.chunks_exact(wo).enumerate().take(yhi).skip(ylo) {
                     let iy = (oy * self.stride.0) as isize + yshift;
-                    let dst =
-                        &mut plane[iy as usize * self.width..(iy as usize + 1) * self.width];
+                    let dst = &mut plane[iy as usize * self.width..(iy as usize + 1) * self.width];
                     let first = ((xlo * self.stride.1) as isize + xshift) as usize;
                     if self.stride.1 == 1 {
                         for (d, &v) in dst[first..first + (xhi - xlo)]
@@ -411,13 +416,7 @@ pub fn im2col_composed(xs: &Tensor, geometry: &Im2ColGeometry) -> Result<Tensor>
         .pad_with_zeros(3, g.padding.1, g.padding.1)?;
     let mut taps = Vec::with_capacity(g.taps());
     for ki in 0..g.kernel.0 {
-        let rows = strided_narrow(
-            &padded,
-            2,
-            ki * g.dilation.0,
-            g.out_height,
-            g.stride.0,
-        )?;
+        let rows = strided_narrow(&padded, 2, ki * g.dilation.0, g.out_height, g.stride.0)?;
         for kj in 0..g.kernel.1 {
             taps.push(strided_narrow(
                 &rows,
@@ -449,7 +448,9 @@ pub fn conv2d(
     if !(xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64)) {
         return conv2d_composed(xs, weight, bias, cfg);
     }
-    let ys = xs.contiguous()?.apply_op2(&weight.contiguous()?, ConvCpu(plan))?;
+    let ys = xs
+        .contiguous()?
+        .apply_op2(&weight.contiguous()?, ConvCpu(plan))?;
     match bias {
         Some(bias) => ys.broadcast_add(&bias.reshape((1, plan.out_channels, 1, 1))?),
         None => Ok(ys),
@@ -468,52 +469,57 @@ struct ConvPlan {
 }
 
 impl ConvPlan {
-    fn new(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, cfg: &Conv2dConfig) -> Result<Self> {
+    fn new(
+        xs: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        cfg: &Conv2dConfig,
+    ) -> Result<Self> {
         const OP: &str = "conv2d";
-    let (n, c, h, w) = dims4(OP, xs)?;
-    let (o, c_per_group, kh, kw) = match weight.dims() {
-        &[o, cg, kh, kw] => (o, cg, kh, kw),
-        dims => {
+        let (n, c, h, w) = dims4(OP, xs)?;
+        let (o, c_per_group, kh, kw) = match weight.dims() {
+            &[o, cg, kh, kw] => (o, cg, kh, kw),
+            dims => {
+                return Err(shape_error(
+                    OP,
+                    format!("weight must be [O, C/groups, kh, kw], got {dims:?}"),
+                ));
+            }
+        };
+        let groups = cfg.groups;
+        if groups == 0 || c != c_per_group * groups || o % groups != 0 {
             return Err(shape_error(
                 OP,
-                format!("weight must be [O, C/groups, kh, kw], got {dims:?}"),
+                format!(
+                    "input {:?} and weight {:?} do not agree with groups = {groups} \
+                 (need C = weight.dim(1)·groups and O divisible by groups)",
+                    xs.dims(),
+                    weight.dims()
+                ),
             ));
         }
-    };
-    let groups = cfg.groups;
-    if groups == 0 || c != c_per_group * groups || o % groups != 0 {
-        return Err(shape_error(
-            OP,
-            format!(
-                "input {:?} and weight {:?} do not agree with groups = {groups} \
-                 (need C = weight.dim(1)·groups and O divisible by groups)",
-                xs.dims(),
-                weight.dims()
-            ),
-        ));
-    }
-    if let Some(bias) = bias
-        && bias.dims() != [o]
-    {
-        return Err(shape_error(
-            OP,
-            format!(
-                "bias {:?} does not match weight {:?} (expected [{o}])",
-                bias.dims(),
-                weight.dims()
-            ),
-        ));
-    }
-    let geometry = Im2ColGeometry::new(c, (h, w), (kh, kw), cfg).map_err(|_| {
-        shape_error(
-            OP,
-            format!(
-                "kernel {:?} does not fit input {:?} with {cfg:?}",
-                weight.dims(),
-                xs.dims()
-            ),
-        )
-    })?;
+        if let Some(bias) = bias
+            && bias.dims() != [o]
+        {
+            return Err(shape_error(
+                OP,
+                format!(
+                    "bias {:?} does not match weight {:?} (expected [{o}])",
+                    bias.dims(),
+                    weight.dims()
+                ),
+            ));
+        }
+        let geometry = Im2ColGeometry::new(c, (h, w), (kh, kw), cfg).map_err(|_| {
+            shape_error(
+                OP,
+                format!(
+                    "kernel {:?} does not fit input {:?} with {cfg:?}",
+                    weight.dims(),
+                    xs.dims()
+                ),
+            )
+        })?;
         Ok(Self {
             batch: n,
             out_channels: o,
@@ -612,7 +618,10 @@ impl Conv2d {
         cfg: Conv2dConfig,
         vb: &VarBuilder<'_>,
     ) -> Result<Self> {
-        if cfg.groups == 0 || in_channels % cfg.groups != 0 || out_channels % cfg.groups != 0 {
+        if cfg.groups == 0
+            || !in_channels.is_multiple_of(cfg.groups)
+            || !out_channels.is_multiple_of(cfg.groups)
+        {
             return Err(shape_error(
                 "Conv2d",
                 format!(

@@ -5,7 +5,9 @@ mod ops_support;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use ops_support::{Golden, assert_close, assert_error_mentions, assert_gradcheck, grads_of, uniform};
+use ops_support::{
+    Golden, assert_close, assert_error_mentions, assert_gradcheck, grads_of, uniform,
+};
 use rtb_nn::conv::{
     Conv2d, Conv2dConfig, Im2ColGeometry, col2im, conv2d, conv2d_composed, im2col, im2col_composed,
 };
@@ -42,11 +44,25 @@ fn conv2d_matches_torch_outputs_and_gradients() {
                 &inputs,
                 &golden.get(&case, "gy"),
             );
-            assert_close(&format!("{path} {case} y"), &y, &golden.get(&case, "y"), RTOL, ATOL);
+            assert_close(
+                &format!("{path} {case} y"),
+                &y,
+                &golden.get(&case, "y"),
+                RTOL,
+                ATOL,
+            );
             let names = ["gx", "gweight", "gbias"];
             for (i, g) in grads.iter().enumerate() {
-                let g = g.as_ref().unwrap_or_else(|| panic!("{case}: no gradient for input {i}"));
-                assert_close(&format!("{path} {case} {}", names[i]), g, &golden.get(&case, names[i]), RTOL, ATOL);
+                let g = g
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{case}: no gradient for input {i}"));
+                assert_close(
+                    &format!("{path} {case} {}", names[i]),
+                    g,
+                    &golden.get(&case, names[i]),
+                    RTOL,
+                    ATOL,
+                );
             }
         }
     }
@@ -55,21 +71,68 @@ fn conv2d_matches_torch_outputs_and_gradients() {
 #[test]
 fn conv2d_gradcheck_over_configs() {
     let configs = [
-        ("k3s1p1", (2, 3, 5, 6), (4, 3, 3, 3), Conv2dConfig::default().with_padding(1)),
-        ("k3s2p1", (1, 2, 7, 6), (3, 2, 3, 3), Conv2dConfig::default().with_stride(2).with_padding(1)),
-        ("k3_dil2", (1, 2, 7, 7), (2, 2, 3, 3), Conv2dConfig::default().with_dilation(2).with_padding(1)),
-        ("groups2", (2, 4, 5, 5), (4, 2, 3, 3), Conv2dConfig::default().with_groups(2).with_padding(1)),
-        ("depthwise", (1, 3, 5, 4), (3, 1, 3, 3), Conv2dConfig::default().with_groups(3).with_padding(1)),
+        (
+            "k3s1p1",
+            (2, 3, 5, 6),
+            (4, 3, 3, 3),
+            Conv2dConfig::default().with_padding(1),
+        ),
+        (
+            "k3s2p1",
+            (1, 2, 7, 6),
+            (3, 2, 3, 3),
+            Conv2dConfig::default().with_stride(2).with_padding(1),
+        ),
+        (
+            "k3_dil2",
+            (1, 2, 7, 7),
+            (2, 2, 3, 3),
+            Conv2dConfig::default().with_dilation(2).with_padding(1),
+        ),
+        (
+            "groups2",
+            (2, 4, 5, 5),
+            (4, 2, 3, 3),
+            Conv2dConfig::default().with_groups(2).with_padding(1),
+        ),
+        (
+            "depthwise",
+            (1, 3, 5, 4),
+            (3, 1, 3, 3),
+            Conv2dConfig::default().with_groups(3).with_padding(1),
+        ),
         ("k1", (2, 3, 4, 5), (2, 3, 1, 1), Conv2dConfig::default()),
-        ("k1s2", (2, 3, 5, 5), (2, 3, 1, 1), Conv2dConfig::default().with_stride(2)),
-        ("k2x3_s2x1_p1x0", (1, 2, 6, 5), (3, 2, 2, 3), Conv2dConfig { stride: (2, 1), padding: (1, 0), ..Default::default() }),
+        (
+            "k1s2",
+            (2, 3, 5, 5),
+            (2, 3, 1, 1),
+            Conv2dConfig::default().with_stride(2),
+        ),
+        (
+            "k2x3_s2x1_p1x0",
+            (1, 2, 6, 5),
+            (3, 2, 2, 3),
+            Conv2dConfig {
+                stride: (2, 1),
+                padding: (1, 0),
+                ..Default::default()
+            },
+        ),
     ];
     for (i, (name, xs, ws, cfg)) in configs.into_iter().enumerate() {
         let x = uniform(&[xs.0, xs.1, xs.2, xs.3], 10 + i as u64, 1.0);
         let w = uniform(&[ws.0, ws.1, ws.2, ws.3], 100 + i as u64, 0.5);
         let b = uniform(&[ws.0], 1000 + i as u64, 0.5);
-        assert_gradcheck(name, |t| conv2d(&t[0], &t[1], Some(&t[2]), &cfg), &[x.clone(), w.clone(), b.clone()]);
-        assert_gradcheck(name, |t| conv2d_composed(&t[0], &t[1], Some(&t[2]), &cfg), &[x, w, b]);
+        assert_gradcheck(
+            name,
+            |t| conv2d(&t[0], &t[1], Some(&t[2]), &cfg),
+            &[x.clone(), w.clone(), b.clone()],
+        );
+        assert_gradcheck(
+            name,
+            |t| conv2d_composed(&t[0], &t[1], Some(&t[2]), &cfg),
+            &[x, w, b],
+        );
     }
 }
 
@@ -78,8 +141,15 @@ fn im2col_cpu_kernel_equals_composed_im2col_and_col2im_is_its_adjoint() {
     let x = uniform(&[2, 3, 7, 6], 7, 1.0);
     for cfg in [
         Conv2dConfig::default().with_padding(1),
-        Conv2dConfig::default().with_stride(2).with_padding(2).with_dilation(2),
-        Conv2dConfig { stride: (1, 3), padding: (0, 1), ..Default::default() },
+        Conv2dConfig::default()
+            .with_stride(2)
+            .with_padding(2)
+            .with_dilation(2),
+        Conv2dConfig {
+            stride: (1, 3),
+            padding: (0, 1),
+            ..Default::default()
+        },
     ] {
         let g = Im2ColGeometry::new(3, (7, 6), (3, 2), &cfg).unwrap();
         let fast = im2col(&x, &g).unwrap();
@@ -87,26 +157,63 @@ fn im2col_cpu_kernel_equals_composed_im2col_and_col2im_is_its_adjoint() {
         assert_close(&format!("im2col {cfg:?}"), &fast, &composed, 0.0, 0.0);
         // <im2col(x), c> = <x, col2im(c)> for any c.
         let c = uniform(fast.dims(), 9, 1.0);
-        let lhs = (fast * &c).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        let lhs = (fast * &c)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         let back = col2im(&c, &g).unwrap();
-        let rhs = (&x * back).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
-        assert!((lhs - rhs).abs() < 1e-10 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
-        assert_gradcheck("im2col_composed", |t| im2col_composed(&t[0], &g), &[x.clone()]);
-        assert_gradcheck("im2col", |t| im2col(&t[0], &g), &[x.clone()]);
+        let rhs = (&x * back)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!(
+            (lhs - rhs).abs() < 1e-10 * lhs.abs().max(1.0),
+            "{lhs} vs {rhs}"
+        );
+        assert_gradcheck(
+            "im2col_composed",
+            |t| im2col_composed(&t[0], &g),
+            std::slice::from_ref(&x),
+        );
+        assert_gradcheck("im2col", |t| im2col(&t[0], &g), std::slice::from_ref(&x));
     }
 }
 
 #[test]
 fn conv2d_f32_equals_candle_conv2d_forward() {
     // candle's forward is correct (only its backward is slow): a second, independent reference.
-    let x = uniform(&[2, 8, 9, 10], 3, 1.0).to_dtype(DType::F32).unwrap();
+    let x = uniform(&[2, 8, 9, 10], 3, 1.0)
+        .to_dtype(DType::F32)
+        .unwrap();
     let w = uniform(&[6, 8, 3, 3], 4, 0.3).to_dtype(DType::F32).unwrap();
-    let ours = conv2d(&x, &w, None, &Conv2dConfig::default().with_stride(2).with_padding(1)).unwrap();
+    let ours = conv2d(
+        &x,
+        &w,
+        None,
+        &Conv2dConfig::default().with_stride(2).with_padding(1),
+    )
+    .unwrap();
     let candle = x.conv2d(&w, 1, 2, 1, 1).unwrap();
     assert_close("conv2d vs candle", &ours, &candle, 1e-5, 1e-5);
     // Non-contiguous inputs are accepted (made contiguous first).
-    let xt = x.transpose(2, 3).unwrap().contiguous().unwrap().transpose(2, 3).unwrap();
-    let again = conv2d(&xt, &w, None, &Conv2dConfig::default().with_stride(2).with_padding(1)).unwrap();
+    let xt = x
+        .transpose(2, 3)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .transpose(2, 3)
+        .unwrap();
+    let again = conv2d(
+        &xt,
+        &w,
+        None,
+        &Conv2dConfig::default().with_stride(2).with_padding(1),
+    )
+    .unwrap();
     assert_close("non-contiguous input", &again, &ours, 0.0, 0.0);
 }
 
@@ -114,19 +221,39 @@ fn conv2d_f32_equals_candle_conv2d_forward() {
 fn conv2d_module_uses_torch_key_names_and_trains() {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
-    let layer = Conv2d::new(4, 6, 3, Conv2dConfig::default().with_padding(1), &vb.pp("conv")).unwrap();
+    let layer = Conv2d::new(
+        4,
+        6,
+        3,
+        Conv2dConfig::default().with_padding(1),
+        &vb.pp("conv"),
+    )
+    .unwrap();
     let mut keys: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
     keys.sort();
-    assert_eq!(keys, vec!["conv.bias".to_string(), "conv.weight".to_string()]);
+    assert_eq!(
+        keys,
+        vec!["conv.bias".to_string(), "conv.weight".to_string()]
+    );
     assert_eq!(layer.weight().dims(), &[6, 4, 3, 3]);
     // PyTorch's default init bound is 1/sqrt(fan_in) = 1/6.
-    let max = layer.weight().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    let max = layer
+        .weight()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
     assert!(max <= 1.0 / 6.0 && max > 0.05, "weight bound {max}");
     let x = uniform(&[1, 4, 5, 5], 1, 1.0);
     let y = layer.forward(&x).unwrap();
     let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     for var in varmap.all_vars() {
-        assert!(grads.get(&var).is_some(), "no gradient for a Conv2d parameter");
+        assert!(
+            grads.get(&var).is_some(),
+            "no gradient for a Conv2d parameter"
+        );
     }
     let no_bias = Conv2d::new_no_bias(4, 2, 1, Conv2dConfig::default(), &vb.pp("proj")).unwrap();
     assert!(no_bias.bias().is_none());
@@ -137,15 +264,31 @@ fn candle_linear_matches_torch_linear() {
     // candle_nn::Linear's gradients are correct (checked here), so rtb-nn has no wrapper.
     let golden = Golden::load("linear");
     for case in golden.cases() {
-        let inputs = [golden.get(&case, "x"), golden.get(&case, "weight"), golden.get(&case, "bias")];
+        let inputs = [
+            golden.get(&case, "x"),
+            golden.get(&case, "weight"),
+            golden.get(&case, "bias"),
+        ];
         let (y, grads) = grads_of(
             |t| candle_nn::Linear::new(t[1].clone(), Some(t[2].clone())).forward(&t[0]),
             &inputs,
             &golden.get(&case, "gy"),
         );
-        assert_close(&format!("{case} y"), &y, &golden.get(&case, "y"), 1e-5, 1e-6);
+        assert_close(
+            &format!("{case} y"),
+            &y,
+            &golden.get(&case, "y"),
+            1e-5,
+            1e-6,
+        );
         for (g, name) in grads.iter().zip(["gx", "gweight", "gbias"]) {
-            assert_close(&format!("{case} {name}"), g.as_ref().unwrap(), &golden.get(&case, name), 1e-5, 1e-6);
+            assert_close(
+                &format!("{case} {name}"),
+                g.as_ref().unwrap(),
+                &golden.get(&case, name),
+                1e-5,
+                1e-6,
+            );
         }
     }
     for (i, shape) in [vec![3, 4], vec![2, 3, 4]].into_iter().enumerate() {
@@ -179,9 +322,15 @@ fn conv2d_shape_mismatches_are_errors_naming_the_shapes() {
     );
     let w = Tensor::zeros((4, 3, 3, 3), DType::F32, &Device::Cpu).unwrap();
     let b = Tensor::zeros(5, DType::F32, &Device::Cpu).unwrap();
-    assert_error_mentions(conv2d(&x, &w, Some(&b), &Conv2dConfig::default()), &["bias", "[5]"]);
+    assert_error_mentions(
+        conv2d(&x, &w, Some(&b), &Conv2dConfig::default()),
+        &["bias", "[5]"],
+    );
     let x3 = Tensor::zeros((3, 5, 5), DType::F32, &Device::Cpu).unwrap();
-    assert_error_mentions(conv2d(&x3, &w, None, &Conv2dConfig::default()), &["[3, 5, 5]"]);
+    assert_error_mentions(
+        conv2d(&x3, &w, None, &Conv2dConfig::default()),
+        &["[3, 5, 5]"],
+    );
     assert_error_mentions(
         conv2d(&x, &w, None, &Conv2dConfig::default().with_stride(0)),
         &["conv2d"],

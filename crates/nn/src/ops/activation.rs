@@ -69,7 +69,8 @@ impl CustomOp1 for Gelu {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad_res.contiguous()?.reshape(arg.elem_count())?;
         Ok(Some(
-            arg.apply_op2_no_bwd(&grad, &GeluBackward)?.reshape(arg.shape())?,
+            arg.apply_op2_no_bwd(&grad, &GeluBackward)?
+                .reshape(arg.shape())?,
         ))
     }
 }

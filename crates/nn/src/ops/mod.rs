@@ -151,5 +151,8 @@ pub(crate) fn strided_narrow(
     let mut split: Vec<usize> = taken.dims().to_vec();
     split[dim] = count;
     split.insert(dim + 1, step);
-    taken.reshape(split)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)
+    taken
+        .reshape(split)?
+        .narrow(dim + 1, 0, 1)?
+        .squeeze(dim + 1)
 }

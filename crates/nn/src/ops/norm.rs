@@ -5,9 +5,7 @@
 //! gradient reaches anything upstream, and no error is raised). These are composed from
 //! reductions and broadcasts whose backward candle derives, on every device.
 
-use candle_core::{
-    CpuStorage, CustomOp3, D, DType, Layout, Result, Shape, Tensor, Var, WithDType,
-};
+use candle_core::{CpuStorage, CustomOp3, D, DType, Layout, Result, Shape, Tensor, Var, WithDType};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
@@ -246,7 +244,10 @@ pub fn layer_norm(
     const OP: &str = "layer_norm";
     let rank = xs.rank();
     if rank == 0 {
-        return Err(shape_error(OP, "input is a scalar; need at least one dimension"));
+        return Err(shape_error(
+            OP,
+            "input is a scalar; need at least one dimension",
+        ));
     }
     let features = xs.dim(D::Minus1)?;
     check_affine(OP, xs, features, weight, bias)?;
@@ -267,7 +268,10 @@ pub fn layer_norm_composed(
 ) -> Result<Tensor> {
     let rank = xs.rank();
     if rank == 0 {
-        return Err(shape_error("layer_norm", "input is a scalar; need at least one dimension"));
+        return Err(shape_error(
+            "layer_norm",
+            "input is a scalar; need at least one dimension",
+        ));
     }
     let features = xs.dim(D::Minus1)?;
     check_affine("layer_norm", xs, features, weight, bias)?;
@@ -413,6 +417,8 @@ impl BatchNorm2d {
 
     /// A batch norm from given tensors (all `[C]`). Running statistics that are already
     /// variables are shared, others are copied into new variables.
+    // Owned like the other `from_tensors` constructors, so callers hand over what they loaded.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn from_tensors(
         weight: Option<Tensor>,
         bias: Option<Tensor>,

@@ -106,10 +106,24 @@ impl MaxPool2dConfig {
         if self.padding.0 > kh / 2 || self.padding.1 > kw / 2 {
             return Err(bad("padding must be at most half of the kernel size"));
         }
-        let ho = Self::out_len(h, kh, self.stride.0, self.padding.0, self.dilation.0, self.ceil_mode)
-            .ok_or_else(|| bad("the window is larger than the padded input"))?;
-        let wo = Self::out_len(w, kw, self.stride.1, self.padding.1, self.dilation.1, self.ceil_mode)
-            .ok_or_else(|| bad("the window is larger than the padded input"))?;
+        let ho = Self::out_len(
+            h,
+            kh,
+            self.stride.0,
+            self.padding.0,
+            self.dilation.0,
+            self.ceil_mode,
+        )
+        .ok_or_else(|| bad("the window is larger than the padded input"))?;
+        let wo = Self::out_len(
+            w,
+            kw,
+            self.stride.1,
+            self.padding.1,
+            self.dilation.1,
+            self.ceil_mode,
+        )
+        .ok_or_else(|| bad("the window is larger than the padded input"))?;
         Ok((ho, wo))
     }
 }
@@ -125,7 +139,11 @@ struct MaxPool {
 impl MaxPool {
     /// Calls `visit(out_index, in_index_of_max)` for every output of one plane; the index is
     /// `None` for a window with no input element (impossible with valid padding).
-    fn argmax_plane<T: WithDType>(&self, plane: &[T], mut visit: impl FnMut(usize, Option<usize>, T)) {
+    fn argmax_plane<T: WithDType>(
+        &self,
+        plane: &[T],
+        mut visit: impl FnMut(usize, Option<usize>, T),
+    ) {
         let (h, w) = self.in_size;
         let (ho, wo) = self.out_size;
         let c = &self.cfg;
@@ -260,7 +278,13 @@ pub fn max_pool2d(xs: &Tensor, cfg: &MaxPool2dConfig) -> Result<Tensor> {
 }
 
 /// Pads `dim` with a constant on both sides.
-fn pad_with_value(xs: &Tensor, dim: usize, left: usize, right: usize, value: f64) -> Result<Tensor> {
+fn pad_with_value(
+    xs: &Tensor,
+    dim: usize,
+    left: usize,
+    right: usize,
+    value: f64,
+) -> Result<Tensor> {
     if left == 0 && right == 0 {
         return Ok(xs.clone());
     }
@@ -295,7 +319,13 @@ pub fn max_pool2d_composed(xs: &Tensor, cfg: &MaxPool2dConfig) -> Result<Tensor>
     for ki in 0..cfg.kernel.0 {
         let rows = strided_narrow(&padded, 2, ki * cfg.dilation.0, ho, cfg.stride.0)?;
         for kj in 0..cfg.kernel.1 {
-            windows.push(strided_narrow(&rows, 3, kj * cfg.dilation.1, wo, cfg.stride.1)?);
+            windows.push(strided_narrow(
+                &rows,
+                3,
+                kj * cfg.dilation.1,
+                wo,
+                cfg.stride.1,
+            )?);
         }
     }
     let stacked = Tensor::stack(&windows, 2)?.contiguous()?;
@@ -323,7 +353,11 @@ pub fn adaptive_avg_pool2d(xs: &Tensor, (out_h, out_w): (usize, usize)) -> Resul
     if out_h == 0 || out_w == 0 || h == 0 || w == 0 {
         return Err(shape_error(
             "adaptive_avg_pool2d",
-            format!("cannot pool {:?} to {:?}: sizes must be positive", xs.dims(), (out_h, out_w)),
+            format!(
+                "cannot pool {:?} to {:?}: sizes must be positive",
+                xs.dims(),
+                (out_h, out_w)
+            ),
         ));
     }
     if (out_h, out_w) == (1, 1) {
@@ -331,7 +365,8 @@ pub fn adaptive_avg_pool2d(xs: &Tensor, (out_h, out_w): (usize, usize)) -> Resul
         return xs.mean_keepdim((2, 3));
     }
     let device = xs.device();
-    let p_h = Tensor::from_vec(adaptive_matrix(h, out_h), (out_h, h), device)?.to_dtype(xs.dtype())?;
+    let p_h =
+        Tensor::from_vec(adaptive_matrix(h, out_h), (out_h, h), device)?.to_dtype(xs.dtype())?;
     let p_w_t = Tensor::from_vec(adaptive_matrix(w, out_w), (out_w, w), device)?
         .to_dtype(xs.dtype())?
         .t()?;

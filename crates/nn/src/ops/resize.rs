@@ -206,16 +206,25 @@ impl CustomOp1 for BilinearAdjoint {
         self.dispatch(storage, layout)
     }
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad_res.contiguous()?.apply_op1(Bilinear(self.0.clone()))?))
+        Ok(Some(
+            grad_res.contiguous()?.apply_op1(Bilinear(self.0.clone()))?,
+        ))
     }
 }
 
-fn check_resize(op: &'static str, xs: &Tensor, size: (usize, usize)) -> Result<(usize, usize, usize, usize)> {
+fn check_resize(
+    op: &'static str,
+    xs: &Tensor,
+    size: (usize, usize),
+) -> Result<(usize, usize, usize, usize)> {
     let dims = dims4(op, xs)?;
     if size.0 == 0 || size.1 == 0 || dims.2 == 0 || dims.3 == 0 {
         return Err(shape_error(
             op,
-            format!("cannot resize {:?} to {size:?}: sizes must be positive", xs.dims()),
+            format!(
+                "cannot resize {:?} to {size:?}: sizes must be positive",
+                xs.dims()
+            ),
         ));
     }
     Ok(dims)

@@ -134,16 +134,16 @@ where
     let report = check_gradients(f, inputs, &GradCheck::default()).unwrap();
     assert!(report.passed(), "{what}:\n{report}");
     assert!(
-        report.inputs.iter().all(|r| r.has_gradient && r.checked > 0),
+        report
+            .inputs
+            .iter()
+            .all(|r| r.has_gradient && r.checked > 0),
         "{what}: an input got no gradient:\n{report}"
     );
 }
 
 /// Asserts that `result` is an error whose message contains every needle.
-pub fn assert_error_mentions<T: std::fmt::Debug>(
-    result: candle_core::Result<T>,
-    needles: &[&str],
-) {
+pub fn assert_error_mentions<T: std::fmt::Debug>(result: candle_core::Result<T>, needles: &[&str]) {
     match result {
         Ok(v) => panic!("expected an error mentioning {needles:?}, got Ok({v:?})"),
         Err(e) => {

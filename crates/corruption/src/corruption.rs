@@ -210,7 +210,13 @@ pub struct Severity(u8);
 
 impl Severity {
     /// All five levels, mildest first.
-    pub const ALL: [Severity; 5] = [Severity(1), Severity(2), Severity(3), Severity(4), Severity(5)];
+    pub const ALL: [Severity; 5] = [
+        Severity(1),
+        Severity(2),
+        Severity(3),
+        Severity(4),
+        Severity(5),
+    ];
 
     /// `Some` for 1..=5.
     pub const fn new(level: u8) -> Option<Severity> {

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::Corruption;
-
 /// Everything that can go wrong when corrupting an image.
 #[derive(Debug, thiserror::Error)]
 pub enum CorruptionError {
@@ -54,6 +52,14 @@ pub enum CorruptionError {
         /// The checksum found.
         actual: String,
     },
+    /// A frost texture has the right digest but could not be decoded.
+    #[error("frost texture {path} could not be decoded: {message}")]
+    FrostTextureDecode {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder found.
+        message: String,
+    },
     /// An image file could not be read, decoded, encoded or written.
     #[error("{path}: {source}")]
     Image {
@@ -71,14 +77,5 @@ pub enum CorruptionError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
-    },
-    /// The corruption cannot be applied with this flavor (none today; kept for flavors whose
-    /// reference lacks a corruption).
-    #[error("{corruption} is not available in the {flavor} flavor")]
-    Unavailable {
-        /// The corruption asked for.
-        corruption: Corruption,
-        /// The flavor asked for.
-        flavor: crate::Flavor,
     },
 }

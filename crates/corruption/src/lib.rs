@@ -32,37 +32,79 @@
 
 mod array;
 mod blur;
+mod color;
 mod corruption;
 mod cv;
 mod elastic;
 mod error;
 mod filters;
 mod fog;
+mod frost;
+mod jpeg;
+mod noise;
+mod pixelate;
 pub mod rng;
+mod seed;
 mod snow;
 mod spatter;
 
 pub use corruption::{Category, Corruption, Flavor, Severity};
 pub use error::CorruptionError;
+pub use frost::{FROST_FILES, FrostTextures};
 pub use rng::RandomState;
+pub use seed::image_seed;
 
-use image::RgbImage;
+use image::{DynamicImage, RgbImage};
 
 /// Applies corruptions of one flavor; holds the frost textures when frost is needed.
 #[derive(Debug, Clone, Default)]
 pub struct Corruptor {
     flavor: Flavor,
+    frost: Option<FrostTextures>,
 }
 
 impl Corruptor {
-    /// A corruptor for `flavor`, without frost textures.
+    /// A corruptor for `flavor`, without frost textures (frost then returns
+    /// [`CorruptionError::FrostTexturesNotConfigured`]).
     pub fn new(flavor: Flavor) -> Self {
-        Self { flavor }
+        Self {
+            flavor,
+            frost: None,
+        }
+    }
+
+    /// The same corruptor, reading frost textures from `textures` (cheap to clone and shared
+    /// between threads; each file is decoded once).
+    pub fn with_frost_textures(mut self, textures: FrostTextures) -> Self {
+        self.frost = Some(textures);
+        self
     }
 
     /// The flavor this corruptor follows.
     pub fn flavor(&self) -> Flavor {
         self.flavor
+    }
+
+    /// The frost textures, if configured.
+    pub fn frost_textures(&self) -> Option<&FrostTextures> {
+        self.frost.as_ref()
+    }
+
+    /// [`Corruptor::corrupt`] for any decoded image: grey, grey+alpha, RGBA and 16-bit images
+    /// are converted with `to_rgb8` first (grey is repeated into the three channels, as
+    /// imagecorruptions stacks a 2-D array; alpha is dropped; 16-bit samples are scaled to 8
+    /// bits). The result is always 8-bit RGB.
+    pub fn corrupt_dynamic(
+        &self,
+        image: &DynamicImage,
+        corruption: Corruption,
+        severity: Severity,
+        rng: &mut RandomState,
+    ) -> Result<RgbImage, CorruptionError> {
+        match image {
+            DynamicImage::ImageRgb8(rgb) => self.corrupt(rgb, corruption, severity, rng),
+            other => self.corrupt(&other.to_rgb8(), corruption, severity, rng),
+        }
     }
 
     /// Corrupts `image` (8-bit RGB; convert grey or RGBA input with
@@ -82,9 +124,16 @@ impl Corruptor {
             });
         }
         let flavor = self.flavor;
-        let _ = (severity, &rng);
         match corruption {
-            // Arms are added as each corruption lands; the fallback goes with the last one.
+            Corruption::GaussianNoise => Ok(noise::apply_gaussian(image, severity, flavor, rng)),
+            Corruption::ShotNoise => Ok(noise::apply_shot(image, severity, flavor, rng)),
+            Corruption::ImpulseNoise => Ok(noise::apply_impulse(image, severity, flavor, rng)),
+            Corruption::SpeckleNoise => Ok(noise::apply_speckle(image, severity, flavor, rng)),
+            Corruption::Brightness => Ok(color::apply_brightness(image, severity, flavor)),
+            Corruption::Saturate => Ok(color::apply_saturate(image, severity, flavor)),
+            Corruption::Contrast => Ok(color::apply_contrast(image, severity, flavor)),
+            Corruption::Pixelate => Ok(pixelate::apply(image, severity, flavor)),
+            Corruption::JpegCompression => Ok(jpeg::apply(image, severity, flavor)),
             Corruption::Fog => Ok(fog::fog(image, severity, flavor, rng)),
             Corruption::Snow => Ok(snow::snow(image, severity, flavor, rng)),
             Corruption::Spatter => Ok(spatter::spatter(image, severity, flavor, rng)),
@@ -96,7 +145,13 @@ impl Corruptor {
             Corruption::ElasticTransform => {
                 Ok(elastic::elastic_transform(image, severity, flavor, rng))
             }
-            _ => Err(CorruptionError::Unavailable { corruption, flavor }),
+            Corruption::Frost => {
+                let textures = self
+                    .frost
+                    .as_ref()
+                    .ok_or(CorruptionError::FrostTexturesNotConfigured)?;
+                frost::apply(image, severity, flavor, textures, rng)
+            }
         }
     }
 }

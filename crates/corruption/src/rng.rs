@@ -158,62 +158,115 @@ impl RandomState {
 
     /// `np.random.poisson(lam)` for one `lam ≥ 0`.
     pub fn poisson(&mut self, lam: f64) -> i64 {
-        if lam >= 10.0 {
-            self.poisson_ptrs(lam)
-        } else if lam == 0.0 {
-            0
-        } else {
-            self.poisson_mult(lam)
-        }
+        self.poisson_with(&PoissonSampler::new(lam))
     }
 
-    fn poisson_mult(&mut self, lam: f64) -> i64 {
-        let enlam = (-lam).exp();
-        let mut count = 0;
-        let mut prod = 1.0;
-        loop {
-            prod *= self.random_sample();
-            if prod > enlam {
-                count += 1;
-            } else {
-                return count;
+    /// `np.random.poisson(lam)` with the per-λ constants prepared once (see
+    /// [`PoissonSampler`]); the draws and the result are those of [`RandomState::poisson`].
+    pub fn poisson_with(&mut self, sampler: &PoissonSampler) -> i64 {
+        match sampler.method {
+            PoissonMethod::Zero => 0,
+            PoissonMethod::Multiplication { enlam } => {
+                let mut count = 0;
+                let mut prod = 1.0;
+                loop {
+                    prod *= self.random_sample();
+                    if prod > enlam {
+                        count += 1;
+                    } else {
+                        return count;
+                    }
+                }
             }
+            PoissonMethod::Ptrs(ref c) => self.poisson_ptrs(sampler.lam, c),
         }
     }
 
     /// Hörmann's transformed rejection (PTRS), as numpy implements it.
-    fn poisson_ptrs(&mut self, lam: f64) -> i64 {
-        let slam = lam.sqrt();
-        let loglam = lam.ln();
-        let b = 0.931 + 2.53 * slam;
-        let a = -0.059 + 0.02483 * b;
-        let invalpha = 1.1239 + 1.1328 / (b - 3.4);
-        let vr = 0.9277 - 3.6224 / (b - 2.0);
+    fn poisson_ptrs(&mut self, lam: f64, c: &PtrsConstants) -> i64 {
         loop {
             let u = self.random_sample() - 0.5;
             let v = self.random_sample();
             let us = 0.5 - u.abs();
-            let k = ((2.0 * a / us + b) * u + lam + 0.43).floor() as i64;
-            if us >= 0.07 && v <= vr {
+            let k = ((2.0 * c.a / us + c.b) * u + lam + 0.43).floor() as i64;
+            if us >= 0.07 && v <= c.vr {
                 return k;
             }
             if k < 0 || (us < 0.013 && v > us) {
                 continue;
             }
-            if v.ln() + invalpha.ln() - (a / (us * us) + b).ln()
-                <= -lam + k as f64 * loglam - loggam(k as f64 + 1.0)
+            if v.ln() + c.invalpha.ln() - (c.a / (us * us) + c.b).ln()
+                <= -lam + k as f64 * c.loglam - loggam(k as f64 + 1.0)
             {
                 return k;
             }
         }
     }
 
+    /// The threshold `t` such that `np.random.choice([True, False], p=[p, 1 - p])` is `True`
+    /// exactly when the uniform it draws is below `t` (numpy normalises the cumulative sum).
+    pub fn choice_threshold(p: f64) -> f64 {
+        p / (p + (1.0 - p))
+    }
+
     /// `np.random.choice(2, p=[p, 1 - p]) == 0`, the draw behind
     /// `np.random.choice([True, False], p=[p, 1 - p])`: one uniform compared with the
     /// normalised cumulative probability (`searchsorted(cdf, u, side='right') == 0`).
     pub fn bernoulli_choice(&mut self, p: f64) -> bool {
-        let cdf0 = p / (p + (1.0 - p));
-        self.random_sample() < cdf0
+        self.random_sample() < Self::choice_threshold(p)
+    }
+}
+
+/// The constants numpy derives from λ before drawing a Poisson variate. Preparing them once per
+/// λ changes no value (the same expressions are evaluated) but saves the logarithms when the
+/// same λ is drawn many times, as shot noise does for each of the 256 grey levels.
+#[derive(Debug, Clone)]
+pub struct PoissonSampler {
+    lam: f64,
+    method: PoissonMethod,
+}
+
+#[derive(Debug, Clone)]
+enum PoissonMethod {
+    Zero,
+    Multiplication { enlam: f64 },
+    Ptrs(PtrsConstants),
+}
+
+#[derive(Debug, Clone)]
+struct PtrsConstants {
+    loglam: f64,
+    a: f64,
+    b: f64,
+    invalpha: f64,
+    vr: f64,
+}
+
+impl PoissonSampler {
+    /// The sampler for `lam ≥ 0` (multiplication below 10, PTRS from 10, as numpy).
+    pub fn new(lam: f64) -> Self {
+        let method = if lam >= 10.0 {
+            let slam = lam.sqrt();
+            let loglam = lam.ln();
+            let b = 0.931 + 2.53 * slam;
+            let a = -0.059 + 0.02483 * b;
+            let invalpha = 1.1239 + 1.1328 / (b - 3.4);
+            let vr = 0.9277 - 3.6224 / (b - 2.0);
+            PoissonMethod::Ptrs(PtrsConstants {
+                loglam,
+                a,
+                b,
+                invalpha,
+                vr,
+            })
+        } else if lam == 0.0 {
+            PoissonMethod::Zero
+        } else {
+            PoissonMethod::Multiplication {
+                enlam: (-lam).exp(),
+            }
+        };
+        Self { lam, method }
     }
 }
 

@@ -31,12 +31,44 @@
 
 use image::RgbImage;
 
-use crate::array::{Array3, to_unit_f64, unit_f32_to_rgb, unit_f64_to_rgb};
-use crate::filters::motion::{motion_blur_imagemagick, motion_blur_numpy};
-use crate::filters::ndimage::{ClippedZoom, Mode, clipped_zoom, gaussian_filter};
+use crate::array::{Array3, truncate_u8, unit_f32_to_rgb, unit_f64_to_rgb};
+use crate::filters::motion::{motion_blur_imagemagick, motion_blur_numpy_u8};
+use crate::filters::ndimage::{ClippedZoom, Mode, accumulate_clipped_zoom, gaussian_filter_rows};
 use crate::filters::npmath::arange;
 use crate::filters::opencv::{correlate_unit_u8, disk_kernel};
 use crate::{Flavor, RandomState, Severity};
+
+/// `np.array(x) / 255.` of 8-bit values, in float64.
+fn unit_f64(values: &[u8]) -> Vec<f64> {
+    values.iter().map(|&v| v as f64 / 255.0).collect()
+}
+
+/// scikit-image's `gaussian(values, σ, channel_axis=-1)` (mode `nearest`, truncate 4) on an
+/// H×W×3 float64 image, each finished value passed through `convert` into a new 8-bit array.
+fn gaussian_to_u8(
+    values: &[f64],
+    height: usize,
+    width: usize,
+    sigma: f64,
+    convert: impl Fn(f64) -> u8,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len());
+    gaussian_filter_rows(
+        values,
+        [height, width, 3],
+        [sigma, sigma],
+        Mode::Nearest,
+        4.0,
+        |_, row| out.extend(row.iter().map(|&v| convert(v))),
+        |v| v,
+    );
+    out
+}
+
+/// `np.uint8(np.clip(x, 0, 1) * 255)`.
+fn clip_to_u8(v: f64) -> u8 {
+    truncate_u8(v.clamp(0.0, 1.0) * 255.0)
+}
 
 /// `(radius, alias_blur)` of the defocus disk.
 fn defocus_params(severity: Severity, flavor: Flavor) -> (f64, f64) {
@@ -121,11 +153,11 @@ pub(crate) fn glass_blur_with_offsets(
     offsets: &[(i8, i8)],
 ) -> RgbImage {
     let (sigma, max_delta, iterations) = glass_params(severity, flavor);
-    let x = to_unit_f64(image);
+    let (height, width) = (image.height() as usize, image.width() as usize);
     // np.uint8(gaussian(x / 255., sigma) * 255): truncation.
-    let blurred = gaussian_filter(&x, [sigma, sigma], Mode::Nearest, 4.0);
-    let mut pixels = blurred.map(|v| (v * 255.0) as u8);
-    let (height, width) = (pixels.height, pixels.width);
+    let mut pixels = gaussian_to_u8(&unit_f64(image.as_raw()), height, width, sigma, |v| {
+        truncate_u8(v * 255.0)
+    });
     let rows = height.saturating_sub(2 * max_delta);
     let cols = width.saturating_sub(2 * max_delta);
     debug_assert_eq!(offsets.len(), iterations * rows * cols);
@@ -140,12 +172,12 @@ pub(crate) fn glass_blur_with_offsets(
                 let wp = (w as i64 + dx as i64) as usize;
                 let src = (hp * width + wp) * 3;
                 let dst = (h * width + w) * 3;
-                pixels.data.copy_within(src..src + 3, dst);
+                pixels.copy_within(src..src + 3, dst);
             }
         }
     }
-    let x = pixels.map(|v| v as f64 / 255.0);
-    unit_f64_to_rgb(&gaussian_filter(&x, [sigma, sigma], Mode::Nearest, 4.0))
+    let out = gaussian_to_u8(&unit_f64(&pixels), height, width, sigma, clip_to_u8);
+    RgbImage::from_raw(width as u32, height as u32, out).expect("an H×W×3 buffer")
 }
 
 /// glass_blur: draws the offsets from `rng`, then [`glass_blur_with_offsets`].
@@ -186,11 +218,7 @@ pub(crate) fn motion_blur_with_angle(
     let (radius, sigma) = motion_params(severity, flavor);
     let x = Array3::from_rgb(image);
     match flavor {
-        Flavor::ImageCorruptions => {
-            let blurred = motion_blur_numpy(&x.map(|v| v as f64), radius, sigma, angle);
-            // np.uint8(np.clip(x, 0, 255)).
-            blurred.map(|v| v.clamp(0.0, 255.0) as u8).into_rgb()
-        }
+        Flavor::ImageCorruptions => motion_blur_numpy_u8(&x, radius, sigma, angle).into_rgb(),
         Flavor::ImageNetC | Flavor::CifarC => {
             motion_blur_imagemagick(&x, radius, sigma, angle).into_rgb()
         }
@@ -242,15 +270,8 @@ pub(crate) fn zoom_blur(image: &RgbImage, severity: Severity, flavor: Flavor) ->
     let x = Array3::from_rgb(image).map(|v| (v as f64 / 255.0) as f32);
     let mut sum = Array3::filled(x.height, x.width, x.channels, 0.0f32);
     for &zoom in &factors {
-        let layer = clipped_zoom(&x, zoom, variant);
         // The references add a smaller layer into the top-left corner.
-        for r in 0..layer.height {
-            let src = &layer.data[layer.offset(r, 0, 0)..layer.offset(r, layer.width, 0)];
-            let start = sum.offset(r, 0, 0);
-            for (s, &v) in sum.data[start..start + src.len()].iter_mut().zip(src) {
-                *s += v;
-            }
-        }
+        accumulate_clipped_zoom(&mut sum, &x, zoom, variant);
     }
     let count = (factors.len() + 1) as f32;
     let mean = Array3 {
@@ -280,13 +301,15 @@ fn gaussian_sigma(severity: Severity, flavor: Flavor) -> f64 {
 /// gaussian_blur: scikit-image's gaussian of `x/255` per channel (mode `nearest`, truncate 4).
 pub(crate) fn gaussian_blur(image: &RgbImage, severity: Severity, flavor: Flavor) -> RgbImage {
     let sigma = gaussian_sigma(severity, flavor);
-    let x = to_unit_f64(image);
-    unit_f64_to_rgb(&gaussian_filter(&x, [sigma, sigma], Mode::Nearest, 4.0))
+    let (height, width) = (image.height() as usize, image.width() as usize);
+    let out = gaussian_to_u8(&unit_f64(image.as_raw()), height, width, sigma, clip_to_u8);
+    RgbImage::from_raw(width as u32, height as u32, out).expect("an H×W×3 buffer")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filters::ndimage::gaussian_filter;
 
     fn gradient(width: u32, height: u32) -> RgbImage {
         RgbImage::from_fn(width, height, |x, y| {
@@ -329,7 +352,7 @@ mod tests {
         let n = iterations * (7 - 2 * delta) * (9 - 2 * delta);
         let out =
             glass_blur_with_offsets(&image, severity, Flavor::ImageCorruptions, &vec![(0, 0); n]);
-        let x = to_unit_f64(&image);
+        let x = crate::array::to_unit_f64(&image);
         let once = gaussian_filter(&x, [0.9, 0.9], Mode::Nearest, 4.0).map(|v| (v * 255.0) as u8);
         let twice = gaussian_filter(
             &once.map(|v| v as f64 / 255.0),

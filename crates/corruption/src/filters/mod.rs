@@ -26,6 +26,13 @@ pub(crate) trait Real: Copy + PartialOrd + Send + Sync + std::fmt::Debug + 'stat
     fn to_f64(self) -> f64;
     /// Narrowing from double with IEEE round-to-nearest (numpy's and C's casts).
     fn from_f64(value: f64) -> Self;
+    /// A double rounded to this type and widened back (what storing it in an array of this
+    /// dtype does).
+    fn round_trip(value: f64) -> f64 {
+        Self::from_f64(value).to_f64()
+    }
+    /// The values as doubles, borrowed when they already are.
+    fn widen(values: &[Self]) -> std::borrow::Cow<'_, [f64]>;
 }
 
 impl Real for f32 {
@@ -37,6 +44,9 @@ impl Real for f32 {
     fn from_f64(value: f64) -> Self {
         value as f32
     }
+    fn widen(values: &[Self]) -> std::borrow::Cow<'_, [f64]> {
+        std::borrow::Cow::Owned(values.iter().map(|&v| v as f64).collect())
+    }
 }
 
 impl Real for f64 {
@@ -47,6 +57,9 @@ impl Real for f64 {
     #[inline]
     fn from_f64(value: f64) -> Self {
         value
+    }
+    fn widen(values: &[Self]) -> std::borrow::Cow<'_, [f64]> {
+        std::borrow::Cow::Borrowed(values)
     }
 }
 

@@ -32,33 +32,96 @@ fn offsets(width: usize, radians: f64) -> Vec<(i64, i64)> {
         .collect()
 }
 
-/// Adds `weight · x[clamp(r + dy), clamp(c + dx)]` to every element of `acc`, row by row.
-fn accumulate_shifted(acc: &mut [f64], x: &Array3<f64>, dx: i64, dy: i64, weight: f64) {
-    let (height, width, channels) = (x.height, x.width, x.channels);
+/// `Σ_i weight_i · x[clamp(r + dy_i), clamp(c + dx_i)]` for every element, the terms added in
+/// tap order starting from 0 (as both references accumulate), one output row at a time;
+/// `value` widens a source sample, `sink(r, row)` receives each finished row.
+fn shifted_sum<S: Copy>(
+    x: &[S],
+    shape: [usize; 3],
+    taps: &[(i64, i64, f64)],
+    value: impl Fn(S) -> f64,
+    mut sink: impl FnMut(usize, &[f64]),
+) {
+    let [height, width, channels] = shape;
     let row_len = width * channels;
+    let mut acc = vec![0.0f64; row_len];
     for r in 0..height {
-        let src_r = (r as i64 + dy).clamp(0, height as i64 - 1) as usize;
-        let src = &x.data[src_r * row_len..(src_r + 1) * row_len];
-        let dst = &mut acc[r * row_len..(r + 1) * row_len];
-        // Columns whose source stays inside need no clamping; do them as one slice.
-        let first = (-dx).clamp(0, width as i64) as usize;
-        let last = (width as i64 - dx).clamp(0, width as i64) as usize;
-        for c in (0..first).chain(last.max(first)..width) {
-            let src_c = (c as i64 + dx).clamp(0, width as i64 - 1) as usize;
-            for ch in 0..channels {
-                dst[c * channels + ch] += weight * src[src_c * channels + ch];
+        acc.fill(0.0);
+        for &(dx, dy, weight) in taps {
+            let src_r = (r as i64 + dy).clamp(0, height as i64 - 1) as usize;
+            let src = &x[src_r * row_len..(src_r + 1) * row_len];
+            // Columns whose source stays inside need no clamping: one contiguous slice.
+            let first = (-dx).clamp(0, width as i64) as usize;
+            let last = (width as i64 - dx).clamp(0, width as i64) as usize;
+            let last = last.max(first);
+            if last > first {
+                let s0 = (first as i64 + dx) as usize * channels;
+                let n = (last - first) * channels;
+                for (d, &v) in acc[first * channels..first * channels + n]
+                    .iter_mut()
+                    .zip(&src[s0..s0 + n])
+                {
+                    *d += weight * value(v);
+                }
+            }
+            for c in (0..first).chain(last..width) {
+                let src_c = (c as i64 + dx).clamp(0, width as i64 - 1) as usize;
+                for ch in 0..channels {
+                    acc[c * channels + ch] += weight * value(src[src_c * channels + ch]);
+                }
             }
         }
-        if last > first {
-            let s0 = ((first as i64 + dx) as usize) * channels;
-            let n = (last - first) * channels;
-            for (d, &s) in dst[first * channels..first * channels + n]
-                .iter_mut()
-                .zip(&src[s0..s0 + n])
-            {
-                *d += weight * s;
-            }
-        }
+        sink(r, &acc);
+    }
+}
+
+/// The taps (dx, dy, weight) of the numpy kernel, stopping where the reference stops.
+fn numpy_taps(shape: [usize; 3], radius: usize, sigma: f64, angle: f64) -> Vec<(i64, i64, f64)> {
+    let width = 2 * radius + 1;
+    // gauss_function(np.arange(width), 0, sigma): exp(−x²/(2σ²)) / (√(2π)·σ), then k/Σk.
+    let two_sigma2 = 2.0 * (sigma * sigma);
+    let norm = (2.0 * std::f64::consts::PI).sqrt() * sigma;
+    let raw: Vec<f64> = (0..width as i64)
+        .map(|i| npmath::exp(-((i * i) as f64) / two_sigma2) / norm)
+        .collect();
+    let total = npmath::pairwise_sum(&raw);
+    // np.deg2rad(angle) = angle·(π/180).
+    let radians = angle * (std::f64::consts::PI / 180.0);
+    offsets(width, radians)
+        .into_iter()
+        .zip(raw)
+        // The reference shifts by (−dx, −dy) with np.roll and edge fill, i.e. it reads
+        // x[r + dy, c + dx]; it stops once a shift reaches the image size.
+        .take_while(|&((dx, dy), _)| {
+            (dy.unsigned_abs() as usize) < shape[0] && (dx.unsigned_abs() as usize) < shape[1]
+        })
+        .map(|((dx, dy), k)| (dx, dy, k / total))
+        .collect()
+}
+
+/// imagecorruptions' `_motion_blur` on an 8-bit image followed by `np.uint8(np.clip(·, 0,
+/// 255))`, the motion_blur corruption's arithmetic without intermediate arrays.
+pub(crate) fn motion_blur_numpy_u8(
+    x: &Array3<u8>,
+    radius: usize,
+    sigma: f64,
+    angle: f64,
+) -> Array3<u8> {
+    let shape = [x.height, x.width, x.channels];
+    let taps = numpy_taps(shape, radius, sigma, angle);
+    let mut data = Vec::with_capacity(x.data.len());
+    shifted_sum(
+        &x.data,
+        shape,
+        &taps,
+        |v| v as f64,
+        |_, row| data.extend(row.iter().map(|&v| v.clamp(0.0, 255.0) as u8)),
+    );
+    Array3 {
+        height: x.height,
+        width: x.width,
+        channels: x.channels,
+        data,
     }
 }
 
@@ -71,32 +134,21 @@ pub(crate) fn motion_blur_numpy(
     sigma: f64,
     angle: f64,
 ) -> Array3<f64> {
-    let width = 2 * radius + 1;
-    // gauss_function(np.arange(width), 0, sigma): exp(−x²/(2σ²)) / (√(2π)·σ), then k/Σk.
-    let two_sigma2 = 2.0 * (sigma * sigma);
-    let norm = (2.0 * std::f64::consts::PI).sqrt() * sigma;
-    let raw: Vec<f64> = (0..width as i64)
-        .map(|i| npmath::exp(-((i * i) as f64) / two_sigma2) / norm)
-        .collect();
-    let total = npmath::pairwise_sum(&raw);
-    let kernel: Vec<f64> = raw.iter().map(|k| k / total).collect();
-
-    // np.deg2rad(angle) = angle·(π/180).
-    let radians = angle * (std::f64::consts::PI / 180.0);
-    let mut acc = vec![0.0; x.data.len()];
-    for (i, &(dx, dy)) in offsets(width, radians).iter().enumerate() {
-        // The reference shifts by (−dx, −dy) with np.roll and edge fill, i.e. it reads
-        // x[r + dy, c + dx]; it stops once the shift reaches the image size.
-        if dy.unsigned_abs() as usize >= x.height || dx.unsigned_abs() as usize >= x.width {
-            break;
-        }
-        accumulate_shifted(&mut acc, x, dx, dy, kernel[i]);
-    }
+    let shape = [x.height, x.width, x.channels];
+    let taps = numpy_taps(shape, radius, sigma, angle);
+    let mut data = Vec::with_capacity(x.data.len());
+    shifted_sum(
+        &x.data,
+        shape,
+        &taps,
+        |v| v,
+        |_, row| data.extend_from_slice(row),
+    );
     Array3 {
         height: x.height,
         width: x.width,
         channels: x.channels,
-        data: acc,
+        data,
     }
 }
 
@@ -135,24 +187,26 @@ pub(crate) fn motion_blur_imagemagick(
     // DegreesToRadians(a) = MagickPI·a/180.
     let radians = std::f64::consts::PI * angle / 180.0;
 
-    let quanta = Array3 {
-        height: x.height,
-        width: x.width,
-        channels: x.channels,
-        data: x.data.iter().map(|&v| 257.0 * v as f64).collect(),
-    };
-    let mut acc = vec![0.0; x.data.len()];
-    for (i, &(dx, dy)) in offsets(width, radians).iter().enumerate() {
-        accumulate_shifted(&mut acc, &quanta, dx, dy, kernel[i]);
-    }
+    let taps: Vec<(i64, i64, f64)> = offsets(width, radians)
+        .into_iter()
+        .zip(kernel)
+        .map(|((dx, dy), k)| (dx, dy, k))
+        .collect();
+    // Q16 quanta of the 8-bit PNG samples: 257·v.
+    let quanta: [f64; 256] = std::array::from_fn(|v| 257.0 * v as f64);
+    let mut data = Vec::with_capacity(x.data.len());
+    shifted_sum(
+        &x.data,
+        [x.height, x.width, x.channels],
+        &taps,
+        |v| quanta[v as usize],
+        |_, row| data.extend(row.iter().map(|&s| quantum_to_png8(clamp_to_quantum(s)))),
+    );
     Array3 {
         height: x.height,
         width: x.width,
         channels: x.channels,
-        data: acc
-            .iter()
-            .map(|&s| quantum_to_png8(clamp_to_quantum(s)))
-            .collect(),
+        data,
     }
 }
 

@@ -61,6 +61,7 @@ pub(crate) fn extend_index(p: isize, n: usize, mode: Mode) -> Option<usize> {
 
 /// The axis a 1-D filter runs along.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // See correlate1d.
 pub(crate) enum Axis {
     /// Down the columns (numpy axis 0).
     Rows,
@@ -141,6 +142,10 @@ fn correlate_taps(taps: &[&[f64]], weights: &[f64], symmetry: Symmetry, out: &mu
 
 /// `scipy.ndimage.correlate1d(input, weights, axis, mode=mode, origin=0)` with the output in
 /// the input's dtype. Channels are independent lines.
+///
+/// The general form (any weights, either axis, whole arrays), tested against scipy; the
+/// corruptions use its row-streaming Gaussian specialisation [`gaussian_filter_rows`].
+#[allow(dead_code)]
 pub(crate) fn correlate1d<T: Real>(
     input: &Array3<T>,
     weights: &[f64],
@@ -257,23 +262,113 @@ pub(crate) fn gaussian_filter<T: Real>(
     mode: Mode,
     truncate: f64,
 ) -> Array3<T> {
-    let mut current: Option<Array3<T>> = None;
-    for (axis, s) in [(Axis::Rows, sigma[0]), (Axis::Cols, sigma[1])] {
-        // scipy skips axes with σ ≤ 1e-15 (NaN is skipped too).
-        if s.is_nan() || s <= 1e-15 {
-            continue;
-        }
-        let weights: Vec<f64> = {
-            let mut w = gaussian_kernel1d(s, gaussian_radius(s, truncate));
-            // gaussian_filter1d reverses the kernel (`[::-1]`); keep it for the rare
-            // asymmetric rounding of a symmetric kernel.
-            w.reverse();
-            w
-        };
-        let source = current.as_ref().unwrap_or(input);
-        current = Some(correlate1d(source, &weights, axis, mode));
+    let source = T::widen(&input.data);
+    let row_len = input.width * input.channels;
+    let mut data = Vec::with_capacity(input.data.len());
+    gaussian_filter_rows(
+        &source,
+        [input.height, input.width, input.channels],
+        sigma,
+        mode,
+        truncate,
+        |_, row| data.extend(row.iter().map(|&v| T::from_f64(v))),
+        T::round_trip,
+    );
+    debug_assert_eq!(data.len(), input.height * row_len);
+    Array3 {
+        height: input.height,
+        width: input.width,
+        channels: input.channels,
+        data,
     }
-    current.unwrap_or_else(|| input.clone())
+}
+
+/// The separable Gaussian of [`gaussian_filter`], streamed one output row at a time: for each
+/// row `r` the row pass (down the columns) gives one intermediate row, which is rounded with
+/// `round` (to the output dtype, as scipy stores its first pass) and then filtered along the
+/// row; `sink(r, values)` receives the finished row as doubles, before the final rounding to
+/// the output dtype (the caller does that, or fuses it with its own conversion).
+///
+/// Per element the arithmetic is scipy's; only the traversal differs, which keeps the
+/// working set to a few rows.
+pub(crate) fn gaussian_filter_rows(
+    source: &[f64],
+    shape: [usize; 3],
+    sigma: [f64; 2],
+    mode: Mode,
+    truncate: f64,
+    mut sink: impl FnMut(usize, &[f64]),
+    round: fn(f64) -> f64,
+) {
+    let [height, width, channels] = shape;
+    let row_len = width * channels;
+    debug_assert_eq!(source.len(), height * row_len);
+    // scipy skips axes with σ ≤ 1e-15 (NaN is skipped too).
+    let kernel = |s: f64| -> Option<Vec<f64>> {
+        if s.is_nan() || s <= 1e-15 {
+            return None;
+        }
+        // gaussian_filter1d reverses the kernel (`[::-1]`); kept for fidelity.
+        let mut w = gaussian_kernel1d(s, gaussian_radius(s, truncate));
+        w.reverse();
+        Some(w)
+    };
+    let row_weights = kernel(sigma[0]);
+    let col_weights = kernel(sigma[1]);
+    let cval = match mode {
+        Mode::Constant(value) => value,
+        _ => 0.0,
+    };
+    let constant_row = vec![cval; row_len];
+    let mut vertical = vec![0.0; row_len];
+    let mut horizontal = vec![0.0; row_len];
+    let (col_size1, col_size2) = col_weights
+        .as_ref()
+        .map_or((0, 0), |w| (w.len() / 2, w.len() - w.len() / 2 - 1));
+    let mut extended = vec![0.0; (width + col_size1 + col_size2) * channels];
+    let mut taps: Vec<&[f64]> = Vec::new();
+    for r in 0..height {
+        let source_row = &source[r * row_len..(r + 1) * row_len];
+        let after_rows: &[f64] = match &row_weights {
+            Some(weights) => {
+                let size1 = weights.len() / 2;
+                taps.clear();
+                for t in 0..weights.len() {
+                    let p = r as isize + t as isize - size1 as isize;
+                    taps.push(match extend_index(p, height, mode) {
+                        Some(i) => &source[i * row_len..(i + 1) * row_len],
+                        None => &constant_row,
+                    });
+                }
+                correlate_taps(&taps, weights, symmetry_of(weights), &mut vertical);
+                for v in vertical.iter_mut() {
+                    *v = round(*v);
+                }
+                &vertical
+            }
+            None => source_row,
+        };
+        match &col_weights {
+            Some(weights) => {
+                for e in 0..width + col_size1 + col_size2 {
+                    let p = e as isize - col_size1 as isize;
+                    let dst = &mut extended[e * channels..(e + 1) * channels];
+                    match extend_index(p, width, mode) {
+                        Some(c) => {
+                            dst.copy_from_slice(&after_rows[c * channels..(c + 1) * channels])
+                        }
+                        None => dst.fill(cval),
+                    }
+                }
+                let taps: Vec<&[f64]> = (0..weights.len())
+                    .map(|t| &extended[t * channels..t * channels + row_len])
+                    .collect();
+                correlate_taps(&taps, weights, symmetry_of(weights), &mut horizontal);
+                sink(r, &horizontal);
+            }
+            None => sink(r, after_rows),
+        }
+    }
 }
 
 /// `map_coordinate` of `ni_interpolation.c`: maps a coordinate outside `[0, len − 1]` back
@@ -427,6 +522,68 @@ fn interpolate_linear<T: Real>(
     t
 }
 
+/// The order-1 taps of `scipy.ndimage.zoom` (mode `constant`) for output samples
+/// `first .. first + count` along an axis of `len` input samples starting at `offset` in the
+/// array actually indexed (a crop of it is what the reference zooms); `None` is the constant 0.
+fn zoom_axis_taps(
+    len: usize,
+    offset: usize,
+    out_len: usize,
+    first: usize,
+    count: usize,
+) -> Vec<Option<LinearTaps>> {
+    let ratio = zoom_ratio(len, out_len);
+    (first..first + count)
+        .map(|k| {
+            linear_taps(k as f64 * ratio, len, Mode::Constant(0.0)).map(|mut taps| {
+                taps.index[0] += offset;
+                taps.index[1] += offset;
+                taps
+            })
+        })
+        .collect()
+}
+
+/// Evaluates scipy's order-1 interpolation at every (row taps × column taps) point of `input`,
+/// calling `emit(r, c, channel, value)` in row-major order (with 0 where scipy uses the
+/// constant). Per value the sum is scipy's: `t += (v·w_row)·w_col` over the footprint in
+/// order, the channel axis contributing weight 1 and exact zeros.
+fn interpolate_grid<T: Real>(
+    input: &Array3<T>,
+    rows: &[Option<LinearTaps>],
+    cols: &[Option<LinearTaps>],
+    mut emit: impl FnMut(usize, usize, usize, f64),
+) {
+    let channels = input.channels;
+    let stride = input.width * channels;
+    let data = &input.data;
+    for (r, rt) in rows.iter().enumerate() {
+        for (c, ct) in cols.iter().enumerate() {
+            match (rt, ct) {
+                (Some(rt), Some(ct)) => {
+                    let (r0, r1) = (rt.index[0] * stride, rt.index[1] * stride);
+                    let (c0, c1) = (ct.index[0] * channels, ct.index[1] * channels);
+                    let (wy0, wy1) = (rt.weight[0], rt.weight[1]);
+                    let (wx0, wx1) = (ct.weight[0], ct.weight[1]);
+                    for ch in 0..channels {
+                        let mut t = 0.0;
+                        t += data[r0 + c0 + ch].to_f64() * wy0 * wx0;
+                        t += data[r0 + c1 + ch].to_f64() * wy0 * wx1;
+                        t += data[r1 + c0 + ch].to_f64() * wy1 * wx0;
+                        t += data[r1 + c1 + ch].to_f64() * wy1 * wx1;
+                        emit(r, c, ch, t);
+                    }
+                }
+                _ => {
+                    for ch in 0..channels {
+                        emit(r, c, ch, 0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `scipy.ndimage.zoom(input, (zoom, zoom, 1), order=1)` (mode `constant`, `cval=0`,
 /// `grid_mode=False`): output size `round(n·zoom)` (Python's `round`, ties to even), corner
 /// aligned (`x_in = x_out · (n_in − 1)/(n_out − 1)`); an output coordinate that rounding puts
@@ -439,31 +596,54 @@ pub(crate) fn zoom_order1_window<T: Real>(
     zoom: f64,
     window: ZoomWindow,
 ) -> Array3<T> {
+    let region = CropRegion {
+        top: 0,
+        left: 0,
+        rows: input.height,
+        cols: input.width,
+    };
+    zoom_region(input, region, zoom, window)
+}
+
+/// A rectangle of an array.
+#[derive(Debug, Clone, Copy)]
+struct CropRegion {
+    top: usize,
+    left: usize,
+    rows: usize,
+    cols: usize,
+}
+
+/// `zoom(input[region], (zoom, zoom, 1), order=1)[window]` without copying the crop.
+fn zoom_region<T: Real>(
+    input: &Array3<T>,
+    region: CropRegion,
+    zoom: f64,
+    window: ZoomWindow,
+) -> Array3<T> {
+    let (rows, cols, row_taps, col_taps) = zoom_plan(region, zoom, window);
     let channels = input.channels;
-    let (out_h, out_w) = zoom_output_size(input.height, input.width, zoom);
-    let zoom_rows = zoom_ratio(input.height, out_h);
-    let zoom_cols = zoom_ratio(input.width, out_w);
+    let mut output = Array3::filled(rows, cols, channels, T::from_f64(0.0));
+    interpolate_grid(input, &row_taps, &col_taps, |r, c, ch, v| {
+        output.data[(r * cols + c) * channels + ch] = T::from_f64(v);
+    });
+    output
+}
+
+type AxisTaps = Vec<Option<LinearTaps>>;
+
+/// The window actually covered (clipped to the zoomed size) and its taps.
+fn zoom_plan(
+    region: CropRegion,
+    zoom: f64,
+    window: ZoomWindow,
+) -> (usize, usize, AxisTaps, AxisTaps) {
+    let (out_h, out_w) = zoom_output_size(region.rows, region.cols, zoom);
     let rows = window.rows.min(out_h.saturating_sub(window.row0));
     let cols = window.cols.min(out_w.saturating_sub(window.col0));
-    let mode = Mode::Constant(0.0);
-    let row_taps: Vec<Option<LinearTaps>> = (window.row0..window.row0 + rows)
-        .map(|k| linear_taps(k as f64 * zoom_rows, input.height, mode))
-        .collect();
-    let col_taps: Vec<Option<LinearTaps>> = (window.col0..window.col0 + cols)
-        .map(|k| linear_taps(k as f64 * zoom_cols, input.width, mode))
-        .collect();
-    let mut output = Array3::filled(rows, cols, channels, T::from_f64(0.0));
-    for (r, rt) in row_taps.iter().enumerate() {
-        let Some(rt) = rt else { continue };
-        for (c, ct) in col_taps.iter().enumerate() {
-            let Some(ct) = ct else { continue };
-            for ch in 0..channels {
-                let v = interpolate_linear(input, rt, ct, ch);
-                output.set(r, c, ch, T::from_f64(v));
-            }
-        }
-    }
-    output
+    let row_taps = zoom_axis_taps(region.rows, region.top, out_h, window.row0, rows);
+    let col_taps = zoom_axis_taps(region.cols, region.left, out_w, window.col0, cols);
+    (rows, cols, row_taps, col_taps)
 }
 
 /// Which part of a zoomed image to compute.
@@ -524,29 +704,56 @@ pub(crate) enum ClippedZoom {
 /// centre of `img` as an array of at most `H×W` (smaller only if the zoomed crop is smaller,
 /// which the references handle by adding into the top-left corner).
 pub(crate) fn clipped_zoom<T: Real>(img: &Array3<T>, zoom: f64, variant: ClippedZoom) -> Array3<T> {
-    let (height, width) = (img.height, img.width);
+    let (region, window) = clipped_zoom_geometry(img.height, img.width, zoom, variant);
+    zoom_region(img, region, zoom, window)
+}
+
+/// `sum[:h, :w] += clipped_zoom(img, zoom)` in float32, the accumulation of zoom_blur,
+/// without materialising the zoomed layer.
+pub(crate) fn accumulate_clipped_zoom(
+    sum: &mut Array3<f32>,
+    img: &Array3<f32>,
+    zoom: f64,
+    variant: ClippedZoom,
+) {
+    let (region, window) = clipped_zoom_geometry(img.height, img.width, zoom, variant);
+    let (_, _, row_taps, col_taps) = zoom_plan(region, zoom, window);
+    let (width, channels) = (sum.width, sum.channels);
+    interpolate_grid(img, &row_taps, &col_taps, |r, c, ch, v| {
+        sum.data[(r * width + c) * channels + ch] += v as f32;
+    });
+}
+
+/// The crop that `clipped_zoom` zooms and the window of the zoomed crop its callers keep.
+fn clipped_zoom_geometry(
+    height: usize,
+    width: usize,
+    zoom: f64,
+    variant: ClippedZoom,
+) -> (CropRegion, ZoomWindow) {
     let crop_size = |n: usize| -> usize {
         let c = (n as f64 / zoom).ceil();
         (if c > 0.0 { c as usize } else { 0 }).min(n)
     };
     let (ch_h, ch_w) = (crop_size(height), crop_size(width));
-    let (top_h, top_w) = ((height - ch_h) / 2, (width - ch_w) / 2);
-    let cropped = crop(img, top_h, top_w, ch_h, ch_w);
+    let region = CropRegion {
+        top: (height - ch_h) / 2,
+        left: (width - ch_w) / 2,
+        rows: ch_h,
+        cols: ch_w,
+    };
     let (zh, zw) = zoom_output_size(ch_h, ch_w, zoom);
     let (row0, col0) = match variant {
         ClippedZoom::ImageCorruptions => (0, 0),
         ClippedZoom::ImageNetC => (zh.saturating_sub(height) / 2, zw.saturating_sub(width) / 2),
     };
-    zoom_order1_window(
-        &cropped,
-        zoom,
-        ZoomWindow {
-            row0,
-            col0,
-            rows: height,
-            cols: width,
-        },
-    )
+    let window = ZoomWindow {
+        row0,
+        col0,
+        rows: height,
+        cols: width,
+    };
+    (region, window)
 }
 
 /// `img[top:top+rows, left:left+cols]` as a new array.

@@ -106,6 +106,24 @@ fn sum_words(bytes: &[u8]) -> u64 {
         .fold(0u64, u64::wrapping_add)
 }
 
+/// This thread's CPU time in seconds (Linux), for a throughput that other processes on a
+/// shared machine do not distort; `None` elsewhere.
+fn thread_cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(text.split_whitespace().next()?.parse::<f64>().ok()? / 1e9)
+}
+
+/// GB/s of `bytes` processed by `work` on this thread, by CPU time, best of 3.
+fn cpu_rate(bytes: u64, mut work: impl FnMut()) -> Option<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let start = thread_cpu_seconds()?;
+        work();
+        best = best.min(thread_cpu_seconds()? - start);
+    }
+    Some(bytes as f64 / best / 1e9)
+}
+
 fn benches(c: &mut Criterion) {
     let pixels = (IMAGES * HEIGHT * WIDTH) as u64;
     let threads = rayon::current_num_threads();
@@ -115,6 +133,15 @@ fn benches(c: &mut Criterion) {
         .map(|i| mix(i as u64) as u8)
         .collect();
     let passes = IMAGES / POOL;
+    if let Some(rate) = cpu_rate(2 * pixels, || {
+        std::hint::black_box(
+            (0..passes)
+                .map(|_| sum_words(&flat))
+                .fold(0, u64::wrapping_add),
+        );
+    }) {
+        eprintln!("cpu-time: sum 1 thread {rate:.2} GB/s");
+    }
     let mut group = c.benchmark_group("bandwidth");
     group.sample_size(10);
     group.throughput(Throughput::Bytes(2 * pixels));
@@ -160,6 +187,11 @@ fn benches(c: &mut Criterion) {
             one_pass.metrics().m_iou,
             one_pass.images()
         );
+        if let Some(rate) = cpu_rate(2 * pixels, || {
+            std::hint::black_box(accumulate_serial(&pool));
+        }) {
+            eprintln!("cpu-time: accumulate {kind} 1 thread {rate:.2} GB/s");
+        }
         let mut group = c.benchmark_group(format!("accumulate_2000x512x683/{kind}"));
         group.sample_size(10);
         group.throughput(Throughput::Bytes(2 * pixels));

@@ -23,7 +23,7 @@
 use image::RgbImage;
 
 use crate::array::{Array3, unit_f32_to_rgb};
-use crate::filters::ndimage::{Mode, gaussian_filter, map_coordinates_order1};
+use crate::filters::ndimage::{Mode, gaussian_filter_rows, map_coordinates_order1_with};
 use crate::filters::opencv::{get_affine_transform, warp_affine_linear_f32};
 use crate::{Flavor, RandomState, Severity};
 
@@ -142,17 +142,17 @@ fn affine_points(height: usize, width: usize) -> [[f32; 2]; 3] {
 
 /// A displacement field: `(gaussian(raw, σ, mode='reflect', truncate=3) · α).astype(float32)`.
 fn displacement(raw: &[f64], height: usize, width: usize, sigma: [f64; 2], alpha: f64) -> Vec<f32> {
-    let field = Array3 {
-        height,
-        width,
-        channels: 1,
-        data: raw.to_vec(),
-    };
-    gaussian_filter(&field, sigma, Mode::Reflect, 3.0)
-        .data
-        .iter()
-        .map(|&v| (v * alpha) as f32)
-        .collect()
+    let mut field = Vec::with_capacity(raw.len());
+    gaussian_filter_rows(
+        raw,
+        [height, width, 1],
+        sigma,
+        Mode::Reflect,
+        3.0,
+        |_, row| field.extend(row.iter().map(|&v| (v * alpha) as f32)),
+        |v| v,
+    );
+    field
 }
 
 /// The deterministic core of elastic_transform for given draws.
@@ -179,13 +179,14 @@ pub(crate) fn elastic_with_draws(
     }
     let dx = displacement(&draws.dx, height, width, p.sigma, p.alpha);
     let dy = displacement(&draws.dy, height, width, p.sigma, p.alpha);
-    let rows: Vec<f64> = (0..height * width)
-        .map(|i| (i / width) as f64 + dy[i] as f64)
-        .collect();
-    let cols: Vec<f64> = (0..height * width)
-        .map(|i| (i % width) as f64 + dx[i] as f64)
-        .collect();
-    unit_f32_to_rgb(&map_coordinates_order1(&x, &rows, &cols, Mode::Reflect))
+    // (y + dy, x + dx): integer grid plus float32 displacement, summed in double.
+    let sampled = map_coordinates_order1_with(&x, Mode::Reflect, |p| {
+        (
+            (p / width) as f64 + dy[p] as f64,
+            (p % width) as f64 + dx[p] as f64,
+        )
+    });
+    unit_f32_to_rgb(&sampled)
 }
 
 /// elastic_transform: draws from `rng`, then [`elastic_with_draws`].

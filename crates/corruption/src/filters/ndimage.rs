@@ -474,6 +474,16 @@ struct LinearTaps {
 }
 
 fn linear_taps(coordinate: f64, len: usize, mode: Mode) -> Option<LinearTaps> {
+    // Inside [0, len − 1) no mode applies and both taps are in range: the common case.
+    if coordinate >= 0.0 && coordinate < (len as f64 - 1.0) {
+        let floor = super::npmath::floor(coordinate);
+        let start = floor as usize;
+        let w0 = 1.0 - (coordinate - floor);
+        return Some(LinearTaps {
+            index: [start, start + 1],
+            weight: [w0, 1.0 - w0],
+        });
+    }
     let cc = if mode == Mode::Nearest {
         coordinate
     } else {
@@ -482,7 +492,8 @@ fn linear_taps(coordinate: f64, len: usize, mode: Mode) -> Option<LinearTaps> {
     if !(cc > -1.0 || mode == Mode::Nearest) {
         return None;
     }
-    let start = cc.floor() as i64;
+    let floor = super::npmath::floor(cc);
+    let start = floor as i64;
     let edge = start < 0 || start + 1 >= len as i64;
     let tap = |k: i64| -> usize {
         let idx = start + k;
@@ -493,7 +504,7 @@ fn linear_taps(coordinate: f64, len: usize, mode: Mode) -> Option<LinearTaps> {
         }
     };
     // get_spline_interpolation_weights, order 1: w0 = 1 − (x − floor x), w1 = 1 − w0.
-    let frac = cc - cc.floor();
+    let frac = cc - floor;
     let w0 = 1.0 - frac;
     let w1 = 1.0 - w0;
     Some(LinearTaps {
@@ -788,25 +799,53 @@ pub(crate) fn map_coordinates_order1<T: Real>(
     cols: &[f64],
     mode: Mode,
 ) -> Array3<T> {
+    debug_assert_eq!(rows.len(), image.height * image.width);
+    debug_assert_eq!(cols.len(), image.height * image.width);
+    map_coordinates_order1_with(image, mode, |p| (rows[p], cols[p]))
+}
+
+/// [`map_coordinates_order1`] with the (row, column) of output pixel `p` (row-major) given by
+/// `coordinate(p)`, so callers need not materialise the coordinate arrays.
+pub(crate) fn map_coordinates_order1_with<T: Real>(
+    image: &Array3<T>,
+    mode: Mode,
+    coordinate: impl Fn(usize) -> (f64, f64),
+) -> Array3<T> {
     let (height, width, channels) = (image.height, image.width, image.channels);
-    debug_assert_eq!(rows.len(), height * width);
-    debug_assert_eq!(cols.len(), height * width);
     let cval = match mode {
         Mode::Constant(value) => value,
         _ => 0.0,
     };
-    let mut output = Array3::filled(height, width, channels, T::from_f64(0.0));
-    for (p, (&row, &col)) in rows.iter().zip(cols).enumerate() {
-        let taps = linear_taps(row, height, mode).zip(linear_taps(col, width, mode));
-        for ch in 0..channels {
-            let v = match &taps {
-                Some((rt, ct)) => interpolate_linear(image, rt, ct, ch),
-                None => cval,
-            };
-            output.data[p * channels + ch] = T::from_f64(v);
+    let stride = width * channels;
+    let data = &image.data;
+    let mut out = Vec::with_capacity(data.len());
+    for p in 0..height * width {
+        let (row, col) = coordinate(p);
+        match linear_taps(row, height, mode).zip(linear_taps(col, width, mode)) {
+            Some((rt, ct)) => {
+                let (r0, r1) = (rt.index[0] * stride, rt.index[1] * stride);
+                let (c0, c1) = (ct.index[0] * channels, ct.index[1] * channels);
+                let (wy0, wy1) = (rt.weight[0], rt.weight[1]);
+                let (wx0, wx1) = (ct.weight[0], ct.weight[1]);
+                for ch in 0..channels {
+                    // The footprint order of interpolate_linear.
+                    let mut t = 0.0;
+                    t += data[r0 + c0 + ch].to_f64() * wy0 * wx0;
+                    t += data[r0 + c1 + ch].to_f64() * wy0 * wx1;
+                    t += data[r1 + c0 + ch].to_f64() * wy1 * wx0;
+                    t += data[r1 + c1 + ch].to_f64() * wy1 * wx1;
+                    out.push(T::from_f64(t));
+                }
+            }
+            None => out.extend(std::iter::repeat_n(T::from_f64(cval), channels)),
         }
     }
-    output
+    Array3 {
+        height,
+        width,
+        channels,
+        data: out,
+    }
 }
 
 #[cfg(test)]

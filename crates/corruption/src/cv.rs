@@ -64,23 +64,31 @@ pub(crate) fn canny_l1(
     let low = low_threshold.floor() as i32;
     let high = high_threshold.floor() as i32;
 
-    // Sobel 3×3 with BORDER_REPLICATE.
-    let clamp_row = |r: isize| r.clamp(0, height as isize - 1) as usize;
-    let clamp_col = |c: isize| c.clamp(0, width as isize - 1) as usize;
+    // Sobel 3×3 with BORDER_REPLICATE, on the image framed by one replicated pixel.
+    let stride = width + 2;
+    let mut padded = vec![0i32; (height + 2) * stride];
+    for (row, line) in padded.chunks_exact_mut(stride).enumerate() {
+        let src_line = &src[(row.max(1) - 1).min(height - 1) * width..][..width];
+        line[0] = src_line[0] as i32;
+        line[stride - 1] = src_line[width - 1] as i32;
+        for (d, &v) in line[1..=width].iter_mut().zip(src_line) {
+            *d = v as i32;
+        }
+    }
     let mut dx = vec![0i32; height * width];
     let mut dy = vec![0i32; height * width];
     for row in 0..height {
-        let up = &src[clamp_row(row as isize - 1) * width..][..width];
-        let mid = &src[row * width..][..width];
-        let down = &src[clamp_row(row as isize + 1) * width..][..width];
+        let up = &padded[row * stride..][..stride];
+        let mid = &padded[(row + 1) * stride..][..stride];
+        let down = &padded[(row + 2) * stride..][..stride];
+        let dx_line = &mut dx[row * width..][..width];
+        let dy_line = &mut dy[row * width..][..width];
         for col in 0..width {
-            let left = clamp_col(col as isize - 1);
-            let right = clamp_col(col as isize + 1);
-            let p = |line: &[u8], c: usize| line[c] as i32;
-            dx[row * width + col] = (p(up, right) + 2 * p(mid, right) + p(down, right))
-                - (p(up, left) + 2 * p(mid, left) + p(down, left));
-            dy[row * width + col] = (p(down, left) + 2 * p(down, col) + p(down, right))
-                - (p(up, left) + 2 * p(up, col) + p(up, right));
+            let (left, right) = (col, col + 2);
+            dx_line[col] = (up[right] + 2 * mid[right] + down[right])
+                - (up[left] + 2 * mid[left] + down[left]);
+            dy_line[col] = (down[left] + 2 * down[col + 1] + down[right])
+                - (up[left] + 2 * up[col + 1] + up[right]);
         }
     }
 
@@ -258,13 +266,13 @@ fn row_sums3<T: Copy, S: Copy + std::ops::Add<Output = S>>(
     widen: impl Fn(T) -> S,
 ) -> Vec<S> {
     let mut out = Vec::with_capacity(height * width);
-    for row in 0..height {
-        let line = &src[row * width..][..width];
-        for col in 0..width {
-            let left = line[reflect101(col as isize - 1, width)];
-            let right = line[reflect101(col as isize + 1, width)];
-            out.push(widen(left) + widen(line[col]) + widen(right));
-        }
+    let mut padded: Vec<S> = Vec::with_capacity(width + 2);
+    for line in src.chunks_exact(width).take(height) {
+        padded.clear();
+        padded.push(widen(line[reflect101(-1, width)]));
+        padded.extend(line.iter().map(|&v| widen(v)));
+        padded.push(widen(line[reflect101(width as isize, width)]));
+        out.extend(padded.windows(3).map(|w| w[0] + w[1] + w[2]));
     }
     out
 }
@@ -305,9 +313,9 @@ pub(crate) fn box_blur3_u8(src: &[u8], height: usize, width: usize) -> Vec<u8> {
     let mut out = vec![0u8; height * width];
     for y in 0..height {
         let (up, mid, down) = (row(y as isize - 1), row(y as isize), row(y as isize + 1));
-        for col in 0..width {
-            let total = up[col] + mid[col] + down[col];
-            out[y * width + col] = ((2 * total + 9) / 18) as u8;
+        let out_line = &mut out[y * width..][..width];
+        for (o, ((&a, &b), &c)) in out_line.iter_mut().zip(up.iter().zip(mid).zip(down)) {
+            *o = ((2 * (a + b + c) + 9) / 18) as u8;
         }
     }
     out
@@ -349,19 +357,26 @@ pub(crate) fn filter2d_3x3_u8(
     kernel: [[i32; 3]; 3],
 ) -> Vec<u8> {
     debug_assert_eq!(src.len(), height * width);
+    // The image with a one-pixel REFLECT_101 frame, widened to i32.
+    let stride = width + 2;
+    let mut padded = vec![0i32; (height + 2) * stride];
+    for (row, line) in padded.chunks_exact_mut(stride).enumerate() {
+        let src_line = &src[reflect101(row as isize - 1, height) * width..][..width];
+        line[0] = src_line[reflect101(-1, width)] as i32;
+        line[stride - 1] = src_line[reflect101(width as isize, width)] as i32;
+        for (d, &v) in line[1..=width].iter_mut().zip(src_line) {
+            *d = v as i32;
+        }
+    }
     let mut out = vec![0u8; height * width];
-    for y in 0..height {
-        let lines =
-            [-1isize, 0, 1].map(|d| &src[reflect101(y as isize + d, height) * width..][..width]);
-        for x in 0..width {
-            let cols = [-1isize, 0, 1].map(|d| reflect101(x as isize + d, width));
+    for (y, out_line) in out.chunks_exact_mut(width).enumerate() {
+        let lines = [0, 1, 2].map(|d| &padded[(y + d) * stride..][..stride]);
+        for (x, o) in out_line.iter_mut().enumerate() {
             let mut total = 0i32;
             for (line, weights) in lines.iter().zip(&kernel) {
-                for (&col, &weight) in cols.iter().zip(weights) {
-                    total += weight * line[col] as i32;
-                }
+                total += weights[0] * line[x] + weights[1] * line[x + 1] + weights[2] * line[x + 2];
             }
-            out[y * width + x] = total.clamp(0, 255) as u8;
+            *o = total.clamp(0, 255) as u8;
         }
     }
     out

@@ -187,8 +187,8 @@ fn map_coordinates_equals_scipy() {
             shape(&case["shape"]),
             f64s(&case["input"]).iter().map(|&v| v as f32).collect(),
         );
-        let out =
-            ndimage::map_coordinates_order1(&input, &f64s(&case["rows"]), &f64s(&case["cols"]), m);
+        let (rows, cols) = (f64s(&case["rows"]), f64s(&case["cols"]));
+        let out = ndimage::map_coordinates_order1_with(&input, m, |p| (rows[p], cols[p]));
         let ours: Vec<f64> = out.data.iter().map(|&v| v as f64).collect();
         assert_same(
             &format!("map_coordinates {m:?}"),

@@ -513,26 +513,6 @@ fn linear_taps(coordinate: f64, len: usize, mode: Mode) -> Option<LinearTaps> {
     })
 }
 
-/// One interpolated value of an H×W×C array at (row taps, column taps, integer channel), as
-/// scipy sums the 2×2×2 footprint: `t += v · w_row · w_col · w_channel` in footprint order,
-/// where the channel weights are (1, 0) and so contribute nothing but exact zeros.
-#[inline]
-fn interpolate_linear<T: Real>(
-    input: &Array3<T>,
-    rows: &LinearTaps,
-    cols: &LinearTaps,
-    channel: usize,
-) -> f64 {
-    let mut t = 0.0;
-    for a in 0..2 {
-        for b in 0..2 {
-            let v = input.data[input.offset(rows.index[a], cols.index[b], channel)].to_f64();
-            t += v * rows.weight[a] * cols.weight[b];
-        }
-    }
-    t
-}
-
 /// The order-1 taps of `scipy.ndimage.zoom` (mode `constant`) for output samples
 /// `first .. first + count` along an axis of `len` input samples starting at `offset` in the
 /// array actually indexed (a crop of it is what the reference zooms); `None` is the constant 0.
@@ -791,21 +771,9 @@ pub(crate) fn crop<T: Copy>(
 
 /// `scipy.ndimage.map_coordinates(image, (rows, cols, channel), order=1, mode=mode)` for an
 /// H×W×C image sampled at one (row, column) per output pixel and every channel at its own
-/// index (the indexing of the elastic transform). `rows` and `cols` hold H·W coordinates in
-/// row-major order; the output has the input's shape and dtype.
-pub(crate) fn map_coordinates_order1<T: Real>(
-    image: &Array3<T>,
-    rows: &[f64],
-    cols: &[f64],
-    mode: Mode,
-) -> Array3<T> {
-    debug_assert_eq!(rows.len(), image.height * image.width);
-    debug_assert_eq!(cols.len(), image.height * image.width);
-    map_coordinates_order1_with(image, mode, |p| (rows[p], cols[p]))
-}
-
-/// [`map_coordinates_order1`] with the (row, column) of output pixel `p` (row-major) given by
-/// `coordinate(p)`, so callers need not materialise the coordinate arrays.
+/// index (the indexing of the elastic transform). Output pixel `p` (row-major) samples
+/// `coordinate(p)`, so callers need not materialise the coordinate arrays; the output has
+/// the input's shape and dtype.
 pub(crate) fn map_coordinates_order1_with<T: Real>(
     image: &Array3<T>,
     mode: Mode,
@@ -828,7 +796,7 @@ pub(crate) fn map_coordinates_order1_with<T: Real>(
                 let (wy0, wy1) = (rt.weight[0], rt.weight[1]);
                 let (wx0, wx1) = (ct.weight[0], ct.weight[1]);
                 for ch in 0..channels {
-                    // The footprint order of interpolate_linear.
+                    // scipy's footprint order: t += (v·w_row)·w_col, channel weight 1.
                     let mut t = 0.0;
                     t += data[r0 + c0 + ch].to_f64() * wy0 * wx0;
                     t += data[r0 + c1 + ch].to_f64() * wy0 * wx1;

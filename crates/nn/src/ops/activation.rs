@@ -23,11 +23,12 @@ fn gelu_grad_f64(x: f64) -> f64 {
     cdf + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Gelu;
+/// The elementwise ops keep the tensor's shape (no reshape nodes around them in the graph).
+#[derive(Debug, Clone)]
+struct Gelu(Shape);
 
-#[derive(Debug, Clone, Copy)]
-struct GeluBackward;
+#[derive(Debug, Clone)]
+struct GeluBackward(Shape);
 
 impl CpuKernel1 for Gelu {
     const OP: &'static str = "gelu";
@@ -40,7 +41,7 @@ impl CpuKernel1 for Gelu {
                     *d = T::from_f64(gelu_f64(x.to_f64()));
                 }
             });
-        Ok((out, Shape::from(xs.len())))
+        Ok((out, self.0.clone()))
     }
 }
 
@@ -55,7 +56,7 @@ impl CpuKernel2 for GeluBackward {
                     *d = T::from_f64(gelu_grad_f64(x.to_f64()) * g.to_f64());
                 }
             });
-        Ok((out, Shape::from(xs.len())))
+        Ok((out, self.0.clone()))
     }
 }
 
@@ -67,11 +68,9 @@ impl CustomOp1 for Gelu {
         self.dispatch(storage, layout)
     }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let grad = grad_res.contiguous()?.reshape(arg.elem_count())?;
-        Ok(Some(
-            arg.apply_op2_no_bwd(&grad, &GeluBackward)?
-                .reshape(arg.shape())?,
-        ))
+        let grad = grad_res.contiguous()?;
+        let op = GeluBackward(arg.shape().clone());
+        Ok(Some(arg.apply_op2_no_bwd(&grad, &op)?))
     }
 }
 
@@ -96,8 +95,7 @@ pub fn gelu(xs: &Tensor) -> Result<Tensor> {
     if !xs.device().is_cpu() {
         return gelu_composed(xs);
     }
-    let flat = xs.contiguous()?.flatten_all()?;
-    flat.apply_op1(Gelu)?.reshape(xs.shape())
+    xs.contiguous()?.apply_op1(Gelu(xs.shape().clone()))
 }
 
 /// GELU composed from `erf`, whose derivative candle knows exactly: runs on any device.

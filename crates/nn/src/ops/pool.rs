@@ -132,6 +132,8 @@ impl MaxPool2dConfig {
 #[derive(Debug, Clone, Copy)]
 struct MaxPool {
     cfg: MaxPool2dConfig,
+    /// `(N, C)` of the `[N, C, H, W]` tensors (no reshape around the op).
+    lead: (usize, usize),
     in_size: (usize, usize),
     out_size: (usize, usize),
 }
@@ -201,7 +203,7 @@ impl CpuKernel1 for MaxPool {
             .for_each(|(dst, src)| {
                 self.argmax_plane(src, |o, _, value| dst[o] = value);
             });
-        Ok((out, Shape::from((planes, ho, wo))))
+        Ok((out, Shape::from((self.lead.0, self.lead.1, ho, wo))))
     }
 }
 
@@ -225,7 +227,7 @@ impl CpuKernel2 for MaxPoolBackward {
                     }
                 });
             });
-        Ok((out, Shape::from((planes, h, w))))
+        Ok((out, Shape::from((self.0.lead.0, self.0.lead.1, h, w))))
     }
 }
 
@@ -268,13 +270,11 @@ pub fn max_pool2d(xs: &Tensor, cfg: &MaxPool2dConfig) -> Result<Tensor> {
     }
     let op = MaxPool {
         cfg: *cfg,
+        lead: (n, c),
         in_size: (h, w),
         out_size: (ho, wo),
     };
-    xs.contiguous()?
-        .reshape((n * c, h, w))?
-        .apply_op1(op)?
-        .reshape((n, c, ho, wo))
+    xs.contiguous()?.apply_op1(op)
 }
 
 /// Pads `dim` with a constant on both sides.

@@ -75,6 +75,9 @@ impl AxisTaps {
 /// Both axes of one bilinear resize.
 #[derive(Debug, Clone)]
 struct BilinearGeometry {
+    /// `(N, C)`: the op's tensors are `[N, C, H, W]` with no reshape around it, so candle's
+    /// backward does not add gradient copies for reshape nodes.
+    lead: (usize, usize),
     in_size: (usize, usize),
     out_size: (usize, usize),
     rows: AxisTaps,
@@ -82,8 +85,14 @@ struct BilinearGeometry {
 }
 
 impl BilinearGeometry {
-    fn new(in_size: (usize, usize), out_size: (usize, usize), align_corners: bool) -> Self {
+    fn new(
+        lead: (usize, usize),
+        in_size: (usize, usize),
+        out_size: (usize, usize),
+        align_corners: bool,
+    ) -> Self {
         Self {
+            lead,
             in_size,
             out_size,
             rows: AxisTaps::new(in_size.0, out_size.0, align_corners),
@@ -131,8 +140,7 @@ impl CpuKernel1 for Bilinear {
                     }
                 }
             });
-        let n = planes;
-        Ok((out, Shape::from((n, ho, wo))))
+        Ok((out, Shape::from((g.lead.0, g.lead.1, ho, wo))))
     }
 }
 
@@ -176,7 +184,7 @@ impl CpuKernel1 for BilinearAdjoint {
                     }
                 },
             );
-        Ok((out, Shape::from((planes, h, w))))
+        Ok((out, Shape::from((g.lead.0, g.lead.1, h, w))))
     }
 }
 
@@ -188,11 +196,8 @@ impl CustomOp1 for Bilinear {
         self.dispatch(storage, layout)
     }
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let (ho, wo) = self.0.out_size;
-        let planes = grad_res.elem_count() / (ho * wo);
         let grad = grad_res
             .contiguous()?
-            .reshape((planes, ho, wo))?
             .apply_op1(BilinearAdjoint(self.0.clone()))?;
         Ok(Some(grad))
     }
@@ -247,11 +252,8 @@ pub fn resize_bilinear(
         // PyTorch copies the input when the size does not change (weights are exactly 1).
         return Ok(xs.clone());
     }
-    let geometry = BilinearGeometry::new((h, w), (out_h, out_w), align_corners);
-    xs.contiguous()?
-        .reshape((n * c, h, w))?
-        .apply_op1(Bilinear(geometry))?
-        .reshape((n, c, out_h, out_w))
+    let geometry = BilinearGeometry::new((n, c), (h, w), (out_h, out_w), align_corners);
+    xs.contiguous()?.apply_op1(Bilinear(geometry))
 }
 
 /// The same resize as two products with dense interpolation matrices,

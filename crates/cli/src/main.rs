@@ -29,8 +29,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// mIoU / mAcc / aAcc of predicted label maps against ADE20K-style ground truth (as mmseg).
+    AdeEval(cmd::ade_eval::Args),
     /// Show the build (features, devices) and where rtb keeps its cache and assets.
     Env(cmd::env::Args),
+    /// Write the synthetic shapes world as CIFAR-10, COCO, ADE20K-layout or source-task data.
+    Synth(cmd::synth::Args),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -54,7 +58,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
+        Command::AdeEval(args) => cmd::ade_eval::run(args),
         Command::Env(args) => cmd::env::run(args),
+        Command::Synth(args) => cmd::synth::run(args),
     };
     match result {
         Ok(code) => code,

@@ -224,7 +224,54 @@ pub(crate) fn convert_segmentation(raw: RawSegmentation<'_>) -> Result<Segmentat
     }
 }
 
-/// Parses the array `raw` (a slice of `bytes`) element by element in parallel.
+/// The element spans of the JSON array `bytes[begin..end]`, or serde_json's precise error.
+pub(crate) fn array_spans(
+    file: &str,
+    bytes: &[u8],
+    begin: usize,
+    end: usize,
+    what: &str,
+) -> Result<Vec<(usize, usize)>, Error> {
+    split_array(bytes, begin, end).ok_or_else(|| {
+        // Not a well-formed array: let serde_json say precisely what is wrong and where.
+        let err = serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&bytes[begin..end])
+            .err()
+            .map(|err| element_error(file, bytes, begin, what, &err));
+        err.unwrap_or_else(|| Error::Json {
+            file: file.to_string(),
+            line: 0,
+            column: 0,
+            message: format!("{what}: expected a JSON array"),
+        })
+    })
+}
+
+/// Parses one array element, with its position in the file on error.
+pub(crate) fn parse_element<'a, T: Deserialize<'a>>(
+    file: &str,
+    bytes: &'a [u8],
+    (start, stop): (usize, usize),
+    what: &str,
+    index: usize,
+) -> Result<T, Error> {
+    serde_json::from_slice(&bytes[start..stop])
+        .map_err(|err| element_error(file, bytes, start, &format!("{what}[{index}]"), &err))
+}
+
+/// The values, or the error of the first element (by index) that failed, so that the error
+/// reported does not depend on the thread count.
+pub(crate) fn first_error_or_values<U>(
+    mut outcomes: Vec<Result<U, Error>>,
+) -> Result<Vec<U>, Error> {
+    if let Some(position) = outcomes.iter().position(Result::is_err)
+        && let Err(err) = outcomes.swap_remove(position)
+    {
+        return Err(err);
+    }
+    Ok(outcomes.into_iter().filter_map(Result::ok).collect())
+}
+
+/// Parses the array `bytes[begin..end]` element by element in parallel.
 pub(crate) fn parse_array_parallel<'a, T, U, F>(
     file: &str,
     bytes: &'a [u8],
@@ -238,29 +285,15 @@ where
     U: Send,
     F: Fn(usize, T) -> Result<U, Error> + Sync,
 {
-    let Some(spans) = split_array(bytes, begin, end) else {
-        // Not a well-formed array: let serde_json say precisely what is wrong and where.
-        let err = serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&bytes[begin..end])
-            .err()
-            .map(|err| element_error(file, bytes, begin, what, &err));
-        return Err(err.unwrap_or_else(|| Error::Json {
-            file: file.to_string(),
-            line: 0,
-            column: 0,
-            message: format!("{what}: expected a JSON array"),
-        }));
-    };
+    let spans = array_spans(file, bytes, begin, end, what)?;
+    let mut outcomes = Vec::with_capacity(spans.len());
     spans
         .par_iter()
         .enumerate()
         .with_min_len(256)
-        .map(|(index, &(start, stop))| {
-            let element: T = serde_json::from_slice(&bytes[start..stop]).map_err(|err| {
-                element_error(file, bytes, start, &format!("{what}[{index}]"), &err)
-            })?;
-            convert(index, element)
-        })
-        .collect()
+        .map(|(index, &span)| convert(index, parse_element(file, bytes, span, what, index)?))
+        .collect_into_vec(&mut outcomes);
+    first_error_or_values(outcomes)
 }
 
 fn raw_range(bytes: &[u8], raw: &RawValue) -> (usize, usize) {

@@ -390,37 +390,38 @@ impl GroupContext<'_> {
     }
 }
 
-/// Entries `(bucket, item)` stably sorted by bucket, with a lookup of each bucket's range.
+/// Entries `(bucket, item)` stably sorted by bucket; `keys[i]` owns
+/// `items[starts[i]..starts[i + 1]]`.
 struct Buckets {
     items: Vec<u32>,
-    ranges: HashMap<u64, (usize, usize)>,
     keys: Vec<u64>,
+    starts: Vec<usize>,
 }
 
 impl Buckets {
     fn new(mut entries: Vec<(u64, u32)>) -> Self {
         entries.sort_by_key(|&(key, _)| key);
-        let mut ranges = HashMap::new();
         let mut keys = Vec::new();
-        let mut start = 0;
-        for i in 1..=entries.len() {
-            if i == entries.len() || entries[i].0 != entries[start].0 {
-                ranges.insert(entries[start].0, (start, i));
-                keys.push(entries[start].0);
-                start = i;
+        let mut starts = Vec::new();
+        for (i, &(key, _)) in entries.iter().enumerate() {
+            if keys.last() != Some(&key) {
+                keys.push(key);
+                starts.push(i);
             }
         }
+        starts.push(entries.len());
         Self {
             items: entries.into_iter().map(|(_, item)| item).collect(),
-            ranges,
             keys,
+            starts,
         }
     }
 
     fn get(&self, key: u64) -> &[u32] {
-        self.ranges
-            .get(&key)
-            .map_or(&[][..], |&(start, end)| &self.items[start..end])
+        match self.keys.binary_search(&key) {
+            Ok(i) => &self.items[self.starts[i]..self.starts[i + 1]],
+            Err(_) => &[],
+        }
     }
 }
 
@@ -604,6 +605,25 @@ impl<'a> CocoEval<'a> {
     }
 }
 
+/// Smallest `v` in `0..=max` with `v / positives >= threshold`, as numpy's searchsorted finds
+/// it on the recall curve; `None` if even `max` falls short.
+fn first_reaching(max: usize, positives: f64, threshold: f64) -> Option<usize> {
+    if threshold.is_nan() {
+        // numpy sorts NaN after every number.
+        return None;
+    }
+    let (mut lo, mut hi) = (0usize, max + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if (mid as f64 / positives) < threshold {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo <= max).then_some(lo)
+}
+
 /// One category's slice of the accumulated tables, `[t][r][a][m]` and `[t][a][m]`.
 struct CategoryTables {
     k: usize,
@@ -704,8 +724,12 @@ impl Evaluation {
 
         let mut selected_scores = Vec::with_capacity(entries.len());
         let mut selected_states: Vec<u8> = Vec::with_capacity(entries.len() * per_det);
-        let mut rc = Vec::with_capacity(entries.len());
-        let mut pr = Vec::with_capacity(entries.len());
+        // Per threshold: precision at each true positive and the detection index where it
+        // happens (flat, `n_thr` lists of up to `n_det` entries).
+        let mut tp_precision: Vec<f64> = Vec::new();
+        let mut tp_position: Vec<u32> = Vec::new();
+        let mut tp_count = vec![0usize; n_thr];
+        let mut fp_count = vec![0u64; n_thr];
         for (m, &max_det) in params.max_dets.iter().enumerate() {
             selected_scores.clear();
             selected_states.clear();
@@ -718,45 +742,75 @@ impl Evaluation {
                 }
             }
             let n_det = selected_scores.len();
+            tp_precision.resize(n_thr * n_det, 0.0);
+            tp_position.resize(n_thr * n_det, 0);
             for (a, &positives) in npig.iter().enumerate() {
                 if positives == 0 {
                     continue;
                 }
                 let positives = positives as f64;
-                for t in 0..n_thr {
-                    rc.clear();
-                    pr.clear();
-                    let (mut tp, mut fp) = (0u64, 0u64);
-                    for e in 0..n_det {
-                        match selected_states[e * per_det + a * n_thr + t] {
-                            TRUE_POSITIVE => tp += 1,
-                            FALSE_POSITIVE => fp += 1,
+                // pycocotools builds tp/fp cumulative sums, rc = tp / npig and
+                // pr = tp / (fp + tp + eps) for every detection, makes pr non-increasing from
+                // the right and reads it at searchsorted(rc, recThrs). Within a run of equal tp
+                // pr only falls, so the right-maximum at the v-th true positive is the maximum
+                // of pr over the true positives from the v-th on, and rc = v / npig. Computing
+                // pr only at true positives gives the same numbers with far fewer divisions.
+                tp_count.iter_mut().for_each(|c| *c = 0);
+                fp_count.iter_mut().for_each(|c| *c = 0);
+                for e in 0..n_det {
+                    let states = &selected_states[e * per_det + a * n_thr..][..n_thr];
+                    for (t, &state) in states.iter().enumerate() {
+                        match state {
+                            TRUE_POSITIVE => {
+                                let tp = tp_count[t] + 1;
+                                tp_count[t] = tp;
+                                let (tp_f, fp_f) = (tp as f64, fp_count[t] as f64);
+                                tp_precision[t * n_det + tp - 1] =
+                                    tp_f / (fp_f + tp_f + f64::EPSILON);
+                                tp_position[t * n_det + tp - 1] = e as u32;
+                            }
+                            FALSE_POSITIVE => fp_count[t] += 1,
                             _ => {}
                         }
-                        let (tp, fp) = (tp as f64, fp as f64);
-                        rc.push(tp / positives);
-                        pr.push(tp / (fp + tp + f64::EPSILON));
                     }
-                    recall[(t * n_area + a) * n_max + m] =
-                        if n_det > 0 { rc[n_det - 1] } else { 0.0 };
-                    for i in (1..n_det).rev() {
-                        if pr[i] > pr[i - 1] {
-                            pr[i - 1] = pr[i];
+                }
+                for t in 0..n_thr {
+                    let true_positives = tp_count[t];
+                    let right_max = &mut tp_precision[t * n_det..t * n_det + true_positives];
+                    for i in (1..true_positives).rev() {
+                        if right_max[i] > right_max[i - 1] {
+                            right_max[i - 1] = right_max[i];
                         }
                     }
+                    let right_max = &tp_precision[t * n_det..t * n_det + true_positives];
+                    let positions = &tp_position[t * n_det..t * n_det + true_positives];
+                    recall[(t * n_area + a) * n_max + m] = if n_det > 0 {
+                        true_positives as f64 / positives
+                    } else {
+                        0.0
+                    };
                     for r in 0..n_rec {
                         let cell = ((t * n_rec + r) * n_area + a) * n_max + m;
                         precision[cell] = 0.0;
                         scores[cell] = 0.0;
                     }
                     for (r, &threshold) in params.rec_thrs.iter().enumerate() {
-                        let index = rc.partition_point(|&value| value < threshold);
+                        // Smallest tp count v with v / npig >= threshold (rc is v / npig).
+                        let v = first_reaching(true_positives, positives, threshold);
+                        let index = match v {
+                            None => n_det,
+                            Some(0) => 0,
+                            Some(v) => positions[v - 1] as usize,
+                        };
                         if index >= n_det {
                             // pycocotools' IndexError ends the loop; the rest stays 0.
                             break;
                         }
                         let cell = ((t * n_rec + r) * n_area + a) * n_max + m;
-                        precision[cell] = pr[index];
+                        precision[cell] = match v {
+                            Some(0) | None => right_max.first().copied().unwrap_or(0.0),
+                            Some(v) => right_max[v - 1],
+                        };
                         scores[cell] = selected_scores[index];
                     }
                 }

@@ -71,6 +71,29 @@ fn skip_ws(bytes: &[u8], mut pos: usize) -> usize {
     pos
 }
 
+/// The first position at or after `pos` that may hold `"` or `\\`, looking at eight bytes at a
+/// time (compressed RLE strings make up most of a mask results file).
+#[inline]
+fn skip_plain_string_bytes(bytes: &[u8], mut pos: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = bytes.get(pos..pos + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        // A zero byte in either word means a quote or backslash in the chunk.
+        let found = (quote.wrapping_sub(ONES) & !quote & HIGHS)
+            | (backslash.wrapping_sub(ONES) & !backslash & HIGHS);
+        if found != 0 {
+            return pos + (found.trailing_zeros() / 8) as usize;
+        }
+        pos += 8;
+    }
+    pos
+}
+
 /// Byte ranges `[start, end)` of the elements of the JSON array in `bytes[begin..end]`.
 ///
 /// Only the structure is scanned (strings, nesting); each element is later parsed (and fully
@@ -96,6 +119,7 @@ pub(crate) fn split_array(bytes: &[u8], begin: usize, end: usize) -> Option<Vec<
                 b'"' => {
                     pos += 1;
                     loop {
+                        pos = skip_plain_string_bytes(bytes, pos);
                         match *bytes.get(pos)? {
                             b'"' => break,
                             b'\\' => pos += 2,

@@ -362,52 +362,123 @@ pub(crate) fn area_of(counts: &[u32]) -> u32 {
         .fold(0u32, |acc, &c| acc.wrapping_add(c))
 }
 
-/// `rleToBbox` on raw counts.
-pub(crate) fn bbox_of(counts: &[u32], height: u32, width: u32) -> [f64; 4] {
-    let m = (counts.len() / 2) * 2;
-    if m == 0 {
-        return [0.0; 4];
+/// `rleToBbox`, fed one run length at a time.
+struct BoxAccumulator {
+    h: u32,
+    xs: u32,
+    ys: u32,
+    xe: u32,
+    ye: u32,
+    cc: u32,
+    runs: usize,
+}
+
+impl BoxAccumulator {
+    fn new(height: u32, width: u32) -> Self {
+        Self {
+            h: height,
+            xs: width,
+            ys: height,
+            xe: 0,
+            ye: 0,
+            cc: 0,
+            runs: 0,
+        }
     }
-    let (h, w) = (height, width);
-    let (mut xs, mut ys, mut xe, mut ye) = (w, h, 0u32, 0u32);
-    let mut cc = 0u32;
-    for (j, &count) in counts[..m].iter().enumerate() {
-        let start = cc;
-        cc = cc.wrapping_add(count);
-        if j % 2 == 0 || count == 0 {
-            continue;
+
+    #[inline]
+    fn push(&mut self, count: u32) {
+        let j = self.runs;
+        self.runs += 1;
+        let start = self.cc;
+        self.cc = self.cc.wrapping_add(count);
+        // Even runs are background; a valid RLE with a non-empty run has h > 0.
+        if j.is_multiple_of(2) || count == 0 || self.h == 0 {
+            return;
         }
-        // A valid RLE with a non-empty run has h > 0; guard the division anyway.
-        if h == 0 {
-            continue;
-        }
+        let h = self.h;
         let y_start = start % h;
         let x_start = (start - y_start) / h;
-        let last = cc.wrapping_sub(1);
+        let last = self.cc.wrapping_sub(1);
         let y_end = last % h;
         let x_end = (last - y_end) / h;
-        xs = xs.min(x_start);
-        xe = xe.max(x_end);
+        self.xs = self.xs.min(x_start);
+        self.xe = self.xe.max(x_end);
         if x_start < x_end {
-            ys = 0;
-            ye = h.wrapping_sub(1);
+            self.ys = 0;
+            self.ye = h.wrapping_sub(1);
         } else {
-            ys = ys.min(y_start);
-            ye = ye.max(y_end);
+            self.ys = self.ys.min(y_start);
+            self.ye = self.ye.max(y_end);
         }
     }
-    [
-        f64::from(xs),
-        f64::from(ys),
-        f64::from(xe.wrapping_sub(xs).wrapping_add(1)),
-        f64::from(ye.wrapping_sub(ys).wrapping_add(1)),
-    ]
+
+    fn finish(&self) -> [f64; 4] {
+        // maskApi.c rounds the number of runs down to even (a trailing background run does not
+        // matter) and returns zeros when nothing is left.
+        if self.runs < 2 {
+            return [0.0; 4];
+        }
+        [
+            f64::from(self.xs),
+            f64::from(self.ys),
+            f64::from(self.xe.wrapping_sub(self.xs).wrapping_add(1)),
+            f64::from(self.ye.wrapping_sub(self.ys).wrapping_add(1)),
+        ]
+    }
+}
+
+/// `rleToBbox` on raw counts.
+pub(crate) fn bbox_of(counts: &[u32], height: u32, width: u32) -> [f64; 4] {
+    let mut accumulator = BoxAccumulator::new(height, width);
+    for &count in counts {
+        accumulator.push(count);
+    }
+    accumulator.finish()
+}
+
+/// Area and box of a compressed RLE (`maskUtils.area`, `maskUtils.toBbox`), checked against its
+/// size, in one pass without storing the run lengths.
+pub(crate) fn compressed_area_and_box(
+    text: &[u8],
+    height: u32,
+    width: u32,
+) -> Result<(u32, [f64; 4]), MaskError> {
+    let mut accumulator = BoxAccumulator::new(height, width);
+    let mut area = 0u32;
+    let mut sum = 0u64;
+    for_each_compressed_count(text, |count| {
+        if accumulator.runs % 2 == 1 {
+            area = area.wrapping_add(count);
+        }
+        sum += u64::from(count);
+        accumulator.push(count);
+    })?;
+    let pixels = u64::from(height) * u64::from(width);
+    if sum != pixels {
+        return Err(MaskError::CountsSum {
+            sum,
+            height,
+            width,
+            pixels,
+        });
+    }
+    Ok((area, accumulator.finish()))
 }
 
 /// `rleFrString` into `out` (cleared first). Fails on bytes outside the alphabet and on a
 /// string that ends inside a run length, where the C code would read past the terminator.
 pub(crate) fn decode_compressed_into(bytes: &[u8], out: &mut Vec<u32>) -> Result<(), MaskError> {
     out.clear();
+    for_each_compressed_count(bytes, |count| out.push(count))
+}
+
+/// Calls `sink` with each run length of a compressed RLE string.
+#[inline]
+fn for_each_compressed_count(bytes: &[u8], mut sink: impl FnMut(u32)) -> Result<(), MaskError> {
+    // Counts from the fourth on are deltas to the count two places earlier.
+    let (mut before_last, mut last) = (0u32, 0u32);
+    let mut index = 0usize;
     let mut position = 0usize;
     while position < bytes.len() {
         let start = position;
@@ -434,12 +505,15 @@ pub(crate) fn decode_compressed_into(bytes: &[u8], out: &mut Vec<u32>) -> Result
                 break;
             }
         }
-        let index = out.len();
         if index > 2 {
-            value += i64::from(out[index - 2]);
+            value += i64::from(before_last);
         }
         // maskApi.c stores `(uint) x`: the low 32 bits.
-        out.push(value as u32);
+        let count = value as u32;
+        sink(count);
+        before_last = last;
+        last = count;
+        index += 1;
     }
     Ok(())
 }
@@ -449,8 +523,11 @@ pub(crate) fn decode_compressed_into(bytes: &[u8], out: &mut Vec<u32>) -> Result
 struct Tracer {
     previous: Option<(i32, i32)>,
     boundary: Vec<u32>,
-    x_limit: f64,
-    h_f: f64,
+    /// `w - 1`.
+    x_max: i64,
+    /// `h`.
+    h: i64,
+    /// `(int) h`.
     h_int: i32,
 }
 
@@ -462,33 +539,54 @@ impl Tracer {
         if let Some((pu, pv)) = self.previous
             && u != pu
         {
-            let xd = f64::from(if u < pu { u } else { u.wrapping_sub(1) });
-            let xd = (xd + 0.5) / POLY_SCALE - 0.5;
-            if xd.floor() == xd && xd >= 0.0 && xd <= self.x_limit {
-                let yd = f64::from(if v < pv { v } else { pv });
-                let mut yd = (yd + 0.5) / POLY_SCALE - 0.5;
-                if yd < 0.0 {
-                    yd = 0.0;
-                } else if yd > self.h_f {
-                    yd = self.h_f;
-                }
-                let yd = yd.ceil();
-                let x = c_int(xd);
-                let y = c_int(yd);
-                self.boundary
-                    .push(x.wrapping_mul(self.h_int).wrapping_add(y) as u32);
+            // maskApi.c: xd = (u' + .5) / 5 - .5 must be an integer in [0, w - 1], and
+            // y = ceil(clamp((min(v) + .5) / 5 - .5, 0, h)). Both are (n - 2) / 5 exactly; for
+            // 32-bit n the float expression is an integer exactly when n ≡ 2 (mod 5) (other
+            // residues sit 0.2 or more from an integer), so integer arithmetic gives the same
+            // x and y without the float work.
+            let column = i64::from(if u < pu { u } else { u - 1 }) - 2;
+            if column >= 0 && column % 5 == 0 && column / 5 <= self.x_max {
+                self.record(column / 5, v.min(pv));
             }
         }
         self.previous = Some((u, v));
     }
+
+    /// Records the crossing at pixel column `x` whose upper upsampled row is `row_up`.
+    #[inline]
+    fn record(&mut self, x: i64, row_up: i32) {
+        let row = i64::from(row_up) - 2;
+        let y = if row <= 0 {
+            0
+        } else {
+            ((row + 4) / 5).min(self.h)
+        };
+        self.boundary
+            .push((x as i32).wrapping_mul(self.h_int).wrapping_add(y as i32) as u32);
+    }
 }
 
-/// Smallest `d` in `lo..=hi` where the monotone predicate holds.
+/// Smallest `d` in `lo..=hi` where the monotone predicate holds: galloping from `lo` (the
+/// answer is usually a step or two away), then bisecting.
 fn first_true(lo: i64, hi: i64, predicate: impl Fn(i64) -> bool) -> Option<i64> {
-    if lo > hi || !predicate(hi) {
+    if lo > hi {
         return None;
     }
-    let (mut lo, mut hi) = (lo, hi);
+    let mut step = 1i64;
+    let mut below = lo - 1;
+    let mut probe = lo;
+    loop {
+        if predicate(probe) {
+            break;
+        }
+        if probe == hi {
+            return None;
+        }
+        below = probe;
+        probe = (probe + step).min(hi);
+        step *= 2;
+    }
+    let (mut lo, mut hi) = (below + 1, probe);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         if predicate(mid) {
@@ -528,8 +626,8 @@ fn polygon_counts(xy: &[f64], height: u32, width: u32) -> Vec<u32> {
     let mut tracer = Tracer {
         previous: None,
         boundary: Vec::new(),
-        x_limit: (w - 1) as f64,
-        h_f: h as f64,
+        x_max: w as i64 - 1,
+        h: h as i64,
         h_int: height as i32,
     };
     // Columns that can be recorded: u in [2, 5w - 2]; keep a margin.
@@ -546,31 +644,30 @@ fn polygon_counts(xy: &[f64], height: u32, width: u32) -> Vec<u32> {
             std::mem::swap(&mut ys, &mut ye);
         }
         if dx >= dy {
-            // One column per point: visit the points whose column is in range.
+            // One column per point. The pair (last point of the previous edge, first point)
+            // goes through the general check; inside the edge consecutive columns differ by
+            // one, so a pair is recorded only where the smaller column is 5x + 2 for a pixel
+            // column x in 0..w: visit just those pairs.
             let slope = (ye - ys) as f64 / dx as f64;
-            let point = |d: i64| {
+            let row = |d: i64| {
                 let t = if flip { dx - d } else { d };
-                ((t + xs) as i32, c_int(ys as f64 + slope * t as f64 + 0.5))
+                c_int(ys as f64 + slope * t as f64 + 0.5)
             };
-            let t_lo = (u_lo - xs).max(0);
-            let t_hi = (u_hi - xs).min(dx);
-            if t_lo > t_hi {
-                tracer.previous = Some(point(dx));
-                continue;
-            }
-            let (d_lo, d_hi) = if flip {
-                (dx - t_hi, dx - t_lo)
-            } else {
-                (t_lo, t_hi)
-            };
-            if d_lo > 0 {
-                tracer.previous = Some(point(d_lo - 1));
-            }
-            for d in d_lo..=d_hi {
-                tracer.visit(point(d));
-            }
-            if d_hi < dx {
-                tracer.previous = Some(point(dx));
+            let column = |d: i64| (if flip { dx - d } else { d } + xs) as i32;
+            tracer.visit((column(0), row(0)));
+            if dx > 0 {
+                let x_lo = (-(2 - xs).div_euclid(5)).max(0);
+                let x_hi = (xe - 3).div_euclid(5).min(w as i64 - 1);
+                for x in x_lo..=x_hi {
+                    let smaller = 5 * x + 2;
+                    let d = if flip {
+                        xs + dx - smaller
+                    } else {
+                        smaller + 1 - xs
+                    };
+                    tracer.record(x, row(d).min(row(d - 1)));
+                }
+                tracer.previous = Some((column(dx), row(dx)));
             }
         } else {
             // One row per point; the column changes at most dx times.

@@ -1,7 +1,6 @@
 //! Detection results: reading a results JSON the way pycocotools' `loadRes` does, and writing
 //! one (boxes, and masks as compressed RLE) for the detection task.
 
-use std::cell::RefCell;
 use std::io::Write;
 use std::path::Path;
 
@@ -10,7 +9,7 @@ use serde::Deserialize;
 use serde::ser::{SerializeMap, Serializer};
 
 use crate::dataset::{
-    CocoGt, Segmentation, check_bbox, convert_segmentation, parse_array_parallel,
+    CocoGt, Segmentation, array_spans, check_bbox, convert_segmentation, parse_element,
 };
 use crate::error::Error;
 use crate::json::{NumberQuad, RawSegmentation, deserialize_id, split_array};
@@ -90,10 +89,6 @@ struct RawDetection<'a> {
     segmentation: Option<RawSegmentation<'a>>,
 }
 
-thread_local! {
-    static COUNTS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Area and bounding box of a segmentation without keeping its RLE (`maskUtils.area`,
 /// `maskUtils.toBbox`).
 fn area_and_box(
@@ -102,19 +97,157 @@ fn area_and_box(
     image_id: i64,
 ) -> Result<(u32, [f64; 4]), MaskError> {
     match segmentation {
-        Segmentation::Compressed { size, counts } => COUNTS.with(|buffer| {
-            let mut buffer = buffer.borrow_mut();
-            mask::decode_compressed_into(counts.as_bytes(), &mut buffer)?;
-            let rle = Rle::new(size[0], size[1], std::mem::take(&mut *buffer))?;
-            let out = (rle.area(), rle.to_bbox());
-            *buffer = rle.into_counts();
-            Ok(out)
-        }),
+        Segmentation::Compressed { size, counts } => {
+            mask::compressed_area_and_box(counts.as_bytes(), size[0], size[1])
+        }
         other => {
             let rle = other.to_rle(image_size, image_id)?;
             Ok((rle.area(), rle.to_bbox()))
         }
     }
+}
+
+/// Why one result could not be prepared.
+enum Failure {
+    /// Its image is not in the ground truth (counted over the whole file).
+    UnknownImage(i64),
+    Invalid(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        Failure::Invalid(err)
+    }
+}
+
+fn location(index: usize, image_id: i64) -> String {
+    format!("results[{index}] (image_id {image_id})")
+}
+
+/// Type-level checks of a parsed result.
+fn check_result(name: &str, index: usize, raw: RawDetection<'_>) -> Result<DetectionResult, Error> {
+    let bbox = raw
+        .bbox
+        .map(check_bbox)
+        .transpose()
+        .map_err(|message| Error::invalid(name, location(index, raw.image_id), message))?;
+    let segmentation = match raw.segmentation {
+        None => None,
+        Some(segmentation) => Some(
+            convert_segmentation(segmentation)
+                .map_err(|message| Error::invalid(name, location(index, raw.image_id), message))?,
+        ),
+    };
+    if !raw.score.is_finite() {
+        return Err(Error::invalid(
+            name,
+            location(index, raw.image_id),
+            "score is not finite",
+        ));
+    }
+    Ok(DetectionResult {
+        image_id: raw.image_id,
+        category_id: raw.category_id,
+        score: raw.score,
+        bbox,
+        segmentation,
+    })
+}
+
+/// `loadRes`'s choice of branch from the first result.
+fn kind_of(
+    name: &str,
+    image_id: i64,
+    has_bbox: bool,
+    has_segmentation: bool,
+) -> Result<ResultsKind, Error> {
+    if has_bbox {
+        Ok(ResultsKind::Boxes)
+    } else if has_segmentation {
+        Ok(ResultsKind::Masks)
+    } else {
+        Err(Error::invalid(
+            name,
+            location(0, image_id),
+            "a result needs a \"bbox\" or a \"segmentation\"",
+        ))
+    }
+}
+
+/// `loadRes` for one result: its area, and its box when only a mask is given.
+fn prepare_one(
+    name: &str,
+    gt: &CocoGt,
+    kind: ResultsKind,
+    index: usize,
+    result: DetectionResult,
+) -> Result<Detection, Failure> {
+    if gt.image(result.image_id).is_none() {
+        return Err(Failure::UnknownImage(result.image_id));
+    }
+    let (bbox, area) = match kind {
+        ResultsKind::Boxes => {
+            let bbox = result.bbox.ok_or_else(|| {
+                Error::invalid(
+                    name,
+                    location(index, result.image_id),
+                    "has no \"bbox\" although the first result has one",
+                )
+            })?;
+            (bbox, bbox[2] * bbox[3])
+        }
+        ResultsKind::Masks => {
+            let segmentation = result.segmentation.as_ref().ok_or_else(|| {
+                Error::invalid(
+                    name,
+                    location(index, result.image_id),
+                    "has no \"segmentation\" although the first result is a mask",
+                )
+            })?;
+            let (area, mask_box) = area_and_box(
+                segmentation,
+                gt.image_size(result.image_id),
+                result.image_id,
+            )
+            .map_err(|source| Error::Mask {
+                context: format!("{name}: {}", location(index, result.image_id)),
+                source,
+            })?;
+            (result.bbox.unwrap_or(mask_box), f64::from(area))
+        }
+    };
+    Ok(Detection {
+        image_id: result.image_id,
+        category_id: result.category_id,
+        score: result.score,
+        bbox,
+        area,
+        segmentation: result.segmentation,
+    })
+}
+
+/// The detections, or the first failure by index (unknown images are counted over the file,
+/// as pycocotools checks them all at once).
+fn finish(name: &str, outcomes: Vec<Result<Detection, Failure>>) -> Result<Vec<Detection>, Error> {
+    if let Some(position) = outcomes.iter().position(Result::is_err) {
+        let count = outcomes
+            .iter()
+            .filter(|o| matches!(o, Err(Failure::UnknownImage(_))))
+            .count();
+        return Err(match &outcomes[position] {
+            Err(Failure::UnknownImage(image_id)) => Error::UnknownImage {
+                file: name.to_string(),
+                index: position,
+                image_id: *image_id,
+                count,
+            },
+            _ => match outcomes.into_iter().nth(position) {
+                Some(Err(Failure::Invalid(err))) => err,
+                _ => Error::invalid(name, format!("results[{position}]"), "invalid result"),
+            },
+        });
+    }
+    Ok(outcomes.into_iter().filter_map(Result::ok).collect())
 }
 
 impl Detections {
@@ -142,141 +275,77 @@ impl Detections {
                     .to_string(),
             });
         }
-        let results = parse_array_parallel(
-            name,
-            bytes,
-            0,
-            bytes.len(),
-            "results",
-            |index, raw: RawDetection<'_>| {
-                let location = || format!("results[{index}] (image_id {})", raw.image_id);
-                let bbox = raw
-                    .bbox
-                    .map(check_bbox)
-                    .transpose()
-                    .map_err(|message| Error::invalid(name, location(), message))?;
-                let segmentation = match raw.segmentation {
-                    None => None,
-                    Some(segmentation) => Some(
-                        convert_segmentation(segmentation)
-                            .map_err(|message| Error::invalid(name, location(), message))?,
-                    ),
-                };
-                if !raw.score.is_finite() {
-                    return Err(Error::invalid(name, location(), "score is not finite"));
-                }
-                Ok(DetectionResult {
-                    image_id: raw.image_id,
-                    category_id: raw.category_id,
-                    score: raw.score,
-                    bbox,
-                    segmentation,
-                })
-            },
-        )?;
-        Self::prepare(results, gt, name)
+        let spans = array_spans(name, bytes, 0, bytes.len(), "results")?;
+        let kind = match spans.first() {
+            None => ResultsKind::Boxes,
+            Some(&span) => {
+                let first: RawDetection<'_> = parse_element(name, bytes, span, "results", 0)?;
+                kind_of(
+                    name,
+                    first.image_id,
+                    first.bbox.is_some(),
+                    first.segmentation.is_some(),
+                )?
+            }
+        };
+        let mut outcomes = Vec::with_capacity(spans.len());
+        spans
+            .par_iter()
+            .enumerate()
+            .with_min_len(256)
+            .map(|(index, &span)| {
+                let raw: RawDetection<'_> = parse_element(name, bytes, span, "results", index)?;
+                let result = check_result(name, index, raw)?;
+                prepare_one(name, gt, kind, index, result)
+            })
+            .collect_into_vec(&mut outcomes);
+        Ok(Self {
+            detections: finish(name, outcomes)?,
+            kind,
+            source: name.to_string(),
+        })
     }
 
     /// Prepares in-memory results as `loadRes` does (same checks as reading a file).
     pub fn from_results(results: Vec<DetectionResult>, gt: &CocoGt) -> Result<Self, Error> {
-        for (index, result) in results.iter().enumerate() {
-            let location = || format!("results[{index}] (image_id {})", result.image_id);
-            if let Some(bbox) = result.bbox {
-                check_bbox(NumberQuad {
-                    values: bbox,
-                    len: 4,
-                })
-                .map_err(|message| Error::invalid("<memory>", location(), message))?;
-            }
-            if !result.score.is_finite() {
-                return Err(Error::invalid(
-                    "<memory>",
-                    location(),
-                    "score is not finite",
-                ));
-            }
-        }
-        Self::prepare(results, gt, "<memory>")
-    }
-
-    fn prepare(results: Vec<DetectionResult>, gt: &CocoGt, name: &str) -> Result<Self, Error> {
-        let unknown: Vec<usize> = results
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| gt.image(r.image_id).is_none())
-            .map(|(index, _)| index)
-            .collect();
-        if let Some(&index) = unknown.first() {
-            return Err(Error::UnknownImage {
-                file: name.to_string(),
-                index,
-                image_id: results[index].image_id,
-                count: unknown.len(),
-            });
-        }
+        let name = "<memory>";
         let kind = match results.first() {
-            None | Some(DetectionResult { bbox: Some(_), .. }) => ResultsKind::Boxes,
-            Some(DetectionResult {
-                segmentation: Some(_),
-                ..
-            }) => ResultsKind::Masks,
-            Some(first) => {
-                return Err(Error::invalid(
-                    name,
-                    format!("results[0] (image_id {})", first.image_id),
-                    "a result needs a \"bbox\" or a \"segmentation\"",
-                ));
-            }
+            None => ResultsKind::Boxes,
+            Some(first) => kind_of(
+                name,
+                first.image_id,
+                first.bbox.is_some(),
+                first.segmentation.is_some(),
+            )?,
         };
-        let detections = results
+        let mut outcomes = Vec::with_capacity(results.len());
+        results
             .into_par_iter()
             .enumerate()
-            .with_min_len(512)
+            .with_min_len(256)
             .map(|(index, result)| {
-                let location = || format!("results[{index}] (image_id {})", result.image_id);
-                let (bbox, area) = match kind {
-                    ResultsKind::Boxes => {
-                        let bbox = result.bbox.ok_or_else(|| {
-                            Error::invalid(
-                                name,
-                                location(),
-                                "has no \"bbox\" although the first result has one",
-                            )
-                        })?;
-                        (bbox, bbox[2] * bbox[3])
-                    }
-                    ResultsKind::Masks => {
-                        let segmentation = result.segmentation.as_ref().ok_or_else(|| {
-                            Error::invalid(
-                                name,
-                                location(),
-                                "has no \"segmentation\" although the first result is a mask",
-                            )
-                        })?;
-                        let (area, mask_box) = area_and_box(
-                            segmentation,
-                            gt.image_size(result.image_id),
-                            result.image_id,
-                        )
-                        .map_err(|source| Error::Mask {
-                            context: format!("{name}: {}", location()),
-                            source,
-                        })?;
-                        (result.bbox.unwrap_or(mask_box), f64::from(area))
-                    }
-                };
-                Ok(Detection {
-                    image_id: result.image_id,
-                    category_id: result.category_id,
-                    score: result.score,
-                    bbox,
-                    area,
-                    segmentation: result.segmentation,
-                })
+                if let Some(bbox) = result.bbox {
+                    check_bbox(NumberQuad {
+                        values: bbox,
+                        len: 4,
+                    })
+                    .map_err(|message| {
+                        Error::invalid(name, location(index, result.image_id), message)
+                    })?;
+                }
+                if !result.score.is_finite() {
+                    return Err(Error::invalid(
+                        name,
+                        location(index, result.image_id),
+                        "score is not finite",
+                    )
+                    .into());
+                }
+                prepare_one(name, gt, kind, index, result)
             })
-            .collect::<Result<Vec<_>, Error>>()?;
+            .collect_into_vec(&mut outcomes);
         Ok(Self {
-            detections,
+            detections: finish(name, outcomes)?,
             kind,
             source: name.to_string(),
         })

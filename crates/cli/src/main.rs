@@ -31,6 +31,8 @@ struct Cli {
 enum Command {
     /// mIoU / mAcc / aAcc of predicted label maps against ADE20K-style ground truth (as mmseg).
     AdeEval(cmd::ade_eval::Args),
+    /// COCO box or mask AP of a results file, equal to pycocotools (its 12-line summary).
+    CocoEval(cmd::coco_eval::Args),
     /// Show the build (features, devices) and where rtb keeps its cache and assets.
     Env(cmd::env::Args),
     /// Write the synthetic shapes world as CIFAR-10, COCO, ADE20K-layout or source-task data.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::AdeEval(args) => cmd::ade_eval::run(args),
+        Command::CocoEval(args) => cmd::coco_eval::run(args),
         Command::Env(args) => cmd::env::run(args),
         Command::Synth(args) => cmd::synth::run(args),
     };

@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap `Args` and a `run(args) -> anyhow::Result<ExitCode>`.
 
 pub mod ade_eval;
+pub mod coco_eval;
 pub mod env;
 pub mod synth;

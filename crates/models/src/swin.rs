@@ -181,7 +181,7 @@ impl SwinConfig {
             ));
         }
         for (stage, &heads) in self.num_heads.iter().enumerate() {
-            if heads == 0 || self.stage_dim(stage) % heads != 0 {
+            if heads == 0 || !self.stage_dim(stage).is_multiple_of(heads) {
                 return Err(config_error(
                     MODEL,
                     "num_heads",
@@ -199,7 +199,7 @@ impl SwinConfig {
                 format!("must be in [0, 1), got {}", self.drop_path_rate),
             ));
         }
-        if !(self.mlp_ratio > 0.0) {
+        if self.mlp_ratio.is_nan() || self.mlp_ratio <= 0.0 {
             return Err(config_error(MODEL, "mlp_ratio", "must be positive"));
         }
         if self.num_classes.is_some() && !self.final_norm {

@@ -221,13 +221,15 @@ fn find_state_dict(
             .ok_or_else(|| format_error(path, format!("top-level key {key:?} holds no tensors")))?;
         return Ok((tensors, Nesting::Key(key.to_string())));
     }
-    if let Some(tensors) = tensor_entries(top) {
-        return Ok((tensors, Nesting::TopLevel));
-    }
+    // A nesting key wins over tensors at the top level: training checkpoints keep a few
+    // tensors beside the state dict (DeepAugment's tensor-valued `best_acc1`).
     for key in NESTING_KEYS {
         if let Some(tensors) = lookup(key).and_then(tensor_entries) {
             return Ok((tensors, Nesting::Key(key.to_string())));
         }
+    }
+    if let Some(tensors) = tensor_entries(top) {
+        return Ok((tensors, Nesting::TopLevel));
     }
     let keys: Vec<String> = entries
         .iter()
@@ -276,8 +278,8 @@ fn unpickle<R: BufRead>(path: &Path, reader: &mut R, what: &str) -> Result<Objec
 }
 
 /// Reads the state dict of a PyTorch checkpoint, in either format. `key` picks a top-level
-/// entry; without it the top level is used when it holds tensors, else the first of
-/// [`NESTING_KEYS`] that does.
+/// entry; without it the first of [`NESTING_KEYS`] that holds tensors is used, else the top
+/// level itself.
 pub fn read_pth(path: &Path, key: Option<&str>) -> Result<PthContents> {
     let mut file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
     let mut head = [0u8; 4];
@@ -296,34 +298,171 @@ pub fn read_pth(path: &Path, key: Option<&str>) -> Result<PthContents> {
     }
 }
 
-fn read_zip(path: &Path, file: std::fs::File, key: Option<&str>) -> Result<PthContents> {
-    let zip_err = |e: zip::result::ZipError| format_error(path, format!("zip archive: {e}"));
-    let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(zip_err)?;
-    let pickle_name = archive
-        .file_names()
-        .filter_map(|name| name.ok().map(|n| n.into_owned()))
-        .find(|name| name.ends_with("data.pkl"))
+/// One stored entry of a zip archive: where its bytes start and how many there are.
+#[derive(Debug, Clone)]
+struct ZipEntry {
+    name: String,
+    data_offset: u64,
+    size: u64,
+}
+
+fn le16(b: &[u8], at: usize) -> u64 {
+    u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+fn le32(b: &[u8], at: usize) -> u64 {
+    u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// Lists the entries of the zip archive `torch.save` writes (entries stored, not
+/// compressed). PyTorch's writer adds zip64 records that the `zip` crate rejects, so the
+/// central directory is read here: end record, zip64 fields where a value is saturated,
+/// central headers, and each local header for the data offset.
+fn zip_entries(path: &Path, file: &mut std::fs::File) -> Result<Vec<ZipEntry>> {
+    let bad = |what: &str| format_error(path, format!("zip archive: {what}"));
+    let len = file.seek(SeekFrom::End(0)).map_err(|e| io_error(path, e))?;
+    let tail_len = len.min(65_557 + 20 + 56);
+    file.seek(SeekFrom::Start(len - tail_len))
+        .map_err(|e| io_error(path, e))?;
+    let mut tail = vec![0u8; tail_len as usize];
+    file.read_exact(&mut tail).map_err(|e| io_error(path, e))?;
+    let eocd = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..i + 4] == *b"PK\x05\x06")
+        .ok_or_else(|| bad("no end-of-central-directory record"))?;
+    let mut count = le16(&tail, eocd + 10);
+    let mut cd_size = le32(&tail, eocd + 12);
+    let mut cd_offset = le32(&tail, eocd + 16);
+    // zip64: the locator sits right before the end record and points at the zip64 record.
+    if eocd >= 20 && tail[eocd - 20..eocd - 16] == *b"PK\x06\x07" {
+        let record = le64(&tail, eocd - 20 + 8);
+        if record + 56 <= len {
+            let mut z = [0u8; 56];
+            file.seek(SeekFrom::Start(record))
+                .map_err(|e| io_error(path, e))?;
+            file.read_exact(&mut z).map_err(|e| io_error(path, e))?;
+            if z[..4] == *b"PK\x06\x06" {
+                if count == 0xFFFF {
+                    count = le64(&z, 32);
+                }
+                if cd_size == 0xFFFF_FFFF {
+                    cd_size = le64(&z, 40);
+                }
+                if cd_offset == 0xFFFF_FFFF {
+                    cd_offset = le64(&z, 48);
+                }
+            }
+        }
+    }
+    if cd_offset.checked_add(cd_size).is_none_or(|end| end > len) {
+        return Err(bad("central directory runs past the end of the file"));
+    }
+    let mut cd = vec![0u8; cd_size as usize];
+    file.seek(SeekFrom::Start(cd_offset))
+        .map_err(|e| io_error(path, e))?;
+    file.read_exact(&mut cd).map_err(|e| io_error(path, e))?;
+    let mut entries = Vec::with_capacity(count as usize);
+    let mut at = 0usize;
+    for _ in 0..count {
+        if at + 46 > cd.len() || cd[at..at + 4] != *b"PK\x01\x02" {
+            return Err(bad("malformed central directory header"));
+        }
+        let method = le16(&cd, at + 10);
+        let mut compressed = le32(&cd, at + 20);
+        let mut size = le32(&cd, at + 24);
+        let name_len = le16(&cd, at + 28) as usize;
+        let extra_len = le16(&cd, at + 30) as usize;
+        let comment_len = le16(&cd, at + 32) as usize;
+        let mut local = le32(&cd, at + 42);
+        let end = at + 46 + name_len + extra_len + comment_len;
+        if end > cd.len() {
+            return Err(bad("malformed central directory header"));
+        }
+        let name = String::from_utf8_lossy(&cd[at + 46..at + 46 + name_len]).into_owned();
+        // zip64 extra field: the saturated values, in this order.
+        let mut extra = &cd[at + 46 + name_len..at + 46 + name_len + extra_len];
+        while extra.len() >= 4 {
+            let id = le16(extra, 0);
+            let n = le16(extra, 2) as usize;
+            let body = &extra[4..(4 + n).min(extra.len())];
+            if id == 1 {
+                let mut k = 0;
+                for field in [&mut size, &mut compressed, &mut local] {
+                    if *field == 0xFFFF_FFFF && k + 8 <= body.len() {
+                        *field = le64(body, k);
+                        k += 8;
+                    }
+                }
+            }
+            extra = &extra[(4 + n).min(extra.len())..];
+        }
+        if method != 0 || compressed != size {
+            return Err(bad(&format!(
+                "entry {name} is compressed (method {method}); torch.save stores entries"
+            )));
+        }
+        let mut header = [0u8; 30];
+        file.seek(SeekFrom::Start(local))
+            .map_err(|e| io_error(path, e))?;
+        file.read_exact(&mut header)
+            .map_err(|e| io_error(path, e))?;
+        if header[..4] != *b"PK\x03\x04" {
+            return Err(bad(&format!("entry {name}: malformed local header")));
+        }
+        let data_offset = local + 30 + le16(&header, 26) + le16(&header, 28);
+        if data_offset + size > len {
+            return Err(bad(&format!("entry {name} runs past the end of the file")));
+        }
+        entries.push(ZipEntry {
+            name,
+            data_offset,
+            size,
+        });
+        at = end;
+    }
+    Ok(entries)
+}
+
+fn read_entry(path: &Path, file: &mut std::fs::File, entry: &ZipEntry) -> Result<Vec<u8>> {
+    let mut bytes = vec![0u8; entry.size as usize];
+    file.seek(SeekFrom::Start(entry.data_offset))
+        .map_err(|e| io_error(path, e))?;
+    file.read_exact(&mut bytes).map_err(|e| io_error(path, e))?;
+    Ok(bytes)
+}
+
+fn read_zip(path: &Path, mut file: std::fs::File, key: Option<&str>) -> Result<PthContents> {
+    let entries = zip_entries(path, &mut file)?;
+    let pickle = entries
+        .iter()
+        .find(|e| e.name.ends_with("data.pkl"))
         .ok_or_else(|| format_error(path, "zip archive without a data.pkl entry"))?;
-    let dir = pickle_name.trim_end_matches("data.pkl").to_string();
+    let dir = pickle.name.trim_end_matches("data.pkl").to_string();
     let top = {
-        let entry = archive.by_name(&pickle_name).map_err(zip_err)?;
-        unpickle(path, &mut BufReader::new(entry), "data.pkl")?
+        let bytes = read_entry(path, &mut file, pickle)?;
+        unpickle(path, &mut std::io::Cursor::new(bytes), "data.pkl")?
     };
     let (specs, nesting) = find_state_dict(path, &top, key)?;
+    let by_name: HashMap<&str, &ZipEntry> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     for (_, spec) in &specs {
         if storages.contains_key(&spec.storage_key) {
             continue;
         }
         let name = format!("{dir}data/{}", spec.storage_key);
-        let mut entry = archive
-            .by_name(&name)
-            .map_err(|e| format_error(path, format!("storage entry {name}: {e}")))?;
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| io_error(path, e))?;
-        storages.insert(spec.storage_key.clone(), bytes);
+        let entry = by_name
+            .get(name.as_str())
+            .ok_or_else(|| format_error(path, format!("storage entry {name} is missing")))?;
+        storages.insert(
+            spec.storage_key.clone(),
+            read_entry(path, &mut file, entry)?,
+        );
     }
     build_tensors(path, PthFormat::Zip, nesting, specs, &storages)
 }

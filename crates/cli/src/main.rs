@@ -35,6 +35,11 @@ enum Command {
     CocoEval(cmd::coco_eval::Args),
     /// Show the build (features, devices) and where rtb keeps its cache and assets.
     Env(cmd::env::Args),
+    /// Run a backbone (ResNet, Swin) on a safetensors batch and save C2..C5 / logits.
+    Forward(cmd::forward::Args),
+    /// Inspect weight files and import them (PyTorch or safetensors) to canonical safetensors.
+    #[command(subcommand)]
+    Weights(cmd::weights::Args),
     /// Write the synthetic shapes world as CIFAR-10, COCO, ADE20K-layout or source-task data.
     Synth(cmd::synth::Args),
 }
@@ -63,6 +68,8 @@ fn main() -> ExitCode {
         Command::AdeEval(args) => cmd::ade_eval::run(args),
         Command::CocoEval(args) => cmd::coco_eval::run(args),
         Command::Env(args) => cmd::env::run(args),
+        Command::Forward(args) => cmd::forward::run(args),
+        Command::Weights(args) => cmd::weights::run(args),
         Command::Synth(args) => cmd::synth::run(args),
     };
     match result {

@@ -3,4 +3,6 @@
 pub mod ade_eval;
 pub mod coco_eval;
 pub mod env;
+pub mod forward;
 pub mod synth;
+pub mod weights;

@@ -14,6 +14,7 @@ differ. Prints a Markdown table of seconds and ratios.
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ else:
     from faster_coco_eval import COCO, COCOeval_faster as Eval
 quiet = io.StringIO()
 started = time.perf_counter()
+cpu_started = time.process_time()
 with contextlib.redirect_stdout(quiet):
     coco_gt = COCO(gt)
     coco_dt = coco_gt.loadRes(dt)
@@ -41,7 +43,7 @@ with contextlib.redirect_stdout(quiet):
     ev.summarize()
 finished = time.perf_counter()
 print(json.dumps({"seconds": finished - started, "load": loaded - started,
-                  "stats": [float(s) for s in ev.stats]}))
+                  "cpu": time.process_time() - cpu_started, "stats": [float(s) for s in ev.stats]}))
 """
 
 
@@ -58,12 +60,15 @@ def run_rtb(rtb, gt, dt, iou_type, threads):
                    "--json", out_json]
         if threads:
             command += ["--threads", str(threads)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True, text=True)
         seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         with open(out_json) as f:
             stats = json.load(f)["stats"]
-    return {"seconds": seconds, "stats": stats}
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": seconds, "cpu": cpu, "stats": stats}
 
 
 def main():
@@ -90,10 +95,12 @@ def main():
             result["pycocotools"] = run_python(args.python, "pycocotools", gt, dt, iou_type)
             print(f"{iou_type} pycocotools: {result['pycocotools']['seconds']:.2f}s", file=sys.stderr)
         runs = [run_python(args.python, "faster", gt, dt, iou_type) for _ in range(args.repeat)]
-        result["faster-coco-eval"] = dict(runs[0], seconds=statistics.median(r["seconds"] for r in runs))
+        result["faster-coco-eval"] = dict(runs[0], seconds=statistics.median(r["seconds"] for r in runs),
+                                          cpu=statistics.median(r["cpu"] for r in runs))
         print(f"{iou_type} faster-coco-eval: {[round(r['seconds'], 2) for r in runs]}", file=sys.stderr)
         runs = [run_rtb(args.rtb, gt, dt, iou_type, args.threads) for _ in range(args.repeat)]
-        result["rtb"] = dict(runs[0], seconds=statistics.median(r["seconds"] for r in runs))
+        result["rtb"] = dict(runs[0], seconds=statistics.median(r["seconds"] for r in runs),
+                             cpu=statistics.median(r["cpu"] for r in runs))
         print(f"{iou_type} rtb: {[round(r['seconds'], 3) for r in runs]}", file=sys.stderr)
 
         reference = result.get("pycocotools", result["faster-coco-eval"])["stats"]
@@ -105,17 +112,27 @@ def main():
                       file=sys.stderr)
         rows.append((iou_type, result))
 
-    print("| iou type | pycocotools (s) | faster-coco-eval (s) | rtb coco-eval (s) | vs faster-coco-eval | vs pycocotools | stats agree |")
+    print("Wall-clock seconds, load included (median of --repeat runs for faster-coco-eval and rtb):\n")
+    print("| iou type | pycocotools | faster-coco-eval | rtb coco-eval | rtb vs faster-coco-eval | rtb vs pycocotools | stats equal |")
     print("|---|---|---|---|---|---|---|")
     for iou_type, result in rows:
         rtb = result["rtb"]["seconds"]
         fce = result["faster-coco-eval"]["seconds"]
         pyc = result.get("pycocotools", {}).get("seconds")
-        agree = all(max(abs(a - b) for a, b in zip(v["stats"], result["rtb"]["stats"])) <= 1e-12
-                    for v in result.values())
-        print(f"| {iou_type} | {pyc:.2f} | {fce:.2f} | {rtb:.3f} | {fce / rtb:.1f}x | {pyc / rtb:.1f}x | {'yes' if agree else 'NO'} |"
-              if pyc is not None else
-              f"| {iou_type} | - | {fce:.2f} | {rtb:.3f} | {fce / rtb:.1f}x | - | {'yes' if agree else 'NO'} |")
+        agree = all(v["stats"] == result["rtb"]["stats"] for v in result.values())
+        pyc_text = f"{pyc:.2f}" if pyc is not None else "-"
+        pyc_ratio = f"{pyc / rtb:.1f}x" if pyc is not None else "-"
+        print(f"| {iou_type} | {pyc_text} | {fce:.2f} | {rtb:.3f} | {fce / rtb:.1f}x | {pyc_ratio} | {'yes' if agree else 'NO'} |")
+    print("\nCPU seconds (user + system, all threads):\n")
+    print("| iou type | pycocotools | faster-coco-eval | rtb coco-eval | rtb vs faster-coco-eval | rtb vs pycocotools |")
+    print("|---|---|---|---|---|---|")
+    for iou_type, result in rows:
+        rtb = result["rtb"]["cpu"]
+        fce = result["faster-coco-eval"]["cpu"]
+        pyc = result.get("pycocotools", {}).get("cpu")
+        pyc_text = f"{pyc:.2f}" if pyc is not None else "-"
+        pyc_ratio = f"{pyc / rtb:.1f}x" if pyc is not None else "-"
+        print(f"| {iou_type} | {pyc_text} | {fce:.2f} | {rtb:.3f} | {fce / rtb:.1f}x | {pyc_ratio} |")
     print("\nAP / AR stats (rtb):")
     for iou_type, result in rows:
         print(f"  {iou_type}: {[round(s, 4) for s in result['rtb']['stats']]}")

@@ -12,7 +12,7 @@ use crate::dataset::{
     CocoGt, Segmentation, array_spans, check_bbox, convert_segmentation, parse_element,
 };
 use crate::error::Error;
-use crate::json::{NumberQuad, RawSegmentation, deserialize_id, split_array};
+use crate::json::{NumberQuad, RawSegmentation, deserialize_id};
 use crate::mask::{self, MaskError, Rle};
 
 /// One detection as a detector reports it: a line of a COCO results file.
@@ -264,9 +264,7 @@ impl Detections {
 
     /// Parses a results JSON document; `name` is used in error messages.
     pub fn from_slice(bytes: &[u8], name: &str, gt: &CocoGt) -> Result<Self, Error> {
-        if split_array(bytes, 0, bytes.len()).is_none()
-            && bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-        {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
             return Err(Error::Json {
                 file: name.to_string(),
                 line: 1,

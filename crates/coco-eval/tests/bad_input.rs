@@ -333,3 +333,39 @@ fn in_memory_results_are_checked_like_files() {
     masked.segmentation = Some(Segmentation::Polygons(vec![vec![0.0; 6]]));
     assert!(Detections::from_results(vec![masked], &gt).is_ok());
 }
+
+#[test]
+fn the_reported_error_does_not_depend_on_the_thread_count() {
+    // Several bad results in a file big enough to be split over threads: the first one (by
+    // index) is reported, whatever the pool size.
+    let mut text = String::from("[");
+    for i in 0..5000 {
+        if i > 0 {
+            text.push(',');
+        }
+        let bbox = match i {
+            1234 => "[1, 2, 3]",
+            4321 => "[1, 2, -3, 4]",
+            _ => "[1, 2, 3, 4]",
+        };
+        text.push_str(&format!(
+            r#"{{"image_id": 1, "category_id": 1, "score": 0.5, "bbox": {bbox}}}"#
+        ));
+    }
+    text.push(']');
+    let gt = gt();
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let err = pool
+            .install(|| Detections::from_slice(text.as_bytes(), "dt.json", &gt))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("dt.json: results[1234] (image_id 1): bbox has 3 numbers"),
+            "{threads} threads: {err}"
+        );
+    }
+}

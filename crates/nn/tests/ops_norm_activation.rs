@@ -213,6 +213,26 @@ fn batch_norm_train_and_eval_match_torch() {
     assert_close("bn eval y", &y3, &golden.get("bn", "y3"), RTOL, 1e-5);
 }
 
+/// Regression: the running statistics are `Var`s, and they used to enter the eval-mode graph,
+/// so a backward pass gave them gradients and kept the activations of the graph alive.
+#[test]
+fn batch_norm_running_statistics_never_receive_gradients() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
+    let bn = BatchNorm2d::new(2, BatchNormConfig::default(), &vb).unwrap();
+    let x = uniform(&[2, 2, 3, 3], 21, 1.0);
+    for train in [true, false] {
+        let y = if train {
+            bn.forward_train(&x).unwrap()
+        } else {
+            bn.forward_eval(&x).unwrap()
+        };
+        let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(bn.running_mean()).is_none(), "train={train}");
+        assert!(grads.get(bn.running_var()).is_none(), "train={train}");
+    }
+}
+
 #[test]
 fn batch_norm_gradcheck() {
     let x = uniform(&[3, 2, 3, 2], 9, 2.0);

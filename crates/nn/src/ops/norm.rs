@@ -507,8 +507,9 @@ impl BatchNorm2d {
         let batch_mean = mean.detach().flatten_all()?.to_dtype(stat_dtype)?;
         let unbiased = (var.detach().flatten_all()? * (count as f64 / (count - 1) as f64))?
             .to_dtype(stat_dtype)?;
-        let new_mean = ((self.running_mean.as_tensor() * (1.0 - m))? + (batch_mean * m)?)?;
-        let new_var = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
+        // The running statistics are state, not parameters: detached, so no graph reaches them.
+        let new_mean = ((self.running_mean.as_tensor().detach() * (1.0 - m))? + (batch_mean * m)?)?;
+        let new_var = ((self.running_var.as_tensor().detach() * (1.0 - m))? + (unbiased * m)?)?;
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)?;
 
@@ -519,7 +520,9 @@ impl BatchNorm2d {
     pub fn forward_eval(&self, xs: &Tensor) -> Result<Tensor> {
         let (_, c, _, _) = self.check_input(xs)?;
         let dtype = xs.dtype();
-        let inv_std = (self.running_var.as_tensor() + self.cfg.eps)?
+        // Detached: the running statistics must neither receive a gradient nor keep the
+        // activations of a graph alive.
+        let inv_std = (self.running_var.as_tensor().detach() + self.cfg.eps)?
             .sqrt()?
             .recip()?
             .to_dtype(dtype)?;
@@ -527,7 +530,7 @@ impl BatchNorm2d {
             Some(w) => (w * &inv_std)?,
             None => inv_std,
         };
-        let shift = (self.running_mean.as_tensor().to_dtype(dtype)? * &scale)?.neg()?;
+        let shift = (self.running_mean.as_tensor().detach().to_dtype(dtype)? * &scale)?.neg()?;
         let shift = match &self.bias {
             Some(b) => (b + shift)?,
             None => shift,

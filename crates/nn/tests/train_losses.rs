@@ -207,7 +207,7 @@ fn losses_gradcheck() {
     let target = Tensor::zeros((2, 3), DType::F64, &dev).unwrap();
     let report = check_gradients(
         |xs| smooth_l1_loss(&xs[0], &target, 0.5, Reduction::None),
-        &[pred.clone()],
+        std::slice::from_ref(&pred),
         &GradCheck::default(),
     )
     .unwrap();

@@ -33,6 +33,8 @@ enum Command {
     AdeEval(cmd::ade_eval::Args),
     /// COCO box or mask AP of a results file, equal to pycocotools (its 12-line summary).
     CocoEval(cmd::coco_eval::Args),
+    /// Apply the ImageNet-C corruptions to one image or a whole folder (ImageNet-C layout).
+    Corrupt(cmd::corrupt::Args),
     /// Show the build (features, devices) and where rtb keeps its cache and assets.
     Env(cmd::env::Args),
     /// Run a backbone (ResNet, Swin) on a safetensors batch and save C2..C5 / logits.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::AdeEval(args) => cmd::ade_eval::run(args),
         Command::CocoEval(args) => cmd::coco_eval::run(args),
+        Command::Corrupt(args) => cmd::corrupt::run(args),
         Command::Env(args) => cmd::env::run(args),
         Command::Forward(args) => cmd::forward::run(args),
         Command::Weights(args) => cmd::weights::run(args),

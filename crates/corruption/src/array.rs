@@ -70,7 +70,8 @@ impl Array3<u8> {
     }
 }
 
-/// `np.array(x) / 255.` in float64.
+/// `np.array(x) / 255.` in float64 (used by tests' reference computations).
+#[cfg(test)]
 pub(crate) fn to_unit_f64(image: &RgbImage) -> Array3<f64> {
     Array3::from_rgb(image).map(|v| v as f64 / 255.0)
 }

@@ -52,6 +52,9 @@ pub enum CorruptionError {
         /// The checksum found.
         actual: String,
     },
+    /// A frost texture index outside 0..6.
+    #[error("there are six frost textures (0..=5); {0} is not one of them")]
+    FrostTextureIndex(usize),
     /// A frost texture has the right digest but could not be decoded.
     #[error("frost texture {path} could not be decoded: {message}")]
     FrostTextureDecode {

@@ -122,7 +122,10 @@ impl FrostTextures {
     /// Texture `index` (0..6, in [`FROST_FILES`] order) decoded as `cv2.imread` decodes it,
     /// in RGB order.
     pub fn texture(&self, index: usize) -> Result<RgbImage, CorruptionError> {
-        let texture = self.raw(index.min(FROST_FILES.len() - 1))?;
+        if index >= FROST_FILES.len() {
+            return Err(CorruptionError::FrostTextureIndex(index));
+        }
+        let texture = self.raw(index)?;
         Ok(RgbImage::from_raw(
             texture.width as u32,
             texture.height as u32,
@@ -480,5 +483,9 @@ mod tests {
             text.contains("frost1.png") && text.contains("cargo xtask assets"),
             "{text}"
         );
+        assert!(matches!(
+            textures.texture(6),
+            Err(CorruptionError::FrostTextureIndex(6))
+        ));
     }
 }

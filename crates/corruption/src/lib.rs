@@ -12,11 +12,52 @@
 //!   [`Category`], [`Severity`] (cannot hold 0 or 6);
 //! - [`RandomState`]: numpy's legacy generator, bit for bit, so that for a seed `s` the output
 //!   equals `np.random.seed(s)` followed by the reference call;
-//! - [`Corruptor`]: a flavor plus the frost textures; [`corrupt`] is the one-call entry point.
+//! - [`Corruptor`]: a flavor plus the frost textures; [`corrupt`] is the one-call entry point;
+//! - [`FrostTextures`]: the six sha256-pinned texture files of a directory, decoded once;
+//! - [`image_seed`]: the documented per-image seed for corrupting datasets.
 //!
 //! Everything is `Send + Sync`: corrupt a dataset from many threads, one `RandomState` per
-//! image. This crate knows no tensors, models or datasets; it reads no files except the frost
-//! textures from a directory it is given.
+//! image. This crate knows no tensors, models or datasets and must not depend on candle or any
+//! other rtb crate; it reads no files except the frost textures from a directory it is given.
+//!
+//! # Exactness
+//!
+//! For the same seed, every corruption returns the reference's bytes (the golden tests check
+//! every severity and flavor on several sizes), with these stated exceptions:
+//! - `impulse_noise` follows scikit-image ≤ 0.18, whose `random_noise` drew its salt-and-pepper
+//!   masks from numpy's global state (`choice([True, False])` for the flip mask over all
+//!   values, then for the salt mask); scikit-image ≥ 0.19 draws from fresh OS entropy and
+//!   cannot be seeded, so against it only the statistics can (and do) agree;
+//! - `frost` in the imagecorruptions flavor rescales the texture in float64, where
+//!   opencv-python uses Intel IPP's float32 cubic resize: a few values per million differ by
+//!   one grey level.
+//!
+//! # Input and output
+//!
+//! [`Corruptor::corrupt`] takes 8-bit RGB; [`Corruptor::corrupt_dynamic`] accepts any decoded
+//! image and converts it with `to_rgb8` (grey is repeated into three channels, as
+//! imagecorruptions stacks a 2-D array; alpha is dropped). The output is 8-bit RGB of the same
+//! size, truncated (not rounded) from the float result as `np.uint8` does.
+//!
+//! # Sizes
+//!
+//! Every corruption accepts every size from 1×1 (an empty image is an error). The references
+//! refuse images under 32 pixels (`imagecorruptions.corrupt`) or assume 224 / 32 pixels (the
+//! ImageNet-C / CIFAR-10-C code). Below 32 pixels rtb equals imagecorruptions' own corruption
+//! functions called directly, wherever those run; where they cannot, rtb does the natural
+//! thing: pixelate keeps at least one pixel of its shrunk image (Pillow refuses a 0-pixel
+//! size), glass blur's loops are empty when the image is no larger than twice the shift,
+//! motion blur stops adding shifted copies once a shift reaches the image size, spatter on a
+//! water layer with no surviving pixel returns the image unchanged (the reference divides 0 by
+//! 0).
+//!
+//! The ImageNet-C and CIFAR-10-C flavors at other sizes keep their parameter tables and use the
+//! image's own size wherever the code hard-codes 224 or 32 (pixelate's target size, glass
+//! blur's loops, zoom and snow's crops, the reshapes); fog draws a map of at least the
+//! reference's size (256 or 32) and more for larger images; frost crops from the raw texture
+//! (ImageNet-C) or the 0.2-shrunk one (CIFAR-10-C) and, for an image larger than that texture,
+//! first rescales it as imagecorruptions does; elastic_transform applies the tables unchanged.
+//! Per-pixel corruptions (noise, brightness, contrast, saturate, JPEG) have no size in them.
 //!
 //! ```
 //! use image::RgbImage;

@@ -56,17 +56,27 @@ impl RandomState {
         }
     }
 
+    /// Refills the 624-word state (the MT19937 twist), in three runs so that no index needs a
+    /// modulo: the results are those of the textbook loop.
     fn generate(&mut self) {
-        let key = &mut self.key;
-        for i in 0..N {
-            let y = (key[i] & UPPER_MASK) | (key[(i + 1) % N] & LOWER_MASK);
-            let mag = if y & 1 == 1 { MATRIX_A } else { 0 };
-            key[i] = key[(i + M) % N] ^ (y >> 1) ^ mag;
+        #[inline(always)]
+        fn twist(current: u32, next: u32, far: u32) -> u32 {
+            let y = (current & UPPER_MASK) | (next & LOWER_MASK);
+            far ^ (y >> 1) ^ ((y & 1).wrapping_neg() & MATRIX_A)
         }
+        let key = &mut self.key;
+        for i in 0..N - M {
+            key[i] = twist(key[i], key[i + 1], key[i + M]);
+        }
+        for i in N - M..N - 1 {
+            key[i] = twist(key[i], key[i + 1], key[i + M - N]);
+        }
+        key[N - 1] = twist(key[N - 1], key[0], key[M - 1]);
         self.pos = 0;
     }
 
     /// The next raw 32-bit output (tempered).
+    #[inline]
     pub fn next_u32(&mut self) -> u32 {
         if self.pos == N {
             self.generate();
@@ -81,6 +91,7 @@ impl RandomState {
     }
 
     /// `np.random.random_sample()`: a double in [0, 1) with 53 random bits.
+    #[inline]
     pub fn random_sample(&mut self) -> f64 {
         let a = (self.next_u32() >> 5) as f64;
         let b = (self.next_u32() >> 6) as f64;

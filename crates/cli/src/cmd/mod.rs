@@ -2,6 +2,7 @@
 
 pub mod ade_eval;
 pub mod coco_eval;
+pub mod corrupt;
 pub mod env;
 pub mod forward;
 pub mod synth;

@@ -5,11 +5,14 @@
 //!   exactly what CI runs.
 //! - `cargo xtask assets`: fetches the external files that tests and the corruptions need (the
 //!   frost textures) into the cache directory, each pinned by sha256.
+//! - `cargo xtask reproduce`: the study end to end (a preset's data, backbones, cells and
+//!   report), one `rtb` process per step.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod assets;
 mod ci;
 mod process;
+mod reproduce;
 #[cfg(test)]
 mod tidy;
 
@@ -31,6 +34,9 @@ enum Command {
     Ci(ci::Args),
     /// Fetch and verify the external assets (the frost textures) into the cache directory.
     Assets(assets::Args),
+    /// Run the study: a preset's data, backbones and cells (one `rtb` process each), then the
+    /// report. Default: the offline mini preset on the CPU.
+    Reproduce(reproduce::Args),
 }
 
 /// The repository root (xtask lives one level below it).
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ci(args) => ci::run(&args),
         Command::Assets(args) => assets::run(&args),
+        Command::Reproduce(args) => reproduce::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

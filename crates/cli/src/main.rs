@@ -7,6 +7,7 @@
 
 mod cmd;
 mod progress;
+mod study;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,14 @@ enum Command {
     /// Inspect weight files and import them (PyTorch or safetensors) to canonical safetensors.
     #[command(subcommand)]
     Weights(cmd::weights::Args),
+    /// Study step: make or download a preset's datasets (run by `cargo xtask reproduce`).
+    Prepare(cmd::prepare::Args),
+    /// Study step: pretrain (mini/tiny) or fetch and import (paper) one backbone of a preset.
+    Backbone(cmd::backbone::Args),
+    /// Study step: train and evaluate one cell (backbone × task × regime) of a preset.
+    Cell(cmd::cell::Args),
+    /// Write the report (tables, Figure 1, CSV, LaTeX) of one preset of a results store.
+    Report(cmd::report::Args),
     /// Write the synthetic shapes world as CIFAR-10, COCO, ADE20K-layout or source-task data.
     Synth(cmd::synth::Args),
 }
@@ -73,6 +82,10 @@ fn main() -> ExitCode {
         Command::Env(args) => cmd::env::run(args),
         Command::Forward(args) => cmd::forward::run(args),
         Command::Weights(args) => cmd::weights::run(args),
+        Command::Prepare(args) => cmd::prepare::run(args),
+        Command::Backbone(args) => cmd::backbone::run(args),
+        Command::Cell(args) => cmd::cell::run(args),
+        Command::Report(args) => cmd::report::run(args),
         Command::Synth(args) => cmd::synth::run(args),
     };
     match result {

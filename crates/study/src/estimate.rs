@@ -8,7 +8,7 @@
 
 use crate::StudyError;
 use crate::plan::{Plan, Step};
-use crate::preset::{DataSpec, DeviceKind, Preset};
+use crate::preset::{DataSpec, DeviceKind};
 
 /// The named architectures of rtb-models, as the fields the estimate needs.
 #[derive(Debug, Clone, PartialEq)]

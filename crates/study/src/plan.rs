@@ -350,7 +350,13 @@ impl Invocation {
             ]
         };
         match step {
-            Step::Data => common("prepare"),
+            Step::Data => {
+                let mut args = common("prepare");
+                if self.allow_unverified {
+                    args.push("--allow-unverified".into());
+                }
+                args
+            }
             Step::Backbone(name) => {
                 let mut args = common("backbone");
                 args.extend([

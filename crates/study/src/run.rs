@@ -119,6 +119,10 @@ pub struct Orchestrator {
     pub resume: bool,
     /// Extra environment variables for every `rtb` process.
     pub env: Vec<(String, String)>,
+    /// The working directory of every `rtb` process (the repository root, where the default
+    /// manifests `weights/backbones.toml` and `presets/datasets.toml` live); `None`: this
+    /// process's.
+    pub working_dir: Option<PathBuf>,
 }
 
 fn quote(arg: &str) -> String {
@@ -184,6 +188,9 @@ impl Orchestrator {
         command.args(self.invocation.args(step));
         for (key, value) in &self.env {
             command.env(key, value);
+        }
+        if let Some(dir) = &self.working_dir {
+            command.current_dir(dir);
         }
         command
     }

@@ -7,3 +7,8 @@ pub mod env;
 pub mod forward;
 pub mod synth;
 pub mod weights;
+pub mod backbone;
+pub mod cell;
+pub mod prepare;
+pub mod report;
+pub mod weights_fetch;

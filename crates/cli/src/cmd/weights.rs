@@ -22,6 +22,9 @@ pub enum Args {
     Inspect(InspectArgs),
     /// Convert a weights file to canonical safetensors for an architecture.
     Import(ImportArgs),
+    /// Download a backbone of the weights manifest (hub or URL, checksum-checked) and
+    /// optionally import it.
+    Fetch(crate::cmd::weights_fetch::FetchArgs),
 }
 
 /// Arguments of `rtb weights inspect`.
@@ -89,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args {
         Args::Inspect(args) => inspect(&args),
         Args::Import(args) => import(&args),
+        Args::Fetch(args) => crate::cmd::weights_fetch::run(&args),
     }
 }
 

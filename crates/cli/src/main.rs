@@ -40,6 +40,13 @@ enum Command {
     Env(cmd::env::Args),
     /// Run a backbone (ResNet, Swin) on a safetensors batch and save C2..C5 / logits.
     Forward(cmd::forward::Args),
+    /// Train one cell (task × backbone × regime) into a run directory; resumes from its
+    /// checkpoint.
+    #[command(subcommand)]
+    Train(cmd::train::Args),
+    /// Evaluate a trained run clean and under corruptions into its metrics.json.
+    #[command(subcommand)]
+    Eval(cmd::eval::Args),
     /// Inspect weight files and import them (PyTorch or safetensors) to canonical safetensors.
     #[command(subcommand)]
     Weights(cmd::weights::Args),
@@ -87,6 +94,8 @@ fn main() -> ExitCode {
         Command::Cell(args) => cmd::cell::run(args),
         Command::Report(args) => cmd::report::run(args),
         Command::Synth(args) => cmd::synth::run(args),
+        Command::Train(args) => cmd::train::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
     };
     match result {
         Ok(code) => code,

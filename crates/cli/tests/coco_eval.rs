@@ -38,7 +38,11 @@ fn prints_pycocotools_summary_and_writes_json() {
             "--json",
             json_path.to_str().unwrap(),
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let expected = expected(name);
         let lines: Vec<&str> = expected["lines"]
             .as_array()
@@ -46,7 +50,10 @@ fn prints_pycocotools_summary_and_writes_json() {
             .iter()
             .map(|l| l.as_str().unwrap())
             .collect();
-        assert_eq!(String::from_utf8(out.stdout).unwrap(), lines.join("\n") + "\n");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            lines.join("\n") + "\n"
+        );
 
         let written: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
@@ -106,7 +113,11 @@ fn bad_input_is_an_error_naming_the_file() {
         bad.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr).unwrap().contains("missing.json"));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("missing.json")
+    );
 
     let out = rtb(&[
         "coco-eval",
@@ -118,5 +129,9 @@ fn bad_input_is_an_error_naming_the_file() {
         "keypoints",
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr).unwrap().contains("unknown iou type"));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("unknown iou type")
+    );
 }

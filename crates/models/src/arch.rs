@@ -154,7 +154,7 @@ pub fn check_state_dict(
         Err(ModelError::Keys {
             source_name: source.to_string(),
             arch: format!("{arch:?}"),
-            report,
+            report: Box::new(report),
         })
     }
 }

@@ -112,7 +112,7 @@ pub enum ModelError {
         /// The architecture they were loaded into.
         arch: String,
         /// Missing, unexpected and mismatched keys.
-        report: KeyReport,
+        report: Box<KeyReport>,
     },
     /// A weights file that cannot be read or understood.
     #[error("{path}: {message}")]

@@ -211,6 +211,8 @@ pub struct Batch {
 }
 
 /// Collates samples into a CPU [`Batch`].
+// By value: the data loader's collate hook hands the batch's samples over.
+#[allow(clippy::needless_pass_by_value)]
 pub fn collate(samples: Vec<Sample>) -> rtb_train::Result<Batch> {
     let views = samples.first().map_or(1, |s| s.views.len());
     let side = samples

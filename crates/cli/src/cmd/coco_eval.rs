@@ -112,7 +112,8 @@ fn write_json(
     let mut partial = path.as_os_str().to_owned();
     partial.push(".part");
     let partial = PathBuf::from(partial);
-    std::fs::write(&partial, text).with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::write(&partial, text)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
     std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -1,16 +1,19 @@
 //! One module per subcommand: its clap `Args` and a `run(args) -> anyhow::Result<ExitCode>`.
 
+// Every `run` takes its parsed `Args` by value: the one shape `main` dispatches on.
+#![allow(clippy::needless_pass_by_value)]
+
 pub mod ade_eval;
+pub mod backbone;
+pub mod cell;
 pub mod coco_eval;
 pub mod corrupt;
 pub mod env;
 pub mod eval;
 pub mod forward;
+pub mod prepare;
+pub mod report;
 pub mod synth;
 pub mod train;
 pub mod weights;
-pub mod backbone;
-pub mod cell;
-pub mod prepare;
-pub mod report;
 pub mod weights_fetch;

@@ -55,10 +55,11 @@ pub(crate) fn apply_contrast(image: &RgbImage, severity: Severity, flavor: Flavo
 }
 
 /// `np.remainder(a, 1.0)` for float64: fmod, then shifted into [0, 1) (or exactly 1.0 when the
-/// shift rounds up), with `+0.0` for an exact zero.
+/// shift rounds up), with `+0.0` for an exact zero. Hues reach it as `h / 6` with `h` in
+/// [−1, 5], where fmod by 1 is the identity, so only the shift is computed.
 #[inline]
 fn remainder_one(a: f64) -> f64 {
-    let m = a % 1.0;
+    let m = if a.abs() < 1.0 { a } else { a % 1.0 };
     if m == 0.0 {
         0.0
     } else if m < 0.0 {
@@ -195,6 +196,7 @@ mod tests {
         assert_eq!(remainder_one(-0.0), 0.0);
         assert_eq!(remainder_one(-1e-20), 1.0);
         assert_eq!(remainder_one(2.25), 0.25);
+        assert_eq!(remainder_one(-2.75), 0.25);
     }
 
     #[test]

@@ -24,6 +24,8 @@ const LOWER_MASK: u32 = 0x7fff_ffff;
 #[derive(Clone)]
 pub struct RandomState {
     key: [u32; N],
+    /// The tempered outputs of the current state, computed in one pass after each twist.
+    out: [u32; N],
     pos: usize,
     /// The second value of the polar method, returned by the next normal draw.
     cached_gauss: Option<f64>,
@@ -51,6 +53,7 @@ impl RandomState {
         }
         Self {
             key,
+            out: [0; N],
             pos: N,
             cached_gauss: None,
         }
@@ -72,6 +75,14 @@ impl RandomState {
             key[i] = twist(key[i], key[i + 1], key[i + M - N]);
         }
         key[N - 1] = twist(key[N - 1], key[0], key[M - 1]);
+        for (out, &word) in self.out.iter_mut().zip(key.iter()) {
+            let mut y = word;
+            y ^= y >> 11;
+            y ^= (y << 7) & 0x9d2c_5680;
+            y ^= (y << 15) & 0xefc6_0000;
+            y ^= y >> 18;
+            *out = y;
+        }
         self.pos = 0;
     }
 
@@ -81,20 +92,22 @@ impl RandomState {
         if self.pos == N {
             self.generate();
         }
-        let mut y = self.key[self.pos];
+        let y = self.out[self.pos];
         self.pos += 1;
-        y ^= y >> 11;
-        y ^= (y << 7) & 0x9d2c_5680;
-        y ^= (y << 15) & 0xefc6_0000;
-        y ^= y >> 18;
         y
     }
 
     /// `np.random.random_sample()`: a double in [0, 1) with 53 random bits.
     #[inline]
     pub fn random_sample(&mut self) -> f64 {
-        let a = (self.next_u32() >> 5) as f64;
-        let b = (self.next_u32() >> 6) as f64;
+        let (a, b) = if self.pos + 2 <= N {
+            let pair = (self.out[self.pos], self.out[self.pos + 1]);
+            self.pos += 2;
+            pair
+        } else {
+            (self.next_u32(), self.next_u32())
+        };
+        let (a, b) = ((a >> 5) as f64, (b >> 6) as f64);
         (a * 67_108_864.0 + b) / 9_007_199_254_740_992.0
     }
 
@@ -199,15 +212,15 @@ impl RandomState {
             let u = self.random_sample() - 0.5;
             let v = self.random_sample();
             let us = 0.5 - u.abs();
-            let k = ((2.0 * c.a / us + c.b) * u + lam + 0.43).floor() as i64;
+            let k = floor_to_i64((2.0 * c.a / us + c.b) * u + lam + 0.43);
             if us >= 0.07 && v <= c.vr {
                 return k;
             }
             if k < 0 || (us < 0.013 && v > us) {
                 continue;
             }
-            if v.ln() + c.invalpha.ln() - (c.a / (us * us) + c.b).ln()
-                <= -lam + k as f64 * c.loglam - loggam(k as f64 + 1.0)
+            if v.ln() + c.log_invalpha - (c.a / (us * us) + c.b).ln()
+                <= -lam + k as f64 * c.loglam - loggam_of_integer(k + 1)
             {
                 return k;
             }
@@ -249,7 +262,8 @@ struct PtrsConstants {
     loglam: f64,
     a: f64,
     b: f64,
-    invalpha: f64,
+    /// `ln(invalpha)`, the same value numpy computes on every pass.
+    log_invalpha: f64,
     vr: f64,
 }
 
@@ -267,7 +281,7 @@ impl PoissonSampler {
                 loglam,
                 a,
                 b,
-                invalpha,
+                log_invalpha: invalpha.ln(),
                 vr,
             })
         } else if lam == 0.0 {
@@ -281,6 +295,19 @@ impl PoissonSampler {
     }
 }
 
+/// `floor(v) as i64` without a libm call (x86-64's baseline has no rounding instruction): exact
+/// for every |v| < 2⁶³; −∞ (a zero uniform makes PTRS divide by zero) saturates to `i64::MIN`,
+/// a negative candidate that is rejected, as in numpy.
+#[inline]
+fn floor_to_i64(v: f64) -> i64 {
+    let t = v as i64;
+    if (t as f64) > v {
+        t.saturating_sub(1)
+    } else {
+        t
+    }
+}
+
 /// The smallest all-ones mask covering `value`.
 fn mask_for(value: u64) -> u64 {
     let mut mask = value;
@@ -291,6 +318,18 @@ fn mask_for(value: u64) -> u64 {
     mask |= mask >> 16;
     mask |= mask >> 32;
     mask
+}
+
+/// `loggam(k)` for a positive integer `k`, from a table for the small values PTRS meets most.
+fn loggam_of_integer(k: i64) -> f64 {
+    const TABLE_SIZE: usize = 1024;
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    match usize::try_from(k) {
+        Ok(index) if index < TABLE_SIZE => {
+            TABLE.get_or_init(|| (0..TABLE_SIZE).map(|i| loggam(i as f64)).collect())[index]
+        }
+        _ => loggam(k as f64),
+    }
 }
 
 /// log Γ(x) by numpy's Stirling series (the exact arithmetic matters for PTRS acceptance).
@@ -332,6 +371,24 @@ fn loggam(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floor_to_i64_is_floor() {
+        for v in [
+            -2.5,
+            -2.0,
+            -1e-300,
+            -0.0,
+            0.0,
+            0.3,
+            1.0,
+            7.999_999_999_999_999,
+            1e15 + 0.5,
+        ] {
+            assert_eq!(floor_to_i64(v), v.floor() as i64, "{v}");
+        }
+        assert_eq!(floor_to_i64(f64::NEG_INFINITY), i64::MIN);
+    }
 
     #[test]
     fn mask_covers_the_range() {

@@ -66,6 +66,7 @@ fn scaled_table(base: &[u32; 64], quality: u32) -> [u16; 64] {
 
 /// libjpeg-turbo's quantiser for one divisor: `(|x| + correction) · reciprocal >> shift`, which
 /// it uses instead of a division (`compute_reciprocal` in jcdctmgr.c).
+#[cfg(test)]
 #[derive(Debug, Clone, Copy)]
 struct Reciprocal {
     reciprocal: u32,
@@ -73,6 +74,7 @@ struct Reciprocal {
     shift: u32,
 }
 
+#[cfg(test)]
 impl Reciprocal {
     fn new(divisor: u16) -> Self {
         if divisor <= 1 {
@@ -103,10 +105,36 @@ impl Reciprocal {
         }
     }
 
-    #[inline]
+    #[cfg(test)]
     fn quantize(self, value: i32) -> i16 {
         let magnitude = value.unsigned_abs();
         let q = ((magnitude + self.correction).wrapping_mul(self.reciprocal) >> self.shift) as i32;
+        (if value < 0 { -q } else { q }) as i16
+    }
+}
+
+/// The same quantiser as one multiply and a fixed shift, which vectorises: for every divisor
+/// libjpeg-turbo can use (8·q, q ≤ 255) and every magnitude the forward DCT produces
+/// (< 2¹⁵), `⌊n · ⌈2³²/d⌉ / 2³²⌋` equals the reciprocal method (tested exhaustively below).
+#[derive(Debug, Clone, Copy)]
+struct FastQuantizer {
+    multiplier: u64,
+    correction: u32,
+}
+
+impl FastQuantizer {
+    fn new(divisor: u16) -> Self {
+        let divisor = divisor.max(1) as u64;
+        Self {
+            multiplier: (1u64 << 32).div_ceil(divisor),
+            correction: (divisor / 2) as u32,
+        }
+    }
+
+    #[inline(always)]
+    fn quantize(self, value: i32) -> i16 {
+        let magnitude = (value.unsigned_abs() + self.correction) as u64;
+        let q = ((magnitude * self.multiplier) >> 32) as i32;
         (if value < 0 { -q } else { q }) as i16
     }
 }
@@ -289,16 +317,47 @@ fn crop(plane: &Plane, height: usize, width: usize) -> Vec<u8> {
     out
 }
 
+/// The encoder's RGB → YCbCr tables (`rgb_ycc_start` in jccolor.c): eight columns of 256
+/// entries, the rounding terms folded into the blue (Y, Cb) and red (Cr) columns.
+struct RgbToYcc([[i32; 256]; 8]);
+
+impl RgbToYcc {
+    fn get() -> &'static RgbToYcc {
+        static TABLES: std::sync::OnceLock<RgbToYcc> = std::sync::OnceLock::new();
+        TABLES.get_or_init(|| {
+            const CBCR_OFFSET: i64 = 128 << SCALEBITS;
+            let column = |f: &dyn Fn(i64) -> i64| -> [i32; 256] {
+                std::array::from_fn(|i| f(i as i64) as i32)
+            };
+            RgbToYcc([
+                column(&|i| fix(0.29900) * i),
+                column(&|i| fix(0.58700) * i),
+                column(&|i| fix(0.11400) * i + ONE_HALF),
+                column(&|i| -fix(0.16874) * i),
+                column(&|i| -fix(0.33126) * i),
+                column(&|i| fix(0.50000) * i + CBCR_OFFSET + ONE_HALF - 1),
+                column(&|i| -fix(0.41869) * i),
+                column(&|i| -fix(0.08131) * i),
+            ])
+        })
+    }
+
+    /// One pixel: (Y, Cb, Cr). Cr's red term is the same column as Cb's blue term.
+    #[inline(always)]
+    fn convert(&self, r: u8, g: u8, b: u8) -> (u8, u8, u8) {
+        let t = &self.0;
+        let (r, g, b) = (r as usize, g as usize, b as usize);
+        let y = (t[0][r] + t[1][g] + t[2][b]) >> SCALEBITS;
+        let cb = (t[3][r] + t[4][g] + t[5][b]) >> SCALEBITS;
+        let cr = (t[5][r] + t[6][g] + t[7][b]) >> SCALEBITS;
+        (y as u8, cb as u8, cr as u8)
+    }
+}
+
 /// The encoder's RGB → YCbCr (`rgb_ycc_convert` in jccolor.c) for one pixel.
-#[inline]
+#[cfg(test)]
 fn rgb_to_ycc(r: i64, g: i64, b: i64) -> (u8, u8, u8) {
-    const CBCR_OFFSET: i64 = 128 << SCALEBITS;
-    let y = (fix(0.29900) * r + fix(0.58700) * g + fix(0.11400) * b + ONE_HALF) >> SCALEBITS;
-    let cb = (-fix(0.16874) * r - fix(0.33126) * g + fix(0.50000) * b + CBCR_OFFSET + ONE_HALF - 1)
-        >> SCALEBITS;
-    let cr = (fix(0.50000) * r - fix(0.41869) * g - fix(0.08131) * b + CBCR_OFFSET + ONE_HALF - 1)
-        >> SCALEBITS;
-    (y as u8, cb as u8, cr as u8)
+    RgbToYcc::get().convert(r as u8, g as u8, b as u8)
 }
 
 /// Forward DCT and quantisation of every 8×8 block of a padded plane.
@@ -309,7 +368,7 @@ fn encode_plane(
     blocks_high: usize,
     quant: &[u16; 64],
 ) -> Vec<[i16; 64]> {
-    let divisors: [Reciprocal; 64] = std::array::from_fn(|i| Reciprocal::new(quant[i] << 3));
+    let divisors: [FastQuantizer; 64] = std::array::from_fn(|i| FastQuantizer::new(quant[i] << 3));
     let mut blocks = Vec::with_capacity(blocks_wide * blocks_high);
     let mut work = [0i32; 64];
     for by in 0..blocks_high {
@@ -353,19 +412,19 @@ pub(crate) fn encode_420(
     let mut luma = vec![0u8; luma_stride * full_rows];
     let mut cb_full = vec![0u8; chroma_full_width * full_rows];
     let mut cr_full = vec![0u8; chroma_full_width * full_rows];
+    let tables = RgbToYcc::get();
     for y in 0..full_rows {
         let src_y = y.min(height - 1);
         let src = &pixels[src_y * width * 3..(src_y + 1) * width * 3];
         if y < height {
-            for x in 0..width {
-                let (yy, cb, cr) = rgb_to_ycc(
-                    src[3 * x] as i64,
-                    src[3 * x + 1] as i64,
-                    src[3 * x + 2] as i64,
-                );
-                luma[y * luma_stride + x] = yy;
-                cb_full[y * chroma_full_width + x] = cb;
-                cr_full[y * chroma_full_width + x] = cr;
+            let luma_row = &mut luma[y * luma_stride..y * luma_stride + width];
+            let cb_row = &mut cb_full[y * chroma_full_width..y * chroma_full_width + width];
+            let cr_row = &mut cr_full[y * chroma_full_width..y * chroma_full_width + width];
+            for (x, px) in src.chunks_exact(3).enumerate() {
+                let (yy, cb, cr) = tables.convert(px[0], px[1], px[2]);
+                luma_row[x] = yy;
+                cb_row[x] = cb;
+                cr_row[x] = cr;
             }
             let last = luma[y * luma_stride + width - 1];
             luma[y * luma_stride + width..(y + 1) * luma_stride].fill(last);
@@ -481,6 +540,17 @@ mod tests {
                 let expected = (x.unsigned_abs() as i32 + q as i32 / 2) / q as i32;
                 let expected = if x < 0 { -expected } else { expected };
                 assert_eq!(r.quantize(x) as i32, expected, "x = {x}, q = {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn fast_quantiser_equals_libjpeg_turbo_reciprocals_everywhere() {
+        for q in 1u16..=255 {
+            let divisor = q << 3;
+            let (slow, fast) = (Reciprocal::new(divisor), FastQuantizer::new(divisor));
+            for x in -32767i32..=32767 {
+                assert_eq!(fast.quantize(x), slow.quantize(x), "x = {x}, q = {q}");
             }
         }
     }

@@ -36,6 +36,8 @@ enum Command {
     CocoEval(cmd::coco_eval::Args),
     /// Apply the ImageNet-C corruptions to one image or a whole folder (ImageNet-C layout).
     Corrupt(cmd::corrupt::Args),
+    /// Write the synthetic shapes world as CIFAR-10, COCO, ADE20K-layout or source-task data.
+    Synth(cmd::synth::Args),
     /// Show the build (features, devices) and where rtb keeps its cache and assets.
     Env(cmd::env::Args),
     /// Run a backbone (ResNet, Swin) on a safetensors batch and save C2..C5 / logits.
@@ -58,8 +60,6 @@ enum Command {
     Cell(cmd::cell::Args),
     /// Write the report (tables, Figure 1, CSV, LaTeX) of one preset of a results store.
     Report(cmd::report::Args),
-    /// Write the synthetic shapes world as CIFAR-10, COCO, ADE20K-layout or source-task data.
-    Synth(cmd::synth::Args),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -87,13 +87,13 @@ fn main() -> ExitCode {
         Command::CocoEval(args) => cmd::coco_eval::run(args),
         Command::Corrupt(args) => cmd::corrupt::run(args),
         Command::Env(args) => cmd::env::run(args),
+        Command::Synth(args) => cmd::synth::run(args),
         Command::Forward(args) => cmd::forward::run(args),
         Command::Weights(args) => cmd::weights::run(args),
         Command::Prepare(args) => cmd::prepare::run(args),
         Command::Backbone(args) => cmd::backbone::run(args),
         Command::Cell(args) => cmd::cell::run(args),
         Command::Report(args) => cmd::report::run(args),
-        Command::Synth(args) => cmd::synth::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
     };

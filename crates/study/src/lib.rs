@@ -9,7 +9,7 @@
 //!   are handed through as TOML ([`Table`]).
 //! - [`matrix`], [`Plan`]: steps in dependency order — data, backbones, cells, report —
 //!   filtered by [`Filter`] (`--only backbone=…,task=…,regime=…`) and dealt to shards by
-//!   [`Shard`] (`--shard i/n`, round-robin over the whole matrix, so a cell's shard never
+//!   [`Shard`] (`--shard i/n`, contiguous blocks of the whole matrix, so a cell's shard never
 //!   depends on what else runs).
 //! - [`estimate()`]: `--dry-run`'s seconds per step from analytic multiply-accumulate counts.
 //! - [`Orchestrator`]: runs each step as one `rtb` process ([`Invocation::args`] is the
@@ -62,9 +62,11 @@
 //! let plan = Plan::new(&preset, Schedule::Paper, &only, None)?;
 //! let labels: Vec<String> = plan.steps.iter().map(Step::label).collect();
 //! assert_eq!(labels, ["data", "backbone swin", "cell swin/cifar10/full", "report"]);
-//! // Two shards share the four cells without overlap.
+//! // Two shards share the four cells without overlap, one backbone each.
 //! let first = Plan::new(&preset, Schedule::Paper, &Filter::default(), Some("1/2".parse::<Shard>()?))?;
-//! assert_eq!(first.cells().count(), 2);
+//! let labels: Vec<String> = first.steps.iter().map(Step::label).collect();
+//! assert_eq!(labels, ["data", "backbone regular", "cell regular/cifar10/fixed",
+//!                     "cell regular/cifar10/full", "report"]);
 //! # Ok::<(), rtb_study::StudyError>(())
 //! ```
 #![deny(missing_docs)]

@@ -194,9 +194,10 @@ impl Filter {
     }
 }
 
-/// `--shard i/n` (1-based `i`): the cells of the whole matrix in its canonical order are dealt
-/// round-robin to `n` shards, so a cell's shard depends only on the preset, never on
-/// `--only` or on what has run.
+/// `--shard i/n` (1-based `i`): the cells of the whole matrix, in its canonical order, are cut
+/// into `n` contiguous blocks of nearly equal size (cell `k` of `N` goes to shard
+/// `⌊k·n/N⌋ + 1`), so a cell's shard depends only on the preset, never on `--only` or on what
+/// has run, and a shard's cells share as few backbones as possible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     /// This shard, 1..=count.
@@ -276,10 +277,14 @@ impl Plan {
         for name in &filter.backbones {
             preset.backbone(name)?;
         }
-        let cells: Vec<CellId> = matrix(preset, schedule)
+        let all = matrix(preset, schedule);
+        let total = all.len();
+        let cells: Vec<CellId> = all
             .into_iter()
             .enumerate()
-            .filter(|(position, _)| shard.is_none_or(|s| position % s.count == s.index - 1))
+            .filter(|(position, _)| {
+                shard.is_none_or(|s| position * s.count / total.max(1) == s.index - 1)
+            })
             .map(|(_, cell)| cell)
             .filter(|cell| filter.keeps(cell))
             .collect();

@@ -220,7 +220,8 @@ pub struct RegimeSpec {
     pub epochs: usize,
     /// Images per batch.
     pub batch_size: usize,
-    /// Train on at most this many images (`None`: all).
+    /// Shortened schedules: stop after `epochs × ⌈train_images / batch_size⌉` iterations, as
+    /// if each epoch had this many images (`None`: whole epochs).
     #[serde(default)]
     pub train_images: Option<usize>,
     /// The run seed.

@@ -82,6 +82,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 DeviceKind::Cuda => DeviceChoice::Cuda(0),
             };
             cfg.engine = engine_of(&spec.engine, spec.epochs, &what)?;
+            if let Some(images) = spec.train_images {
+                // A shortened schedule: epochs × ⌈images / batch⌉ iterations in all.
+                let per_epoch = images.div_ceil(spec.batch_size).max(1);
+                let cap = per_epoch * spec.epochs;
+                cfg.engine.max_iters = Some(cfg.engine.max_iters.map_or(cap, |m| m.min(cap)));
+            }
             let option = |key: &str| spec.options.get(key).and_then(toml::Value::as_bool);
             if let Some(augment) = option("augment") {
                 cfg.augment = augment;

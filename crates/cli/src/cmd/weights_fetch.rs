@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use candle_core::Tensor;
 use rtb_models::ArchConfig;
+use rtb_models::weights::KeyLayout;
 use rtb_study::weights::{BackboneEntry, WeightsManifest};
 
 /// Arguments of `rtb weights fetch`.
@@ -144,6 +145,16 @@ pub fn fetch_entry(
     Ok(dest)
 }
 
+/// The manifest's name of a key layout.
+pub fn layout_name(layout: KeyLayout) -> &'static str {
+    match layout {
+        KeyLayout::TorchvisionResNet => "torchvision_resnet",
+        KeyLayout::TimmSwin => "timm_swin",
+        KeyLayout::MicrosoftSwin => "microsoft_swin",
+        KeyLayout::TransformersSwin => "transformers_swin",
+    }
+}
+
 /// Imports `path` (any layout rtb-models reads) to canonical safetensors at `to`, with the
 /// classifier the file has; returns the number of tensors.
 pub fn import_entry(entry: &BackboneEntry, path: &Path, to: &Path) -> anyhow::Result<usize> {
@@ -156,9 +167,10 @@ pub fn import_entry(entry: &BackboneEntry, path: &Path, to: &Path) -> anyhow::Re
     let canonical = rtb_models::read_canonical(&arch, path, entry.import.key.as_deref())?;
     let arch = arch.with_classifier_of(&canonical.tensors);
     rtb_models::check_state_dict(&arch, &path.display().to_string(), &canonical.tensors)?;
-    if canonical.layout.to_string() != entry.import.layout {
+    let found = layout_name(canonical.layout);
+    if found != entry.import.layout {
         tracing::warn!(
-            "{}: layout '{}', the manifest expects '{}'",
+            "{}: layout {found} ({}), the manifest expects {}",
             path.display(),
             canonical.layout,
             entry.import.layout

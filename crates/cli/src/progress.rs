@@ -1,7 +1,5 @@
 //! Progress bars shared by the subcommands: drawn on a terminal, hidden otherwise (logs and CI
 //! output stay plain lines).
-// Used by the subcommands that process datasets and download files.
-#![allow(dead_code)]
 
 use std::io::IsTerminal;
 

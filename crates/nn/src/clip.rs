@@ -43,7 +43,7 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
     let coefficient = if ratio > 1.0 { 1.0 } else { ratio };
     for var in vars {
         let clipped = match grads.get(var.as_tensor()) {
-            Some(g) => (g * coefficient)?,
+            Some(g) => (g.detach() * coefficient)?,
             None => continue,
         };
         grads.insert(var.as_tensor(), clipped);

@@ -95,6 +95,8 @@ impl Optimizer for AdamW {
                 let Some(grad) = grads.get(var.as_tensor()) else {
                     continue;
                 };
+                // Detached for the reason given in `Sgd::step`: the moments outlive the step.
+                let grad = &grad.detach();
                 let state = match slot.take() {
                     Some(state) => state,
                     None => Moments {
@@ -104,7 +106,7 @@ impl Optimizer for AdamW {
                     },
                 };
                 let step = state.step + 1;
-                let param = (var.as_tensor() * (1.0 - lr * weight_decay))?;
+                let param = (var.as_tensor().detach() * (1.0 - lr * weight_decay))?;
                 // PyTorch's `lerp_(g, w)` with w = 1 − β₁ < 0.5 computes m + w·(g − m).
                 let exp_avg = (&state.exp_avg + ((grad - &state.exp_avg)? * (1.0 - beta1))?)?;
                 let exp_avg_sq = ((&state.exp_avg_sq * beta2)? + (grad.sqr()? * (1.0 - beta2))?)?;
@@ -197,5 +199,34 @@ impl Optimizer for AdamW {
         }
         self.moments = loaded;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    #[test]
+    fn moments_hold_no_graph_across_steps() {
+        // See sgd::tests: the weight's gradient is attached to the forward graph.
+        let w = Var::new(&[1f32, 2.0, 3.0], &Device::Cpu).unwrap();
+        let v = Var::new(&[0.5f32, -1.0, 2.0], &Device::Cpu).unwrap();
+        let group = ParamGroup::new(vec![("w".into(), w.clone())]);
+        let mut adamw = AdamW::new(vec![group], AdamWConfig::default()).unwrap();
+        for _ in 0..3 {
+            let x = (v.as_tensor() * 2.0).unwrap().exp().unwrap();
+            let loss = (w.as_tensor() * &x).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            assert!(
+                grads.get(w.as_tensor()).unwrap().track_op(),
+                "the trap being tested"
+            );
+            adamw.step(&grads).unwrap();
+            let moments = adamw.moments[0][0].as_ref().unwrap();
+            assert!(!moments.exp_avg.track_op(), "exp_avg keeps a graph");
+            assert!(!moments.exp_avg_sq.track_op(), "exp_avg_sq keeps a graph");
+        }
     }
 }

@@ -68,7 +68,7 @@ def run(name, steps):
             with torch.no_grad():
                 x = F.interpolate(xs, size=(size, size), mode="bilinear", align_corners=False)
                 feats = torch.flatten(model.avgpool(model.layer4(model.layer3(model.layer2(
-                    model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x)))))))), 1)
+                    model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x))))))))), 1)
             logits = model.fc(feats)
         else:
             model.train()

@@ -107,7 +107,14 @@ fn figure_section(report: &Report) -> Section {
                 series
                     .values
                     .iter()
-                    .map(|v| v.map(number).unwrap_or_else(|| "not run".into())),
+                    .zip(series.ran)
+                    .map(|(v, ran)| match v {
+                        Some(v) => number(*v),
+                        // Ran, but no number: the drop is undefined (clean metric 0) or the table is
+                        // incomplete.
+                        None if ran => "n/a".into(),
+                        None => "not run".into(),
+                    }),
             );
             cells
         })
@@ -119,7 +126,8 @@ fn figure_section(report: &Report) -> Section {
         paragraphs: vec![
             "Per backbone: top-1 on its source task (ImageNet for the paper preset), the drop \
              (1 − rPC, %) on the corrupted source task, and the drop on each downstream task \
-             after fine-tuning every weight. Missing bars are cells that were not run."
+             after fine-tuning every weight. Missing bars are cells that were not run, or whose drop \
+             is undefined (n/a: a clean metric of 0, or an incomplete table)."
                 .into(),
             paper::FIGURE1_FINDINGS.into(),
         ],

@@ -109,11 +109,12 @@ fn draw(painter: &mut dyn Painter, series: &[FigureSeries], title: &str) {
                     painter.rect(x, top, bar_w - 1.0, (bottom - top).max(1.0), color);
                 }
                 None => {
-                    // Not run: a muted mark at the baseline, never a zero-height bar.
+                    // A muted mark at the baseline, never a zero-height bar: not run, or ran
+                    // with an undefined drop (clean metric 0, incomplete table).
                     painter.text(
                         x + bar_w / 2.0,
                         zero - 4.0,
-                        "n/r",
+                        if s.ran[g] { "n/a" } else { "n/r" },
                         10.0,
                         MUTED,
                         Anchor::Middle,
@@ -147,7 +148,7 @@ fn draw(painter: &mut dyn Painter, series: &[FigureSeries], title: &str) {
     painter.text(
         w - RIGHT + 20.0,
         h - 16.0,
-        "n/r = not run",
+        "n/r = not run, n/a = undefined",
         11.0,
         MUTED,
         Anchor::Start,
@@ -269,10 +270,12 @@ mod tests {
             FigureSeries {
                 backbone: "regular".into(),
                 values: [Some(76.1), Some(40.0), None, Some(-3.0), Some(12.0)],
+                ran: [true, true, false, true, true],
             },
             FigureSeries {
                 backbone: "swin_t".into(),
                 values: [Some(81.2), None, None, None, None],
+                ran: [true, true, false, false, false],
             },
         ]
     }
@@ -290,7 +293,8 @@ mod tests {
         // Background + grid lines + axes + 5 bars + 2 legend swatches.
         let bars = svg.matches("fill=\"#1f77b4\"").count();
         assert_eq!(bars, 4 + 1, "regular: 4 bars and a legend swatch");
-        assert_eq!(svg.matches(">n/r</text>").count(), 5, "five values not run");
+        assert_eq!(svg.matches(">n/r</text>").count(), 4, "four values not run");
+        assert_eq!(svg.matches(">n/a</text>").count(), 1, "one value undefined");
         assert!(svg.contains("swin_t"));
     }
 

@@ -104,6 +104,10 @@ pub struct FigureSeries {
     pub backbone: String,
     /// Values for [`FIGURE1_GROUPS`].
     pub values: [Option<f64>; 5],
+    /// Whether each value's source ran: a value can be missing although its backbone record
+    /// or cell exists (a clean metric of 0 leaves the drop undefined; a table may be
+    /// incomplete), and that must not read as "not run".
+    pub ran: [bool; 5],
 }
 
 /// Everything a report shows.
@@ -231,6 +235,8 @@ impl Report {
                         .and_then(|c| c.robustness.as_ref())
                         .map(|r| r.drop_percent)
                 };
+                let ran = |task| self.cell(&backbone.name, task, Regime::Full).is_some();
+                let source = backbone.source_top1.is_some();
                 FigureSeries {
                     backbone: backbone.name.clone(),
                     values: [
@@ -239,6 +245,13 @@ impl Report {
                         drop(Task::Coco),
                         drop(Task::Ade20k),
                         drop(Task::Cifar10),
+                    ],
+                    ran: [
+                        source,
+                        source,
+                        ran(Task::Coco),
+                        ran(Task::Ade20k),
+                        ran(Task::Cifar10),
                     ],
                 }
             })

@@ -134,3 +134,33 @@ fn report_recomputes_every_number_and_marks_missing_cells() {
     let html = std::fs::read_to_string(out.path().join("index.html")).unwrap();
     assert!(html.contains("<svg"), "the figure is inlined");
 }
+
+#[test]
+fn undefined_drops_read_n_a_not_not_run() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // Clean source accuracy 0: the source-C drop is undefined.
+    let mut zero = record("regular", "Regular");
+    zero.source = Some(table(0.0, &Corruption::BENCHMARK));
+    zero.write(runs.path()).unwrap();
+    // A full-network cell that ran with an incomplete table.
+    CellMetrics {
+        cell: CellId::new("mini", "regular", Task::Cifar10, Regime::Full).unwrap(),
+        primary: table(0.5, &[Corruption::Fog]),
+        secondary: BTreeMap::new(),
+        info: BTreeMap::new(),
+    }
+    .write(runs.path())
+    .unwrap();
+    Report::load(runs.path(), "mini")
+        .unwrap()
+        .write(out.path())
+        .unwrap();
+    let md = std::fs::read_to_string(out.path().join("index.md")).unwrap();
+    let row = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## Figure 1"))
+        .find(|l| l.starts_with("| regular |"))
+        .unwrap();
+    assert_eq!(row, "| regular | 0.00 | n/a | not run | not run | n/a |");
+}

@@ -85,25 +85,14 @@ impl CustomOp3 for FusedNorm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let shape = l1.shape().clone();
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                CpuStorage::F32(self.run(
-                    contiguous_slice("layer_norm", x, l1)?,
-                    contiguous_slice("layer_norm", w, l2)?,
-                    contiguous_slice("layer_norm", b, l3)?,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                CpuStorage::F64(self.run(
-                    contiguous_slice("layer_norm", x, l1)?,
-                    contiguous_slice("layer_norm", w, l2)?,
-                    contiguous_slice("layer_norm", b, l3)?,
-                ))
-            }
-            _ => candle_core::bail!("layer_norm: fused path needs f32 or f64 throughout"),
-        };
-        Ok((out, shape))
+        dispatch3(
+            "layer_norm",
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            |x, w, b| self.run(x, w, b),
+            |x, w, b| self.run(x, w, b),
+        )
     }
     fn bwd(
         &self,

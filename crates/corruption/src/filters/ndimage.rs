@@ -806,13 +806,15 @@ pub(crate) fn map_coordinates_order1_with<T: Real>(
                 let (c0, c1) = (ct.index[0] * channels, ct.index[1] * channels);
                 let (wy0, wy1) = (rt.weight[0], rt.weight[1]);
                 let (wx0, wx1) = (ct.weight[0], ct.weight[1]);
+                let (a, b) = (&data[r0 + c0..][..channels], &data[r0 + c1..][..channels]);
+                let (p, q) = (&data[r1 + c0..][..channels], &data[r1 + c1..][..channels]);
                 for ch in 0..channels {
                     // scipy's footprint order: t += (v·w_row)·w_col, channel weight 1.
                     let mut t = 0.0;
-                    t += data[r0 + c0 + ch].to_f64() * wy0 * wx0;
-                    t += data[r0 + c1 + ch].to_f64() * wy0 * wx1;
-                    t += data[r1 + c0 + ch].to_f64() * wy1 * wx0;
-                    t += data[r1 + c1 + ch].to_f64() * wy1 * wx1;
+                    t += a[ch].to_f64() * wy0 * wx0;
+                    t += b[ch].to_f64() * wy0 * wx1;
+                    t += p[ch].to_f64() * wy1 * wx0;
+                    t += q[ch].to_f64() * wy1 * wx1;
                     out.push(T::from_f64(t));
                 }
             }

@@ -1,7 +1,7 @@
 //! Evaluates a results file against a COCO instances file and prints the summary with the
 //! time of each phase.
 //!
-//!     cargo run --release -p rtb-coco-eval --example evaluate -- GT.json DT.json [bbox|segm]
+//!     cargo run --release -p rtb-coco-eval --example coco_evaluate -- GT.json DT.json [bbox|segm]
 
 use std::time::Instant;
 

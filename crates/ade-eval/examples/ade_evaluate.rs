@@ -1,6 +1,6 @@
 //! Evaluates a folder of predictions against ADE20K annotations and prints mmseg's summary.
 //!
-//! `cargo run --release -p rtb-ade-eval --example evaluate -- GT_DIR PRED_DIR`
+//! `cargo run --release -p rtb-ade-eval --example ade_evaluate -- GT_DIR PRED_DIR`
 //! (with no arguments it evaluates one of the crate's golden fixtures).
 #![allow(clippy::print_stdout)]
 

@@ -290,6 +290,101 @@ fn batch_norm_gradcheck() {
     assert!(report.passed(), "candle_nn::BatchNorm:\n{report}");
 }
 
+/// Batch norm composed from candle ops, the formula the fused CPU kernels replace.
+fn batch_norm_composed(t: &[Tensor], eps: f64) -> candle_core::Result<Tensor> {
+    let c = t[1].elem_count();
+    let mean = t[0].mean_keepdim((0, 2, 3))?;
+    let centered = t[0].broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+    centered
+        .broadcast_div(&(var + eps)?.sqrt()?)?
+        .broadcast_mul(&t[1].reshape((1, c, 1, 1))?)?
+        .broadcast_add(&t[2].reshape((1, c, 1, 1))?)
+}
+
+#[test]
+fn fused_batch_norm_equals_the_composed_one_across_task_boundaries() {
+    // 4900-element planes: three planes per rayon task, so tasks straddle channels and
+    // batches. The reference runs in f64 so that its own f32 rounding does not count.
+    let (n, c, h, w) = (3, 5, 70, 70);
+    let inputs64 = [
+        (uniform(&[n, c, h, w], 31, 3.0) + 1.5).unwrap(),
+        uniform(&[c], 32, 1.0),
+        uniform(&[c], 33, 1.0),
+    ];
+    let gy64 = uniform(&[n, c, h, w], 34, 1.0);
+    let (expected, expected_grads) = grads_of(|t| batch_norm_composed(t, 1e-5), &inputs64, &gy64);
+    let f32s = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    let inputs: Vec<Tensor> = inputs64.iter().map(f32s).collect();
+    let running = (
+        Tensor::zeros(c, DType::F32, &Device::Cpu).unwrap(),
+        Tensor::ones(c, DType::F32, &Device::Cpu).unwrap(),
+    );
+    let (y, grads) = grads_of(
+        |t| {
+            BatchNorm2d::from_tensors(
+                Some(t[1].clone()),
+                Some(t[2].clone()),
+                running.0.clone(),
+                running.1.clone(),
+                BatchNormConfig::default(),
+            )?
+            .forward_train(&t[0])
+        },
+        &inputs,
+        &f32s(&gy64),
+    );
+    let outputs = std::iter::once(Some(y)).chain(grads);
+    let references = std::iter::once(Some(expected)).chain(expected_grads);
+    for (name, (got, want)) in ["y", "dx", "dweight", "dbias"]
+        .iter()
+        .zip(outputs.zip(references))
+    {
+        let (got, want) = (got.unwrap(), want.unwrap());
+        // Within 1e-5 of the reference's largest magnitude (at least 1).
+        let scale = want
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert_close(name, &got, &want, 0.0, 1e-5 * scale.max(1.0));
+    }
+}
+
+#[test]
+fn fused_batch_norm_without_affine_normalises() {
+    let xs = (uniform(&[4, 3, 5, 7], 41, 2.0) + 4.0).unwrap();
+    let cfg = BatchNormConfig {
+        affine: false,
+        ..BatchNormConfig::default()
+    };
+    let bn = BatchNorm2d::from_tensors(
+        None,
+        None,
+        Tensor::zeros(3, DType::F64, &Device::Cpu).unwrap(),
+        Tensor::ones(3, DType::F64, &Device::Cpu).unwrap(),
+        cfg,
+    )
+    .unwrap();
+    let ys = bn.forward_train(&xs).unwrap();
+    let zeros = Tensor::zeros(3, DType::F64, &Device::Cpu).unwrap();
+    let ones = Tensor::ones(3, DType::F64, &Device::Cpu).unwrap();
+    assert_close("mean", &ys.mean((0, 2, 3)).unwrap(), &zeros, 0.0, 1e-12);
+    let var = ys.sqr().unwrap().mean((0, 2, 3)).unwrap();
+    assert_close("variance", &var, &ones, 0.0, 1e-4);
+    // The running mean moved a tenth of the way to the batch mean (about 4).
+    let batch = xs.mean((0, 2, 3)).unwrap();
+    assert_close(
+        "running mean",
+        bn.running_mean(),
+        &(batch * 0.1).unwrap(),
+        0.0,
+        1e-12,
+    );
+}
+
 #[test]
 fn batch_norm_module_keys_and_errors() {
     let varmap = VarMap::new();

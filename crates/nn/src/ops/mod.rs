@@ -127,6 +127,38 @@ pub(crate) trait CpuKernel2 {
     }
 }
 
+/// Like [`CpuKernel1`] for three inputs of the same float dtype (f32 or f64: the kernels
+/// that use it accumulate in f64 and are only chosen for those two).
+pub(crate) trait CpuKernel3 {
+    /// Name used in errors.
+    const OP: &'static str;
+    /// The kernel on three contiguous slices; the output has the first input's shape.
+    fn run<T: WithDType>(&self, a: &[T], b: &[T], c: &[T]) -> Vec<T>;
+
+    fn dispatch(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        (s3, l3): (&CpuStorage, &Layout),
+    ) -> Result<(CpuStorage, Shape)> {
+        macro_rules! go {
+            ($variant:ident, $a:expr, $b:expr, $c:expr) => {
+                CpuStorage::$variant(self.run(
+                    contiguous_slice(Self::OP, $a, l1)?,
+                    contiguous_slice(Self::OP, $b, l2)?,
+                    contiguous_slice(Self::OP, $c, l3)?,
+                ))
+            };
+        }
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => go!(F32, a, b, c),
+            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => go!(F64, a, b, c),
+            _ => candle_core::bail!("{}: needs f32 or f64 throughout", Self::OP),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
 /// Takes `count` elements of `dim` starting at `start` with step `step`, through narrow and
 /// reshape only (so the backward is candle's, on any device). Zero-pads the end of `dim` when
 /// the last step would run past it; the padded values are never selected.

@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp3, D, DType, Layout, Result, Shape, Tensor
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
-use crate::ops::{contiguous_slice, dims4, shape_error};
+use crate::ops::{CpuKernel3, dims4, shape_error};
 
 /// A fused CPU layer norm over the middle axis of `[outer, features, inner]` (inner = 1 for
 /// the last dimension, H·W for channels-first), with weight and bias. Its backward is composed
@@ -24,7 +24,9 @@ struct FusedNorm {
     eps: f64,
 }
 
-impl FusedNorm {
+impl CpuKernel3 for FusedNorm {
+    const OP: &'static str = "layer_norm";
+
     fn run<T: WithDType>(&self, xs: &[T], weight: &[T], bias: &[T]) -> Vec<T> {
         let (c, inner) = (self.features, self.inner);
         let mut out = vec![T::from_f64(0.0); xs.len()];
@@ -74,7 +76,7 @@ impl FusedNorm {
 
 impl CustomOp3 for FusedNorm {
     fn name(&self) -> &'static str {
-        "layer_norm"
+        <Self as CpuKernel3>::OP
     }
     fn cpu_fwd(
         &self,
@@ -85,14 +87,7 @@ impl CustomOp3 for FusedNorm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        dispatch3(
-            "layer_norm",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |x, w, b| self.run(x, w, b),
-            |x, w, b| self.run(x, w, b),
-        )
+        self.dispatch((s1, l1), (s2, l2), (s3, l3))
     }
     fn bwd(
         &self,
@@ -458,6 +453,10 @@ impl FusedBatchNorm {
             inv_std: per.iter().map(|p| 1.0 / (p.1 + eps).sqrt()).collect(),
         }
     }
+}
+
+impl CpuKernel3 for FusedBatchNorm {
+    const OP: &'static str = "batch_norm_train";
 
     fn run<T: WithDType>(&self, xs: &[T], weight: &[T], bias: &[T]) -> Vec<T> {
         let stats = self.statistics(xs);
@@ -486,35 +485,9 @@ impl FusedBatchNorm {
     }
 }
 
-/// Dispatches a fused three-input CPU kernel on f32 / f64 storages.
-fn dispatch3(
-    op: &'static str,
-    (s1, l1): (&CpuStorage, &Layout),
-    (s2, l2): (&CpuStorage, &Layout),
-    (s3, l3): (&CpuStorage, &Layout),
-    run32: impl FnOnce(&[f32], &[f32], &[f32]) -> Vec<f32>,
-    run64: impl FnOnce(&[f64], &[f64], &[f64]) -> Vec<f64>,
-) -> Result<(CpuStorage, Shape)> {
-    let shape = l1.shape().clone();
-    let out = match (s1, s2, s3) {
-        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => CpuStorage::F32(run32(
-            contiguous_slice(op, a, l1)?,
-            contiguous_slice(op, b, l2)?,
-            contiguous_slice(op, c, l3)?,
-        )),
-        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => CpuStorage::F64(run64(
-            contiguous_slice(op, a, l1)?,
-            contiguous_slice(op, b, l2)?,
-            contiguous_slice(op, c, l3)?,
-        )),
-        _ => candle_core::bail!("{op}: fused path needs f32 or f64 throughout"),
-    };
-    Ok((out, shape))
-}
-
 impl CustomOp3 for FusedBatchNorm {
     fn name(&self) -> &'static str {
-        "batch_norm_train"
+        <Self as CpuKernel3>::OP
     }
     fn cpu_fwd(
         &self,
@@ -525,14 +498,7 @@ impl CustomOp3 for FusedBatchNorm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        dispatch3(
-            "batch_norm_train",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |x, w, b| self.run(x, w, b),
-            |x, w, b| self.run(x, w, b),
-        )
+        self.dispatch((s1, l1), (s2, l2), (s3, l3))
     }
     fn bwd(
         &self,
@@ -585,7 +551,9 @@ struct FusedBatchNormBackward {
     sums: std::sync::Arc<std::sync::Mutex<Option<ChannelSums>>>,
 }
 
-impl FusedBatchNormBackward {
+impl CpuKernel3 for FusedBatchNormBackward {
+    const OP: &'static str = "batch_norm_train_backward";
+
     fn run<T: WithDType>(&self, xs: &[T], weight: &[T], grad: &[T]) -> Vec<T> {
         let Planes { n, c, hw } = self.planes;
         let stats = &self.stats;
@@ -636,7 +604,7 @@ impl FusedBatchNormBackward {
 
 impl CustomOp3 for FusedBatchNormBackward {
     fn name(&self) -> &'static str {
-        "batch_norm_train_backward"
+        <Self as CpuKernel3>::OP
     }
     fn cpu_fwd(
         &self,
@@ -647,14 +615,7 @@ impl CustomOp3 for FusedBatchNormBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        dispatch3(
-            "batch_norm_train_backward",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            |x, w, g| self.run(x, w, g),
-            |x, w, g| self.run(x, w, g),
-        )
+        self.dispatch((s1, l1), (s2, l2), (s3, l3))
     }
 }
 
@@ -863,166 +824,5 @@ impl BatchNorm2d {
         };
         xs.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
             .broadcast_add(&shift.reshape((1, c, 1, 1))?)
-    }
-}
-
-#[cfg(test)]
-mod batch_norm_tests {
-    use candle_core::{DType, Device, Tensor, Var};
-
-    use super::{BatchNorm2d, BatchNormConfig};
-
-    /// The batch norm composed from candle ops (what the fused kernels replace), with its
-    /// autograd gradients.
-    fn composed(xs: &Var, weight: &Var, bias: &Var, eps: f64) -> Vec<Tensor> {
-        let c = weight.elem_count();
-        let mean = xs.mean_keepdim((0, 2, 3)).unwrap();
-        let centered = xs.broadcast_sub(&mean).unwrap();
-        let var = centered.sqr().unwrap().mean_keepdim((0, 2, 3)).unwrap();
-        let normed = centered
-            .broadcast_div(&(&var + eps).unwrap().sqrt().unwrap())
-            .unwrap();
-        let ys = normed
-            .broadcast_mul(&weight.reshape((1, c, 1, 1)).unwrap())
-            .unwrap()
-            .broadcast_add(&bias.reshape((1, c, 1, 1)).unwrap())
-            .unwrap();
-        fused_or_composed_grads(ys, xs, weight, bias)
-    }
-
-    fn fused_or_composed_grads(ys: Tensor, xs: &Var, weight: &Var, bias: &Var) -> Vec<Tensor> {
-        // A weighted sum, so that every element's gradient differs.
-        let probe = Tensor::arange(0f32, ys.elem_count() as f32, &Device::Cpu)
-            .unwrap()
-            .affine(1e-3, 0.0)
-            .unwrap()
-            .sin()
-            .unwrap()
-            .reshape(ys.shape())
-            .unwrap()
-            .to_dtype(ys.dtype())
-            .unwrap();
-        let grads = (&ys * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        vec![
-            ys,
-            grads.get(xs).unwrap().clone(),
-            grads.get(weight).unwrap().clone(),
-            grads.get(bias).unwrap().clone(),
-        ]
-    }
-
-    /// Deterministic values spread like noise: `sin(k·0.7311 + seed)` over the elements.
-    fn pseudo<S: Into<candle_core::Shape>>(shape: S, seed: f64, dtype: DType) -> Tensor {
-        let shape = shape.into();
-        Tensor::arange(0f64, shape.elem_count() as f64, &Device::Cpu)
-            .unwrap()
-            .affine(0.731_1, seed)
-            .unwrap()
-            .sin()
-            .unwrap()
-            .reshape(shape)
-            .unwrap()
-            .to_dtype(dtype)
-            .unwrap()
-    }
-
-    #[test]
-    fn fused_batch_norm_equals_the_composed_one_across_task_boundaries() {
-        // 4900-element planes: three planes per task, so tasks straddle channels and batches.
-        let device = Device::Cpu;
-        let (n, c, h, w) = (3, 5, 70, 70);
-        let xs = pseudo((n, c, h, w), 0.0, DType::F32)
-            .affine(3.0, 1.5)
-            .unwrap();
-        let weight = pseudo(c, 1.0, DType::F32);
-        let bias = pseudo(c, 2.0, DType::F32);
-        let [xs, weight, bias] = [xs, weight, bias].map(|t| Var::from_tensor(&t).unwrap());
-        // The reference in f64, so that its own f32 rounding does not count against the kernel.
-        let [xs64, weight64, bias64] = [&xs, &weight, &bias]
-            .map(|t| Var::from_tensor(&t.as_tensor().to_dtype(DType::F64).unwrap()).unwrap());
-        let expected = composed(&xs64, &weight64, &bias64, 1e-5);
-        let bn = BatchNorm2d::from_tensors(
-            Some(weight.as_tensor().clone()),
-            Some(bias.as_tensor().clone()),
-            Tensor::zeros(c, DType::F32, &device).unwrap(),
-            Tensor::ones(c, DType::F32, &device).unwrap(),
-            BatchNormConfig::default(),
-        )
-        .unwrap();
-        let ys = bn.forward_train(xs.as_tensor()).unwrap();
-        let got = fused_or_composed_grads(ys, &xs, &weight, &bias);
-        for (name, (g, e)) in ["y", "dx", "dweight", "dbias"]
-            .iter()
-            .zip(got.iter().zip(&expected))
-        {
-            let e = &e.to_dtype(DType::F32).unwrap();
-            let diff = (g - e)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let scale = e
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(
-                diff <= 1e-5 * scale.max(1.0),
-                "{name}: max |diff| {diff}, scale {scale}"
-            );
-        }
-    }
-
-    #[test]
-    fn fused_batch_norm_without_affine_normalises() {
-        let device = Device::Cpu;
-        let xs = pseudo((4, 3, 5, 7), 3.0, DType::F64)
-            .affine(2.0, 4.0)
-            .unwrap();
-        let cfg = BatchNormConfig {
-            affine: false,
-            ..BatchNormConfig::default()
-        };
-        let bn = BatchNorm2d::from_tensors(
-            None,
-            None,
-            Tensor::zeros(3, DType::F64, &device).unwrap(),
-            Tensor::ones(3, DType::F64, &device).unwrap(),
-            cfg,
-        )
-        .unwrap();
-        let ys = bn.forward_train(&xs).unwrap();
-        let mean = ys.mean((0, 2, 3)).unwrap().to_vec1::<f64>().unwrap();
-        let var = ys
-            .sqr()
-            .unwrap()
-            .mean((0, 2, 3))
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        for (m, v) in mean.iter().zip(&var) {
-            assert!(m.abs() < 1e-12, "mean {m}");
-            assert!((v - 1.0).abs() < 1e-4, "variance {v}");
-        }
-        // The running mean moved a tenth of the way to the batch mean (about 4).
-        let running = bn.running_mean().to_vec1::<f64>().unwrap();
-        let batch = xs.mean((0, 2, 3)).unwrap().to_vec1::<f64>().unwrap();
-        for (r, b) in running.iter().zip(&batch) {
-            assert!((r - 0.1 * b).abs() < 1e-12, "running {r}, batch {b}");
-        }
     }
 }

@@ -19,41 +19,8 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var};
 use rtb_nn::conv::{Conv2dConfig, conv2d};
 
-struct ConvShape {
-    name: &'static str,
-    batch: usize,
-    in_channels: usize,
-    out_channels: usize,
-    size: usize,
-    kernel: usize,
-}
-
-const CONV_SHAPES: [ConvShape; 3] = [
-    ConvShape {
-        name: "3x3_64ch_56",
-        batch: 8,
-        in_channels: 64,
-        out_channels: 64,
-        size: 56,
-        kernel: 3,
-    },
-    ConvShape {
-        name: "3x3_256ch_14",
-        batch: 8,
-        in_channels: 256,
-        out_channels: 256,
-        size: 14,
-        kernel: 3,
-    },
-    ConvShape {
-        name: "1x1_256ch_56",
-        batch: 8,
-        in_channels: 256,
-        out_channels: 256,
-        size: 56,
-        kernel: 1,
-    },
-];
+mod common;
+use common::CONV_SHAPES;
 
 /// CPU time of every thread of this process so far, in seconds (Linux: the first field of
 /// each task's schedstat, nanoseconds on the CPU), or `None` where that is unreadable.

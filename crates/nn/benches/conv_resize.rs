@@ -8,41 +8,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use rtb_nn::conv::{Conv2dConfig, conv2d};
 use rtb_nn::ops::resize::resize_bilinear;
 
-struct ConvShape {
-    name: &'static str,
-    batch: usize,
-    in_channels: usize,
-    out_channels: usize,
-    size: usize,
-    kernel: usize,
-}
-
-const CONV_SHAPES: [ConvShape; 3] = [
-    ConvShape {
-        name: "3x3_64ch_56",
-        batch: 8,
-        in_channels: 64,
-        out_channels: 64,
-        size: 56,
-        kernel: 3,
-    },
-    ConvShape {
-        name: "3x3_256ch_14",
-        batch: 8,
-        in_channels: 256,
-        out_channels: 256,
-        size: 14,
-        kernel: 3,
-    },
-    ConvShape {
-        name: "1x1_256ch_56",
-        batch: 8,
-        in_channels: 256,
-        out_channels: 256,
-        size: 56,
-        kernel: 1,
-    },
-];
+mod common;
+use common::CONV_SHAPES;
 
 fn randn(shape: &[usize], scale: f64) -> Tensor {
     // Tensor::randn is seeded per thread; the values do not affect the timing.

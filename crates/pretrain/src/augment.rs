@@ -18,30 +18,29 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A generator of the draws (splitmix64), seeded per sample.
+/// A generator of the draws, seeded per sample: the engine's splitmix64
+/// ([`rtb_train::seed::SplitMix64`]) with the distributions the recipes need.
 #[derive(Debug, Clone)]
 pub struct Draws {
-    state: u64,
+    bits: rtb_train::seed::SplitMix64,
 }
 
 impl Draws {
     /// A generator for `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { state: seed }
+        Self {
+            bits: rtb_train::seed::SplitMix64::new(seed),
+        }
     }
 
     /// 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.bits.next_u64()
     }
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.bits.uniform()
     }
 
     /// Uniform in `0..n` (`n > 0`; the modulo bias is below 2⁻⁵⁰ for the small `n` used here).

@@ -8,13 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::pairs::{BINS, Table, count_pairs};
 use crate::{AdeError, EvalConfig, LabelMap, Metrics};
 
-/// Pixels whose pair changes are found at once: 64 label and 64 prediction bytes, eight
-/// 64-bit words each.
-const RUN: usize = 64;
-/// Joint histogram bins: every (label byte, prediction byte) pair.
-const BINS: usize = 256 * 256;
 /// Pixels counted into the u32 joint histogram before it is flushed into the u64 totals.
 const MAX_PIXELS_PER_FLUSH: usize = u32::MAX as usize;
 
@@ -35,7 +31,7 @@ pub struct IouAccumulator {
     label_area: Vec<u64>,
     /// Reused between images; not part of the result.
     #[serde(skip)]
-    scratch: Option<Box<[u32; BINS]>>,
+    scratch: Option<Box<Table>>,
 }
 
 impl Clone for IouAccumulator {
@@ -131,7 +127,7 @@ impl IouAccumulator {
             vec![0u32; BINS]
                 .into_boxed_slice()
                 .try_into()
-                .expect("BINS")
+                .expect("the table's size")
         });
         let mut result = Ok(());
         let mut offset = 0;
@@ -273,104 +269,6 @@ impl ImageTotals {
     }
 }
 
-/// Counts (label, prediction) byte pairs into `table[label * 256 + prediction]`.
-///
-/// Segmentation maps are runs of one (label, prediction) pair. Each block of [`RUN`] pixels
-/// gets a bit mask of where the pair changes from the previous pixel (vectorised compares);
-/// a run is then counted with one increment however long it is, across block and row
-/// boundaries. Blocks with many changes (noise) are counted pixel by pixel instead, which is
-/// cheaper than walking their bits.
-fn count_pairs(table: &mut [u32; BINS], label: &[u8], pred: &[u8]) {
-    debug_assert_eq!(label.len(), pred.len());
-    let (Some(&first_label), Some(&first_pred)) = (label.first(), pred.first()) else {
-        return;
-    };
-    // The run in progress: its pair and how many pixels it has so far.
-    let mut run_key = pair_index(first_label, first_pred);
-    let mut run_len: u32 = 0;
-    let (mut prev_label, mut prev_pred) = (first_label, first_pred);
-    let mut label_blocks = label.chunks_exact(RUN);
-    let mut pred_blocks = pred.chunks_exact(RUN);
-    for (label_block, pred_block) in (&mut label_blocks).zip(&mut pred_blocks) {
-        let label_block: &[u8; RUN] = label_block.try_into().expect("chunks_exact");
-        let pred_block: &[u8; RUN] = pred_block.try_into().expect("chunks_exact");
-        let mut changes = change_mask(label_block, pred_block, prev_label, prev_pred);
-        prev_label = label_block[RUN - 1];
-        prev_pred = pred_block[RUN - 1];
-        if changes == 0 {
-            run_len += RUN as u32;
-        } else if changes.count_ones() > NOISY_BLOCK {
-            table[run_key] += run_len;
-            count_scalar(table, &label_block[..RUN - 1], &pred_block[..RUN - 1]);
-            run_key = pair_index(prev_label, prev_pred);
-            run_len = 1;
-        } else {
-            let mut start = 0;
-            while changes != 0 {
-                let at = changes.trailing_zeros();
-                table[run_key] += run_len + (at - start);
-                run_key = pair_index(label_block[at as usize], pred_block[at as usize]);
-                run_len = 0;
-                start = at;
-                changes &= changes - 1;
-            }
-            run_len = RUN as u32 - start;
-        }
-        // A run longer than u32 is impossible: callers flush every u32::MAX pixels.
-    }
-    table[run_key] += run_len;
-    count_scalar(table, label_blocks.remainder(), pred_blocks.remainder());
-}
-
-/// Blocks with more pair changes than this are counted pixel by pixel.
-const NOISY_BLOCK: u32 = 24;
-
-/// Bit i is set when pixel i's (label, prediction) pair differs from pixel i − 1's (pixel −1
-/// being the previous block's last). Eight pixels per 64-bit word (SWAR), no `unsafe`.
-#[inline(always)]
-fn change_mask(label: &[u8; RUN], pred: &[u8; RUN], prev_label: u8, prev_pred: u8) -> u64 {
-    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut mask = 0u64;
-    let (mut before_label, mut before_pred) = (u64::from(prev_label), u64::from(prev_pred));
-    for group in 0..RUN / 8 {
-        let l = u64::from_le_bytes(label[group * 8..][..8].try_into().expect("8 bytes"));
-        let p = u64::from_le_bytes(pred[group * 8..][..8].try_into().expect("8 bytes"));
-        // Each byte XOR the byte before it (the first with the previous word's last byte).
-        let diff = (l ^ (l << 8 | before_label)) | (p ^ (p << 8 | before_pred));
-        // High bit of each byte set where the byte is non-zero.
-        let nonzero = (((diff & LOW7) + LOW7) | diff) & HIGH;
-        // Gather the eight high bits into one byte (no carries between the partial products).
-        let byte = (nonzero >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
-        mask |= byte << (8 * group);
-        before_label = l >> 56;
-        before_pred = p >> 56;
-    }
-    mask
-}
-
-/// Packs 64 bytes that are each 0 or 1 into a 64-bit mask (byte i → bit i), the scalar way;
-/// the reference for [`change_mask`]'s packing in tests.
-#[cfg(test)]
-fn pack_flags(flags: &[u8; RUN]) -> u64 {
-    flags
-        .iter()
-        .enumerate()
-        .fold(0, |mask, (i, &flag)| mask | u64::from(flag) << i)
-}
-
-#[inline(always)]
-fn count_scalar(table: &mut [u32; BINS], label: &[u8], pred: &[u8]) {
-    for (&l, &p) in label.iter().zip(pred) {
-        table[pair_index(l, p)] += 1;
-    }
-}
-
-#[inline(always)]
-fn pair_index(label: u8, pred: u8) -> usize {
-    (u16::from(label) << 8 | u16::from(pred)) as usize
-}
-
 /// A value found out of range while flushing; located in the map afterwards.
 enum OutOfRange {
     Label(u8),
@@ -404,7 +302,7 @@ impl OutOfRange {
 /// zeroed, also on error.
 fn flush(
     config: &EvalConfig,
-    table: &mut [u32; BINS],
+    table: &mut Table,
     totals: &mut ImageTotals,
 ) -> Result<(), OutOfRange> {
     let n = config.num_classes;
@@ -511,34 +409,6 @@ mod tests {
             assert_eq!(acc.union(), &u[..]);
             assert_eq!(acc.pred_area(), &p[..]);
             assert_eq!(acc.label_area(), &l[..]);
-        }
-    }
-
-    #[test]
-    fn change_mask_flags_every_pair_change() {
-        let mut state = 3;
-        for _ in 0..2000 {
-            let mut label = [0u8; RUN];
-            let mut pred = [0u8; RUN];
-            for i in 0..RUN {
-                // Few distinct values, so that equal neighbours are common.
-                label[i] = (lcg(&mut state) % 3) as u8 * 127;
-                pred[i] = (lcg(&mut state) % 2) as u8;
-            }
-            let (prev_label, prev_pred) = ((lcg(&mut state) % 2) as u8 * 127, 0);
-            let mut flags = [0u8; RUN];
-            for i in 0..RUN {
-                let (pl, pp) = if i == 0 {
-                    (prev_label, prev_pred)
-                } else {
-                    (label[i - 1], pred[i - 1])
-                };
-                flags[i] = u8::from(label[i] != pl || pred[i] != pp);
-            }
-            assert_eq!(
-                change_mask(&label, &pred, prev_label, prev_pred),
-                pack_flags(&flags)
-            );
         }
     }
 

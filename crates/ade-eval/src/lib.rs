@@ -57,6 +57,7 @@ mod dirs;
 mod error;
 mod label_map;
 mod metrics;
+mod pairs;
 
 pub use accumulate::IouAccumulator;
 pub use classes::{ADE20K_CLASSES, class_names};

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::pairs::{BINS, Table, count_pairs};
+use crate::pairs::JointHistogram;
 use crate::{AdeError, EvalConfig, LabelMap, Metrics};
 
 /// Pixels counted into the u32 joint histogram before it is flushed into the u64 totals.
@@ -31,7 +31,7 @@ pub struct IouAccumulator {
     label_area: Vec<u64>,
     /// Reused between images; not part of the result.
     #[serde(skip)]
-    scratch: Option<Box<Table>>,
+    scratch: Option<JointHistogram>,
 }
 
 impl Clone for IouAccumulator {
@@ -123,19 +123,14 @@ impl IouAccumulator {
         }
         let n = self.config.num_classes;
         let mut totals = ImageTotals::zeros(n);
-        let mut scratch = self.scratch.take().unwrap_or_else(|| {
-            vec![0u32; BINS]
-                .into_boxed_slice()
-                .try_into()
-                .expect("the table's size")
-        });
+        let mut scratch = self.scratch.take().unwrap_or_else(JointHistogram::new);
         let mut result = Ok(());
         let mut offset = 0;
         for (label_part, pred_part) in label
             .chunks(MAX_PIXELS_PER_FLUSH)
             .zip(pred.chunks(MAX_PIXELS_PER_FLUSH))
         {
-            count_pairs(&mut scratch, label_part, pred_part);
+            scratch.count(label_part, pred_part);
             let flushed = flush(&self.config, &mut scratch, &mut totals);
             if let Err(bad) = flushed {
                 result = Err(bad.locate(&self.config, label_part, pred_part, offset));
@@ -302,14 +297,17 @@ impl OutOfRange {
 /// zeroed, also on error.
 fn flush(
     config: &EvalConfig,
-    table: &mut Table,
+    histogram: &mut JointHistogram,
     totals: &mut ImageTotals,
 ) -> Result<(), OutOfRange> {
+    let table = histogram.counts_mut();
     let n = config.num_classes;
     let mut first_error = None;
     for stored in 0..=255u8 {
         let row = &mut table[usize::from(stored) * 256..][..256];
-        let row_total: u64 = row.iter().map(|&c| u64::from(c)).sum();
+        // The whole table holds at most u32::MAX pixels, so a row's sum fits in u32 (and
+        // the plain sum vectorises).
+        let row_total = row.iter().fold(0u32, |sum, &c| sum.wrapping_add(c));
         if row_total == 0 {
             continue;
         }
@@ -317,11 +315,12 @@ fn flush(
         if !config.is_ignored(label) && first_error.is_none() {
             if usize::from(label) >= n {
                 first_error = Some(OutOfRange::Label(stored));
-            } else if let Some(bad) = row[n..].iter().position(|&c| c != 0) {
+            } else if row[n..].iter().fold(0, |any, &c| any | c) != 0 {
+                let bad = row[n..].iter().position(|&c| c != 0).unwrap_or(0);
                 first_error = Some(OutOfRange::Prediction((n + bad) as u8));
             } else {
                 let label = usize::from(label);
-                totals.label_area[label] += row_total;
+                totals.label_area[label] += u64::from(row_total);
                 totals.intersect[label] += u64::from(row[label]);
                 for (area, &count) in totals.pred_area.iter_mut().zip(&row[..n]) {
                     *area += u64::from(count);

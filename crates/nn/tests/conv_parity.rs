@@ -9,7 +9,8 @@ use ops_support::{
     Golden, assert_close, assert_error_mentions, assert_gradcheck, grads_of, uniform,
 };
 use rtb_nn::conv::{
-    Conv2d, Conv2dConfig, Im2ColGeometry, col2im, conv2d, conv2d_composed, im2col, im2col_composed,
+    Conv2d, Conv2dConfig, Im2ColGeometry, col2im, conv2d, conv2d_composed, conv2d_grads, im2col,
+    im2col_composed,
 };
 
 fn cfg_of(c: &[f64]) -> Conv2dConfig {
@@ -66,6 +67,131 @@ fn conv2d_matches_torch_outputs_and_gradients() {
             }
         }
     }
+}
+
+#[test]
+fn conv2d_grads_match_torch_gradients() {
+    let golden = Golden::load("conv2d");
+    for case in golden.cases() {
+        let cfg = cfg_of(&golden.cfg(&case));
+        let (x, w, gy) = (
+            golden.get(&case, "x"),
+            golden.get(&case, "weight"),
+            golden.get(&case, "gy"),
+        );
+        let (gx, gw) = conv2d_grads(&x, &w, &gy, &cfg).unwrap();
+        assert_close(
+            &format!("{case} gx"),
+            &gx,
+            &golden.get(&case, "gx"),
+            RTOL,
+            ATOL,
+        );
+        assert_close(
+            &format!("{case} gweight"),
+            &gw,
+            &golden.get(&case, "gweight"),
+            RTOL,
+            ATOL,
+        );
+        let wrong = Tensor::zeros(1, gy.dtype(), &Device::Cpu).unwrap();
+        assert_error_mentions(conv2d_grads(&x, &w, &wrong, &cfg), &["grad_out", "[1]"]);
+    }
+}
+
+/// The backward kernels give each thread whole images when the batch has at least one per
+/// thread, and otherwise spread each image's products across threads; the weight gradient's
+/// product order depends on the output channels. Every combination gives the same gradients.
+#[test]
+fn conv2d_grads_do_not_depend_on_the_thread_count() {
+    let cases = [
+        // (batch, in, out, kernel, size, config): uneven splits, both product orders.
+        (5, 4, 6, 3, 7, Conv2dConfig::default().with_padding(1)),
+        (7, 6, 4, 1, 6, Conv2dConfig::default()),
+        (3, 8, 130, 3, 5, Conv2dConfig::default().with_padding(1)),
+        (
+            4,
+            4,
+            6,
+            3,
+            9,
+            Conv2dConfig::default()
+                .with_stride(2)
+                .with_padding(2)
+                .with_dilation(2)
+                .with_groups(2),
+        ),
+    ];
+    for (seed, (batch, c_in, c_out, kernel, size, cfg)) in cases.into_iter().enumerate() {
+        let seed = 10 * seed as u64;
+        let x = uniform(&[batch, c_in, size, size], seed + 1, 1.0);
+        let w = uniform(&[c_out, c_in / cfg.groups, kernel, kernel], seed + 2, 0.5);
+        let y = conv2d(&x, &w, None, &cfg).unwrap();
+        let gy = uniform(y.dims(), seed + 3, 1.0);
+        let grads_with = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| conv2d_grads(&x, &w, &gy, &cfg).unwrap())
+        };
+        let (gx1, gw1) = grads_with(1);
+        for threads in [2, 3, 8] {
+            let (gx, gw) = grads_with(threads);
+            let case = format!("case {seed}, {threads} threads");
+            assert_close(&format!("{case} gx"), &gx, &gx1, 1e-12, 1e-12);
+            assert_close(&format!("{case} gw"), &gw, &gw1, 1e-12, 1e-12);
+        }
+        let (gx_composed, gw_composed) = grads_of(
+            |t| conv2d_composed(&t[0], &t[1], None, &cfg),
+            &[x.clone(), w.clone()],
+            &gy,
+        )
+        .1
+        .into_iter()
+        .map(Option::unwrap)
+        .collect::<Vec<_>>()
+        .try_into()
+        .map(|[a, b]: [Tensor; 2]| (a, b))
+        .unwrap();
+        assert_close("gx vs composed", &gx1, &gx_composed, 1e-12, 1e-12);
+        assert_close("gw vs composed", &gw1, &gw_composed, 1e-12, 1e-12);
+    }
+}
+
+/// The image fed to a network, or a frozen weight, gets no gradient computed for it; the
+/// other argument's gradient is unchanged.
+#[test]
+fn conv2d_backward_skips_arguments_that_need_no_gradient() {
+    let cfg = Conv2dConfig::default().with_padding(1);
+    let x = uniform(&[2, 3, 6, 5], 1, 1.0);
+    let w = uniform(&[4, 3, 3, 3], 2, 0.5);
+    let gy = uniform(&[2, 4, 6, 5], 3, 1.0);
+    let (gx, gw) = conv2d_grads(&x, &w, &gy, &cfg).unwrap();
+
+    let w_var = candle_core::Var::from_tensor(&w).unwrap();
+    let y = conv2d(&x, w_var.as_tensor(), None, &cfg).unwrap();
+    let grads = (y * &gy).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&x).is_none(), "the plain input got a gradient");
+    assert_close(
+        "weight grad",
+        grads.get(w_var.as_tensor()).unwrap(),
+        &gw,
+        1e-6,
+        1e-6,
+    );
+
+    let x_var = candle_core::Var::from_tensor(&x).unwrap();
+    let y = conv2d(x_var.as_tensor(), &w, None, &cfg).unwrap();
+    let grads = (y * &gy).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&w).is_none(), "the frozen weight got a gradient");
+    assert_close(
+        "input grad",
+        grads.get(x_var.as_tensor()).unwrap(),
+        &gx,
+        1e-6,
+        1e-6,
+    );
 }
 
 #[test]

@@ -71,6 +71,33 @@ pub(crate) fn gemm<T: GemmScalar>(
     lhs: MatRef<'_, T>,
     rhs: MatRef<'_, T>,
 ) -> Result<()> {
+    gemm_on(dst, accumulate, lhs, rhs, rayon::current_num_threads())
+}
+
+/// [`gemm`] over rayon's threads when `threaded`, else on the calling thread alone (for
+/// callers that already split their work across threads).
+pub(crate) fn gemm_threaded<T: GemmScalar>(
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    threaded: bool,
+) -> Result<()> {
+    let threads = if threaded {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    gemm_on(dst, accumulate, lhs, rhs, threads)
+}
+
+fn gemm_on<T: GemmScalar>(
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    threads: usize,
+) -> Result<()> {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     if rhs.rows != k || dst.len() < m * n || !lhs.in_bounds() || !rhs.in_bounds() {
         candle_core::bail!(
@@ -91,7 +118,6 @@ pub(crate) fn gemm<T: GemmScalar>(
         }
         return Ok(());
     }
-    let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {

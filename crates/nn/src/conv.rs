@@ -771,38 +771,60 @@ impl ConvPlan {
         self.out_channels / self.groups
     }
 
-    /// im2col of one image into `cols` (`[C·kh·kw, L]`), parallel over channels.
-    fn im2col_image<T: WithDType>(&self, image: &[T], cols: &mut [T]) {
-        let g = &self.geometry;
-        let plane = g.height * g.width;
-        let block = g.taps() * g.out_len();
-        cols.par_chunks_mut(block)
-            .zip(image.par_chunks(plane))
-            .for_each(|(block, plane)| g.im2col_plane(plane, block));
+    /// The im2col buffer of one image (`[C·kh·kw, L]`), or nothing for a pointwise
+    /// convolution, whose input is its own im2col matrix.
+    fn cols_scratch<T: WithDType>(&self) -> Vec<T> {
+        if self.pointwise {
+            Vec::new()
+        } else {
+            vec![T::from_f64(0.0); self.in_channels() * self.geometry.taps() * self.out_len()]
+        }
     }
 
-    /// col2im of one image's `cols` into `image` (overwritten), parallel over channels.
-    fn col2im_image<T: WithDType>(&self, cols: &[T], image: &mut [T]) {
+    /// im2col of one image into `cols` (`[C·kh·kw, L]`), parallel over channels when
+    /// `parallel`.
+    fn im2col_image<T: WithDType>(&self, image: &[T], cols: &mut [T], parallel: bool) {
         let g = &self.geometry;
         let plane = g.height * g.width;
         let block = g.taps() * g.out_len();
-        image
-            .par_chunks_mut(plane)
-            .zip(cols.par_chunks(block))
-            .for_each(|(plane, block)| {
-                plane.fill(T::from_f64(0.0));
-                g.col2im_plane(block, plane);
-            });
+        if parallel {
+            cols.par_chunks_mut(block)
+                .zip(image.par_chunks(plane))
+                .for_each(|(block, plane)| g.im2col_plane(plane, block));
+        } else {
+            for (block, plane) in cols.chunks_exact_mut(block).zip(image.chunks_exact(plane)) {
+                g.im2col_plane(plane, block);
+            }
+        }
+    }
+
+    /// col2im of one image's `cols` into `image` (overwritten), parallel over channels when
+    /// `parallel`.
+    fn col2im_image<T: WithDType>(&self, cols: &[T], image: &mut [T], parallel: bool) {
+        let g = &self.geometry;
+        let plane = g.height * g.width;
+        let block = g.taps() * g.out_len();
+        let one_plane = |(plane, block): (&mut [T], &[T])| {
+            plane.fill(T::from_f64(0.0));
+            g.col2im_plane(block, plane);
+        };
+        if parallel {
+            image
+                .par_chunks_mut(plane)
+                .zip(cols.par_chunks(block))
+                .for_each(one_plane);
+        } else {
+            image
+                .chunks_exact_mut(plane)
+                .zip(cols.chunks_exact(block))
+                .for_each(one_plane);
+        }
     }
 
     fn forward<T: WithDType + GemmScalar>(&self, xs: &[T], weight: &[T]) -> Result<Vec<T>> {
         let (l, kg, og) = (self.out_len(), self.group_k(), self.group_out());
         let mut ys = vec![T::ZERO; self.batch * self.out_channels * l];
-        let mut cols = if self.pointwise {
-            Vec::new()
-        } else {
-            vec![T::ZERO; self.in_channels() * self.geometry.taps() * l]
-        };
+        let mut cols = self.cols_scratch();
         for (image, out) in xs
             .chunks_exact(self.image_len())
             .zip(ys.chunks_exact_mut(self.out_channels * l))
@@ -810,7 +832,7 @@ impl ConvPlan {
             let cols: &[T] = if self.pointwise {
                 image
             } else {
-                self.im2col_image(image, &mut cols);
+                self.im2col_image(image, &mut cols, true);
                 &cols
             };
             for g in 0..self.groups {
@@ -852,13 +874,7 @@ impl ConvPlan {
         parallel: bool,
     ) -> Result<()> {
         let (l, kg, og) = (self.out_len(), self.group_k(), self.group_out());
-        let mut cols = if self.pointwise {
-            Vec::new()
-        } else {
-            vec![T::ZERO; self.in_channels() * self.geometry.taps() * l]
-        };
-        let g = &self.geometry;
-        let plane = g.height * g.width;
+        let mut cols = self.cols_scratch();
         for (g_out, g_in) in grad
             .chunks_exact(self.out_channels * l)
             .zip(grad_xs.chunks_exact_mut(self.image_len()))
@@ -872,19 +888,8 @@ impl ConvPlan {
                 let rhs = MatRef::row_major(&g_out[group * og * l..(group + 1) * og * l], og, l);
                 gemm_threaded(dst, false, lhs, rhs, parallel)?;
             }
-            if self.pointwise {
-                continue;
-            }
-            if parallel {
-                self.col2im_image(&cols, g_in);
-            } else {
-                for (plane, block) in g_in
-                    .chunks_exact_mut(plane)
-                    .zip(cols.chunks_exact(g.taps() * l))
-                {
-                    plane.fill(T::from_f64(0.0));
-                    g.col2im_plane(block, plane);
-                }
+            if !self.pointwise {
+                self.col2im_image(&cols, g_in, parallel);
             }
         }
         Ok(())
@@ -932,13 +937,7 @@ impl ConvPlan {
         parallel: bool,
     ) -> Result<()> {
         let (l, kg, og) = (self.out_len(), self.group_k(), self.group_out());
-        let mut cols = if self.pointwise {
-            Vec::new()
-        } else {
-            vec![T::ZERO; self.in_channels() * self.geometry.taps() * l]
-        };
-        let g = &self.geometry;
-        let plane = g.height * g.width;
+        let mut cols = self.cols_scratch();
         let mut transposed = if og > TRANSPOSED_WEIGHT_GRAD_MAX_OUT {
             Vec::new()
         } else {
@@ -949,16 +948,8 @@ impl ConvPlan {
             let g_out = &grad[index * self.out_channels * l..][..self.out_channels * l];
             let cols: &[T] = if self.pointwise {
                 image
-            } else if parallel {
-                self.im2col_image(image, &mut cols);
-                &cols
             } else {
-                for (block, plane) in cols
-                    .chunks_exact_mut(g.taps() * l)
-                    .zip(image.chunks_exact(plane))
-                {
-                    g.im2col_plane(plane, block);
-                }
+                self.im2col_image(image, &mut cols, parallel);
                 &cols
             };
             for group in 0..self.groups {

@@ -296,8 +296,8 @@ fn block_keys_sse2(label: &Window, pred: &Window) -> [u16; RUN] {
     for group in 0..RUN / 16 {
         let at = group * 16;
         // SAFETY: SSE2 is part of the x86_64 baseline. The loads read 16 bytes from 1 + at,
-        // and 1 + at + 16 ≤ RUN + 1; the stores write 8 keys each at 2 * at and 2 * at + 8,
-        // and 2 * at + 16 ≤ RUN keys.
+        // and 1 + at + 16 ≤ RUN + 1; the stores write 8 keys each from key `at` and key
+        // `at + 8`, and at + 16 ≤ RUN keys.
         unsafe {
             let l = _mm_loadu_si128(label.as_ptr().add(1 + at).cast::<__m128i>());
             let p = _mm_loadu_si128(pred.as_ptr().add(1 + at).cast::<__m128i>());
@@ -438,9 +438,12 @@ mod tests {
                         table.counts_mut()[..] == expected[..],
                         "sse2: len {len} noise {noise}"
                     );
-                    if std::arch::is_x86_feature_detected!("avx2") {
+                    if std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("bmi1")
+                        && std::arch::is_x86_feature_detected!("popcnt")
+                    {
                         let mut table = JointHistogram::new();
-                        // SAFETY: the CPU has AVX2, checked just above.
+                        // SAFETY: the CPU has AVX2, BMI1 and POPCNT, checked just above.
                         unsafe { count_pairs_avx2(&mut table, &label, &pred) };
                         assert!(
                             table.counts_mut()[..] == expected[..],

@@ -821,9 +821,18 @@ impl ConvPlan {
         }
     }
 
+    /// Whether some dimension other than the batch is empty (no channels, no pixels, no
+    /// outputs): every result is then zeros or empty, and the per-image loops would chunk by 0.
+    fn is_degenerate(&self) -> bool {
+        self.image_len() == 0 || self.out_channels * self.out_len() == 0
+    }
+
     fn forward<T: WithDType + GemmScalar>(&self, xs: &[T], weight: &[T]) -> Result<Vec<T>> {
         let (l, kg, og) = (self.out_len(), self.group_k(), self.group_out());
         let mut ys = vec![T::ZERO; self.batch * self.out_channels * l];
+        if self.is_degenerate() {
+            return Ok(ys);
+        }
         let mut cols = self.cols_scratch();
         for (image, out) in xs
             .chunks_exact(self.image_len())
@@ -849,6 +858,9 @@ impl ConvPlan {
 
     fn grad_input<T: WithDType + GemmScalar>(&self, grad: &[T], weight: &[T]) -> Result<Vec<T>> {
         let mut grad_xs = vec![T::ZERO; self.batch * self.image_len()];
+        if self.is_degenerate() {
+            return Ok(grad_xs);
+        }
         let threads = rayon::current_num_threads();
         if threads > 1 && self.batch >= threads {
             // Whole images per thread, each with single-threaded products and col2im: no
@@ -897,6 +909,9 @@ impl ConvPlan {
 
     fn grad_weight<T: WithDType + GemmScalar>(&self, xs: &[T], grad: &[T]) -> Result<Vec<T>> {
         let weight_len = self.out_channels * self.group_k();
+        if self.is_degenerate() {
+            return Ok(vec![T::ZERO; weight_len]);
+        }
         let threads = rayon::current_num_threads();
         if threads <= 1 || self.batch < threads {
             let mut grad_w = vec![T::ZERO; weight_len];

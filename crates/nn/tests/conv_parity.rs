@@ -466,3 +466,35 @@ fn conv2d_shape_mismatches_are_errors_naming_the_shapes() {
         &["groups = 2"],
     );
 }
+
+/// Empty dimensions (no channels, no output channels, no rows, no images) give zeros or empty
+/// tensors of the right shapes, forward and backward, instead of a panic.
+#[test]
+fn conv2d_with_empty_dimensions_gives_zeros_or_empty_tensors() {
+    let cfg = Conv2dConfig::default().with_padding(1);
+    for (x_dims, w_dims, y_dims) in [
+        ([2, 0, 5, 5], [4, 0, 3, 3], [2, 4, 5, 5]),
+        ([2, 3, 5, 5], [0, 3, 3, 3], [2, 0, 5, 5]),
+        ([2, 3, 0, 5], [4, 3, 1, 1], [2, 4, 2, 7]),
+        ([0, 3, 5, 5], [4, 3, 3, 3], [0, 4, 5, 5]),
+    ] {
+        let x = candle_core::Var::ones(&x_dims, DType::F32, &Device::Cpu).unwrap();
+        let w = candle_core::Var::ones(&w_dims, DType::F32, &Device::Cpu).unwrap();
+        let y = conv2d(x.as_tensor(), w.as_tensor(), None, &cfg).unwrap();
+        assert_eq!(y.dims(), y_dims, "{x_dims:?} * {w_dims:?}");
+        let sum_abs = |t: &Tensor| {
+            t.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert_eq!(sum_abs(&y), 0.0);
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        let (gx, gw) = (grads.get(x.as_tensor()), grads.get(w.as_tensor()));
+        let (gx, gw) = (gx.unwrap(), gw.unwrap());
+        assert_eq!((gx.dims(), gw.dims()), (&x_dims[..], &w_dims[..]));
+        assert_eq!(sum_abs(gx) + sum_abs(gw), 0.0, "{x_dims:?} * {w_dims:?}");
+    }
+}

@@ -6,7 +6,7 @@ mod ops_support;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use ops_support::{
-    Golden, assert_close, assert_error_mentions, assert_gradcheck, grads_of, uniform,
+    Golden, assert_close, assert_error_mentions, assert_gradcheck, grads_of, max_abs, uniform,
 };
 use rtb_nn::conv::{
     Conv2d, Conv2dConfig, Im2ColGeometry, col2im, conv2d, conv2d_composed, conv2d_grads, im2col,
@@ -363,14 +363,7 @@ fn conv2d_module_uses_torch_key_names_and_trains() {
     );
     assert_eq!(layer.weight().dims(), &[6, 4, 3, 3]);
     // PyTorch's default init bound is 1/sqrt(fan_in) = 1/6.
-    let max = layer
-        .weight()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
+    let max = max_abs(layer.weight());
     assert!(max <= 1.0 / 6.0 && max > 0.05, "weight bound {max}");
     let x = uniform(&[1, 4, 5, 5], 1, 1.0);
     let y = layer.forward(&x).unwrap();

@@ -569,18 +569,15 @@ fn interpolate_grid<T: Real>(
                 continue;
             };
             let (c0, c1) = (ct.index[0] * channels, ct.index[1] * channels);
-            let (wx0, wx1) = (ct.weight[0], ct.weight[1]);
-            let (a, b) = (&upper[c0..c0 + channels], &upper[c1..c1 + channels]);
-            let (p, q) = (&lower[c0..c0 + channels], &lower[c1..c1 + channels]);
+            let corners = [
+                &upper[c0..c0 + channels],
+                &upper[c1..c1 + channels],
+                &lower[c0..c0 + channels],
+                &lower[c1..c1 + channels],
+            ];
+            let weights = [wy0, wy1, ct.weight[0], ct.weight[1]];
             for ch in 0..channels {
-                // scipy's order of operations, term by term (the results are compared bit
-                // for bit).
-                let mut t = 0.0;
-                t += a[ch].to_f64() * wy0 * wx0;
-                t += b[ch].to_f64() * wy0 * wx1;
-                t += p[ch].to_f64() * wy1 * wx0;
-                t += q[ch].to_f64() * wy1 * wx1;
-                emit(r, c, ch, t);
+                emit(r, c, ch, bilinear_scipy_order(corners, weights, ch));
             }
         }
     }
@@ -780,6 +777,21 @@ pub(crate) fn crop<T: Copy>(
     }
 }
 
+/// Channel `ch` of a bilinear sample from its four corner pixels (row 0 col 0, row 0 col 1,
+/// row 1 col 0, row 1 col 1) and weights `[row 0, row 1, col 0, col 1]`, summed in scipy's
+/// footprint order, term by term: `t += (v·w_row)·w_col` (the results are compared bit for
+/// bit with scipy).
+#[inline(always)]
+fn bilinear_scipy_order<T: Real>(corners: [&[T]; 4], weights: [f64; 4], ch: usize) -> f64 {
+    let [wy0, wy1, wx0, wx1] = weights;
+    let mut t = 0.0;
+    t += corners[0][ch].to_f64() * wy0 * wx0;
+    t += corners[1][ch].to_f64() * wy0 * wx1;
+    t += corners[2][ch].to_f64() * wy1 * wx0;
+    t += corners[3][ch].to_f64() * wy1 * wx1;
+    t
+}
+
 /// `scipy.ndimage.map_coordinates(image, (rows, cols, channel), order=1, mode=mode)` for an
 /// H×W×C image sampled at one (row, column) per output pixel and every channel at its own
 /// index (the indexing of the elastic transform). Output pixel `p` (row-major) samples
@@ -804,18 +816,15 @@ pub(crate) fn map_coordinates_order1_with<T: Real>(
             Some((rt, ct)) => {
                 let (r0, r1) = (rt.index[0] * stride, rt.index[1] * stride);
                 let (c0, c1) = (ct.index[0] * channels, ct.index[1] * channels);
-                let (wy0, wy1) = (rt.weight[0], rt.weight[1]);
-                let (wx0, wx1) = (ct.weight[0], ct.weight[1]);
-                let (a, b) = (&data[r0 + c0..][..channels], &data[r0 + c1..][..channels]);
-                let (p, q) = (&data[r1 + c0..][..channels], &data[r1 + c1..][..channels]);
+                let corners = [
+                    &data[r0 + c0..][..channels],
+                    &data[r0 + c1..][..channels],
+                    &data[r1 + c0..][..channels],
+                    &data[r1 + c1..][..channels],
+                ];
+                let weights = [rt.weight[0], rt.weight[1], ct.weight[0], ct.weight[1]];
                 for ch in 0..channels {
-                    // scipy's footprint order: t += (v·w_row)·w_col, channel weight 1.
-                    let mut t = 0.0;
-                    t += a[ch].to_f64() * wy0 * wx0;
-                    t += b[ch].to_f64() * wy0 * wx1;
-                    t += p[ch].to_f64() * wy1 * wx0;
-                    t += q[ch].to_f64() * wy1 * wx1;
-                    out.push(T::from_f64(t));
+                    out.push(T::from_f64(bilinear_scipy_order(corners, weights, ch)));
                 }
             }
             None => out.extend(std::iter::repeat_n(T::from_f64(cval), channels)),

@@ -71,7 +71,7 @@ pub(crate) fn gemm<T: GemmScalar>(
     lhs: MatRef<'_, T>,
     rhs: MatRef<'_, T>,
 ) -> Result<()> {
-    gemm_on(dst, accumulate, lhs, rhs, rayon::current_num_threads())
+    gemm_threaded(dst, accumulate, lhs, rhs, true)
 }
 
 /// [`gemm`] over rayon's threads when `threaded`, else on the calling thread alone (for
@@ -82,21 +82,6 @@ pub(crate) fn gemm_threaded<T: GemmScalar>(
     lhs: MatRef<'_, T>,
     rhs: MatRef<'_, T>,
     threaded: bool,
-) -> Result<()> {
-    let threads = if threaded {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
-    gemm_on(dst, accumulate, lhs, rhs, threads)
-}
-
-fn gemm_on<T: GemmScalar>(
-    dst: &mut [T],
-    accumulate: bool,
-    lhs: MatRef<'_, T>,
-    rhs: MatRef<'_, T>,
-    threads: usize,
 ) -> Result<()> {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     if rhs.rows != k || dst.len() < m * n || !lhs.in_bounds() || !rhs.in_bounds() {
@@ -118,6 +103,11 @@ fn gemm_on<T: GemmScalar>(
         }
         return Ok(());
     }
+    let threads = if threaded {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
     let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {

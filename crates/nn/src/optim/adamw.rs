@@ -204,29 +204,21 @@ impl Optimizer for AdamW {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Var};
-
+    use super::super::test_support::graph_attached_steps;
     use super::*;
 
     #[test]
     fn moments_hold_no_graph_across_steps() {
-        // See sgd::tests: the weight's gradient is attached to the forward graph.
-        let w = Var::new(&[1f32, 2.0, 3.0], &Device::Cpu).unwrap();
-        let v = Var::new(&[0.5f32, -1.0, 2.0], &Device::Cpu).unwrap();
-        let group = ParamGroup::new(vec![("w".into(), w.clone())]);
-        let mut adamw = AdamW::new(vec![group], AdamWConfig::default()).unwrap();
-        for _ in 0..3 {
-            let x = (v.as_tensor() * 2.0).unwrap().exp().unwrap();
-            let loss = (w.as_tensor() * &x).unwrap().sum_all().unwrap();
-            let grads = loss.backward().unwrap();
-            assert!(
-                grads.get(w.as_tensor()).unwrap().track_op(),
-                "the trap being tested"
-            );
-            adamw.step(&grads).unwrap();
+        let mut adamw = None;
+        graph_attached_steps(3, |w, grads| {
+            let adamw = adamw.get_or_insert_with(|| {
+                let group = ParamGroup::new(vec![("w".into(), w.clone())]);
+                AdamW::new(vec![group], AdamWConfig::default()).unwrap()
+            });
+            adamw.step(grads).unwrap();
             let moments = adamw.moments[0][0].as_ref().unwrap();
             assert!(!moments.exp_avg.track_op(), "exp_avg keeps a graph");
             assert!(!moments.exp_avg_sq.track_op(), "exp_avg_sq keeps a graph");
-        }
+        });
     }
 }

@@ -173,3 +173,28 @@ fn check_no_unknown_keys(state: &HashMap<String, Tensor>, groups: &[ParamGroup])
     }
     Ok(())
 }
+
+/// What the optimizer tests share.
+#[cfg(test)]
+mod test_support {
+    use candle_core::backprop::GradStore;
+    use candle_core::{Device, Var};
+
+    /// A weight `w` and the gradients of `(w · exp(2v)).sum()` at each of `steps` steps, with
+    /// `v` another variable: candle leaves `w`'s gradient attached to the forward graph (the
+    /// trap an optimizer's state must not keep alive); each step's store goes to `step`.
+    pub(super) fn graph_attached_steps(steps: usize, mut step: impl FnMut(&Var, &GradStore)) {
+        let w = Var::new(&[1f32, 2.0, 3.0], &Device::Cpu).unwrap();
+        let v = Var::new(&[0.5f32, -1.0, 2.0], &Device::Cpu).unwrap();
+        for _ in 0..steps {
+            let x = (v.as_tensor() * 2.0).unwrap().exp().unwrap();
+            let loss = (w.as_tensor() * &x).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            assert!(
+                grads.get(w.as_tensor()).unwrap().track_op(),
+                "the trap being tested"
+            );
+            step(&w, &grads);
+        }
+    }
+}

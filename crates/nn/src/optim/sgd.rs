@@ -162,33 +162,24 @@ impl Optimizer for Sgd {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Tensor, Var};
-
+    use super::super::test_support::graph_attached_steps;
     use super::*;
 
     #[test]
     fn momentum_buffers_hold_no_graph_across_steps() {
-        // The weight's gradient from `(w · x).sum()` with `x` derived from another variable
-        // is attached to the forward graph; the buffer must not keep that graph alive.
-        let w = Var::new(&[1f32, 2.0, 3.0], &Device::Cpu).unwrap();
-        let v = Var::new(&[0.5f32, -1.0, 2.0], &Device::Cpu).unwrap();
         let cfg = SgdConfig {
             momentum: 0.9,
             weight_decay: 1e-4,
             ..SgdConfig::default()
         };
-        let mut sgd = Sgd::new(vec![ParamGroup::new(vec![("w".into(), w.clone())])], cfg).unwrap();
-        for _ in 0..3 {
-            let x = (v.as_tensor() * 2.0).unwrap().exp().unwrap();
-            let loss = (w.as_tensor() * &x).unwrap().sum_all().unwrap();
-            let grads = loss.backward().unwrap();
-            assert!(
-                grads.get(w.as_tensor()).unwrap().track_op(),
-                "the trap being tested"
-            );
-            sgd.step(&grads).unwrap();
+        let mut sgd = None;
+        graph_attached_steps(3, |w, grads| {
+            let sgd = sgd.get_or_insert_with(|| {
+                Sgd::new(vec![ParamGroup::new(vec![("w".into(), w.clone())])], cfg).unwrap()
+            });
+            sgd.step(grads).unwrap();
             let buffer: &Tensor = sgd.buffers[0][0].as_ref().unwrap();
             assert!(!buffer.track_op(), "momentum buffer keeps a graph");
-        }
+        });
     }
 }

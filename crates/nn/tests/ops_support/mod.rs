@@ -108,6 +108,18 @@ where
     (y, g)
 }
 
+/// The largest magnitude in `t`, as f64.
+pub fn max_abs(t: &Tensor) -> f64 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
 /// Deterministic values in [−scale, scale) (splitmix64), f64.
 pub fn uniform(shape: &[usize], seed: u64, scale: f64) -> Tensor {
     let n: usize = shape.iter().product();

@@ -1,6 +1,7 @@
 //! `cargo xtask reproduce`: the study end to end. Reads a preset (`presets/<name>.toml`),
-//! prints the plan with a cost estimate, builds `rtb` in release (with `--features cuda` for
-//! `--device cuda`), fetches the frost textures if a corruption needs them, runs one `rtb`
+//! builds `rtb` in release (with `--features cuda` for `--device cuda`), prints the plan with
+//! a cost estimate (architecture costs come from `rtb arch macs`, i.e. rtb-models' registry;
+//! split sizes from the preset's data), fetches the frost textures if a corruption needs them, runs one `rtb`
 //! process per step through rtb-study's orchestrator (data, backbones, cells, report;
 //! finished steps are skipped, crashed ones resume from their checkpoints), and ends with a
 //! summary.
@@ -9,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use rtb_study::weights::DatasetsManifest;
 use rtb_study::{
-    DeviceKind, Event, Filter, Invocation, Layout, Orchestrator, Outcome, Plan, Preset, Schedule,
-    Shard, Step, estimate, format_seconds,
+    ArchCosts, CachedCosts, DeviceKind, Event, Filter, Invocation, Layout, Orchestrator, Outcome,
+    Plan, Preset, Schedule, Shard, Step, StudyError, estimate, format_seconds,
 };
 
 use crate::process::{cargo, exec};
@@ -74,9 +76,57 @@ pub fn preset_path(root: &Path, preset: &str) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Architecture costs from rtb-models' registry, asked of the `rtb` binary (xtask links no
+/// model code): `rtb arch macs --arch A --size N --json`.
+#[derive(Debug)]
+pub struct RtbArchCosts {
+    rtb: PathBuf,
+}
+
+impl ArchCosts for RtbArchCosts {
+    fn forward_macs(&self, arch: &toml::Value, size: usize) -> Result<f64, StudyError> {
+        let invalid = |message: String| StudyError::Invalid {
+            what: format!("arch {arch}"),
+            message,
+        };
+        let arch_arg = match arch {
+            toml::Value::String(name) => name.clone(),
+            other => serde_json::to_string(other).map_err(|e| invalid(e.to_string()))?,
+        };
+        let output = std::process::Command::new(&self.rtb)
+            .args(["arch", "macs", "--json", "--size", &size.to_string(), "--arch"])
+            .arg(&arch_arg)
+            .output()
+            .map_err(|e| invalid(format!("cannot run {}: {e}", self.rtb.display())))?;
+        if !output.status.success() {
+            return Err(invalid(
+                String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            ));
+        }
+        let value: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .map_err(|e| invalid(format!("rtb arch macs printed no JSON: {e}")))?;
+        value
+            .get("macs")
+            .and_then(serde_json::Value::as_f64)
+            .ok_or_else(|| invalid("rtb arch macs printed no \"macs\"".into()))
+    }
+}
+
+/// The datasets manifest next to the presets.
+fn datasets_manifest(root: &Path) -> anyhow::Result<DatasetsManifest> {
+    Ok(DatasetsManifest::load(
+        &root.join("presets").join("datasets.toml"),
+    )?)
+}
+
 /// The plan as text: one line per step with its estimate, and the total.
-pub fn describe(plan: &Plan, device: DeviceKind) -> anyhow::Result<String> {
-    let costs = estimate(plan, device)?;
+pub fn describe(
+    plan: &Plan,
+    device: DeviceKind,
+    costs: &dyn ArchCosts,
+    datasets: &DatasetsManifest,
+) -> anyhow::Result<String> {
+    let costs = estimate(plan, device, costs, datasets)?;
     let mut text = format!(
         "preset {} ({}), schedule {}, device {}: {} steps, {} cells\n",
         plan.preset.name,
@@ -174,14 +224,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     };
     let filter = args.only.clone().unwrap_or_default();
     let plan = Plan::new(&preset, args.schedule, &filter, args.shard)?;
-    eprint!("{}", describe(&plan, args.device)?);
-    if args.dry_run {
-        return Ok(());
-    }
+    // The estimate asks `rtb` for the architectures' costs, so it is built first (a no-op
+    // when it is up to date).
     let rtb = match &args.rtb {
         Some(path) => absolute(path)?,
         None => build_rtb(&root, args.device)?,
     };
+    let costs = CachedCosts::new(RtbArchCosts { rtb: rtb.clone() });
+    eprint!(
+        "{}",
+        describe(&plan, args.device, &costs, &datasets_manifest(&root)?)?
+    );
+    if args.dry_run {
+        return Ok(());
+    }
     if needs_frost(&preset)
         && !rtb_fetch::frost_dir().is_some_and(|dir| dir.join("frost1.png").is_file())
     {
@@ -275,14 +331,25 @@ pub fn run_plan(orchestrator: &Orchestrator, plan: &Plan) -> anyhow::Result<rtb_
 mod tests {
     use super::*;
 
+    /// A stand-in for the registry: the real costs are checked where rtb-models is linked
+    /// (rtb-cli's tests cost every shipped preset's architectures).
+    struct Flat;
+
+    impl ArchCosts for Flat {
+        fn forward_macs(&self, _: &toml::Value, size: usize) -> Result<f64, StudyError> {
+            Ok(1e5 * (size * size) as f64)
+        }
+    }
+
     #[test]
     fn shipped_presets_parse_and_plan() {
         let root = crate::project_root();
+        let datasets = datasets_manifest(&root).unwrap();
         for name in ["tiny", "mini", "paper"] {
             let path = preset_path(&root, name).unwrap();
             let preset = Preset::load(&path).unwrap();
             let plan = Plan::new(&preset, Schedule::Paper, &Filter::default(), None).unwrap();
-            let text = describe(&plan, DeviceKind::Cpu).unwrap();
+            let text = describe(&plan, DeviceKind::Cpu, &Flat, &datasets).unwrap();
             assert!(text.contains("estimated total"), "{text}");
             assert_eq!(plan.steps.first(), Some(&Step::Data));
             assert_eq!(plan.steps.last(), Some(&Step::Report));

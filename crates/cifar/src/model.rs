@@ -15,6 +15,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Init, VarMap};
 use rtb_models::init::{draw, trainable_builder};
 use rtb_models::{ArchConfig, Backbone, Freeze, Mode};
+use rtb_nn::optim::ParamRole;
 use rtb_results::Regime;
 use rtb_train::seed::{Stream, derive_seed};
 
@@ -41,7 +42,7 @@ pub struct Classifier {
 fn backbone_weights(arch: &ArchConfig, path: &Path) -> Result<BTreeMap<String, Tensor>> {
     let canonical = rtb_models::read_canonical(arch, path, None)?;
     let mut tensors = canonical.tensors;
-    let weight_key = arch.classifier_key();
+    let weight_key = arch.classifier_key()?;
     let bias_key = weight_key.replace("weight", "bias");
     tensors.remove(weight_key);
     tensors.remove(&bias_key);
@@ -62,7 +63,7 @@ impl Classifier {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let arch = arch.with_num_classes(None);
+        let arch = arch.with_num_classes(None)?;
         let tensors = match weights {
             Some(path) => Some(backbone_weights(&arch, path)?),
             None => None,
@@ -187,16 +188,30 @@ impl Classifier {
     /// What the optimizer trains: the head (fixed) or the backbone's trainable variables and
     /// the head (full).
     pub fn trainable_vars(&self) -> Vec<(String, Var)> {
-        let mut vars: Vec<(String, Var)> = match self.regime {
+        self.trainable_roles()
+            .into_iter()
+            .map(|(name, var, _)| (name, var))
+            .collect()
+    }
+
+    /// [`trainable_vars`](Self::trainable_vars) with each one's optimizer role (the
+    /// backbone's parameter kinds; the head is a weight and a bias).
+    pub fn trainable_roles(&self) -> Vec<(String, Var, Option<ParamRole>)> {
+        let mut vars: Vec<(String, Var, Option<ParamRole>)> = match self.regime {
             Regime::Fixed => Vec::new(),
             Regime::Full => self
                 .backbone
-                .trainable_vars()
+                .trainable_roles()
                 .into_iter()
-                .map(|(name, var)| (format!("{BACKBONE_PREFIX}{name}"), var))
+                .map(|(name, var, role)| (format!("{BACKBONE_PREFIX}{name}"), var, Some(role)))
                 .collect(),
         };
-        vars.extend(self.head_vars());
+        vars.push((
+            HEAD_WEIGHT.into(),
+            self.head_weight.clone(),
+            Some(ParamRole::Weight),
+        ));
+        vars.push((HEAD_BIAS.into(), self.head_bias.clone(), Some(ParamRole::Bias)));
         vars
     }
 

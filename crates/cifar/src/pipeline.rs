@@ -212,7 +212,8 @@ pub fn evaluate(
             path: run.root().join(rtb_train::CHECKPOINT_DIR),
             hint: "the run has no checkpoint: train it first (rtb train cifar)".into(),
         })?;
-    let checkpoint = Checkpointer::load(&record.path, &cfg.device.device()?)?;
+    // The task's device: one device per process.
+    let checkpoint = Checkpointer::load(&record.path, task.device())?;
     task.load_state_tensors(&checkpoint.model)?;
     let mut metrics = evaluate_task(&task, &cfg, &Arc::new(test), observer)?;
     metrics

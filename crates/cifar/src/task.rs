@@ -147,6 +147,11 @@ impl CifarTask {
         &self.model
     }
 
+    /// The device the model and its inputs live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     fn inputs(&self, images: &Tensor) -> Result<Tensor> {
         to_model_input(images, self.image_size, &self.device, self.dtype)
     }
@@ -212,6 +217,10 @@ impl TrainTask for CifarTask {
 
     fn trainable_vars(&self) -> Vec<(String, Var)> {
         self.model.trainable_vars()
+    }
+
+    fn trainable_roles(&self) -> Vec<(String, Var, Option<rtb_nn::optim::ParamRole>)> {
+        self.model.trainable_roles()
     }
 
     fn state_tensors(&self) -> rtb_train::Result<BTreeMap<String, Tensor>> {

@@ -40,7 +40,11 @@ enum Command {
     Synth(cmd::synth::Args),
     /// Show the build (features, devices) and where rtb keeps its cache and assets.
     Env(cmd::env::Args),
-    /// Run a backbone (ResNet, Swin) on a safetensors batch and save C2..C5 / logits.
+    /// The registered backbone architectures: list them, show a config, count its cost.
+    #[command(subcommand)]
+    Arch(cmd::arch::Args),
+    /// Run a backbone (any registered architecture) on a safetensors batch and save C2..C5 /
+    /// logits.
     Forward(cmd::forward::Args),
     /// Train one cell (task × backbone × regime) into a run directory; resumes from its
     /// checkpoint.
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::AdeEval(args) => cmd::ade_eval::run(args),
+        Command::Arch(args) => cmd::arch::run(args),
         Command::CocoEval(args) => cmd::coco_eval::run(args),
         Command::Corrupt(args) => cmd::corrupt::run(args),
         Command::Env(args) => cmd::env::run(args),

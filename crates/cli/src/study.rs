@@ -48,16 +48,18 @@ impl StepArgs {
 
 /// The architecture a preset's `arch` value names (a name, or a table of `ArchConfig`).
 pub fn arch_of(value: &toml::Value, what: &str) -> anyhow::Result<ArchConfig> {
-    match value {
+    let arch = match value {
         toml::Value::String(name) => ArchConfig::from_name(name).with_context(|| {
             format!(
-                "{what}: unknown architecture {name:?}; known: {}",
-                rtb_models::ARCH_NAMES.join(", ")
+                "{what}: unknown architecture {name:?}; registered: {}",
+                rtb_models::registry::preset_names().join(", ")
             )
-        }),
-        other => serde_json::from_value(serde_json::to_value(other)?)
-            .with_context(|| format!("{what}: not an rtb-models architecture config")),
-    }
+        })?,
+        other => serde_json::from_value::<ArchConfig>(serde_json::to_value(other)?)
+            .with_context(|| format!("{what}: not an rtb-models architecture config"))?,
+    };
+    arch.check().with_context(|| what.to_string())?;
+    Ok(arch)
 }
 
 /// rtb-train's engine config from a preset's `engine` table and the epoch count.

@@ -1,5 +1,5 @@
 //! Choosing an architecture by name or by a serialisable config, and building it from a
-//! weights file.
+//! weights file. Every family comes from the [`registry`](crate::registry).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -9,64 +9,126 @@ use candle_nn::VarBuilder;
 
 use crate::backbone::Backbone;
 use crate::error::{ModelError, Result};
-use crate::resnet::{ResNet, ResNetConfig};
-use crate::swin::{Swin, SwinConfig};
-use crate::weights::{self, Canonical, Family};
+use crate::registry::{self, Architecture};
+use crate::weights::{self, Canonical};
 
-/// An architecture with its configuration; serialises as JSON like
-/// `{"family": "resnet", "block": "bottleneck", "depths": [3, 4, 6, 3], …}` or
-/// `{"family": "swin", "embed_dim": 96, …}` (every config field spelled out).
+/// An architecture with its configuration: a registered family and that family's config.
+/// Serialises as one flat JSON / TOML table, `{"family": "resnet", "block": "bottleneck",
+/// "depths": [3, 4, 6, 3], …}` (every config field spelled out).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "family", rename_all = "snake_case")]
-pub enum ArchConfig {
-    /// A ResNet.
-    Resnet(ResNetConfig),
-    /// A Swin Transformer.
-    Swin(SwinConfig),
+pub struct ArchConfig {
+    family: String,
+    #[serde(flatten)]
+    config: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Names accepted by [`ArchConfig::from_name`].
-pub const ARCH_NAMES: [&str; 8] = [
-    "resnet50",
-    "resnet18",
-    "resnet_mini",
-    "resnet_tiny",
-    "swin_t",
-    "swin_t_dense",
-    "swin_mini",
-    "swin_tiny",
-];
-
 impl ArchConfig {
-    /// A named preset (see [`ARCH_NAMES`]).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "resnet50" => Self::Resnet(ResNetConfig::resnet50()),
-            "resnet18" => Self::Resnet(ResNetConfig::resnet18()),
-            "resnet_mini" => Self::Resnet(ResNetConfig::mini()),
-            "resnet_tiny" => Self::Resnet(ResNetConfig::tiny()),
-            "swin_t" => Self::Swin(SwinConfig::swin_t()),
-            "swin_t_dense" => Self::Swin(SwinConfig::swin_t_dense()),
-            "swin_mini" => Self::Swin(SwinConfig::mini()),
-            "swin_tiny" => Self::Swin(SwinConfig::tiny()),
-            _ => return None,
+    /// The config of a registered family, checked against that family's config type.
+    pub fn new(family: &str, config: serde_json::Value) -> Result<Self> {
+        registry::validate(family, &config)?;
+        let serde_json::Value::Object(config) = config else {
+            return Err(ModelError::Arch {
+                family: family.to_string(),
+                message: "a config must serialise as a table of fields".into(),
+            });
+        };
+        Ok(Self {
+            family: family.to_string(),
+            config,
         })
     }
 
-    /// The architecture family.
-    pub fn family(&self) -> Family {
-        match self {
-            Self::Resnet(_) => Family::ResNet,
-            Self::Swin(_) => Family::Swin,
+    /// The config of architecture `A` (registered or not yet: it is checked when built).
+    pub fn of<A: Architecture>(architecture: &A, config: &A::Config) -> Result<Self> {
+        let value = serde_json::to_value(config).map_err(|e| ModelError::Arch {
+            family: architecture.family().to_string(),
+            message: format!("config does not serialise: {e}"),
+        })?;
+        let serde_json::Value::Object(config) = value else {
+            return Err(ModelError::Arch {
+                family: architecture.family().to_string(),
+                message: "a config must serialise as a table of fields".into(),
+            });
+        };
+        Ok(Self {
+            family: architecture.family().to_string(),
+            config,
+        })
+    }
+
+    /// A registered preset (`resnet50`, `swin_t`, …; see [`registry::preset_names`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        let (family, config) = registry::preset(name)?;
+        match config {
+            serde_json::Value::Object(config) => Some(Self {
+                family: family.to_string(),
+                config,
+            }),
+            _ => None,
         }
+    }
+
+    /// A preset name, or the path of a JSON file holding an architecture config. `what`
+    /// names the argument or field in errors.
+    pub fn resolve(name_or_path: &str) -> Result<Self> {
+        if let Some(config) = Self::from_name(name_or_path) {
+            return Ok(config);
+        }
+        let path = Path::new(name_or_path);
+        if path.is_file() {
+            let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let config: Self = serde_json::from_str(&text).map_err(|e| ModelError::Format {
+                path: path.to_path_buf(),
+                message: format!("not an architecture config: {e}"),
+            })?;
+            config.check()?;
+            return Ok(config);
+        }
+        Err(ModelError::Arch {
+            family: name_or_path.to_string(),
+            message: format!(
+                "neither a registered architecture ({}) nor a JSON config file",
+                registry::preset_names().join(", ")
+            ),
+        })
+    }
+
+    /// Checks that the family is registered and the config fits it (configs read with
+    /// serde are checked here, not at deserialisation).
+    pub fn check(&self) -> Result<()> {
+        registry::validate(&self.family, &self.config_value())
+    }
+
+    /// The architecture family (`resnet`, `swin`, `convnext`, …).
+    pub fn family(&self) -> &str {
+        &self.family
+    }
+
+    /// The family's config as JSON (without the `family` key).
+    pub fn config_value(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.config.clone())
+    }
+
+    /// The family's config as its typed struct, for architecture `A`.
+    pub fn typed<A: Architecture>(&self, architecture: &A) -> Result<A::Config> {
+        if self.family != architecture.family() {
+            return Err(ModelError::Arch {
+                family: self.family.clone(),
+                message: format!("not a {} config", architecture.family()),
+            });
+        }
+        serde_json::from_value(self.config_value()).map_err(|e| ModelError::Arch {
+            family: self.family.clone(),
+            message: format!("not a {} config: {e}", self.family),
+        })
     }
 
     /// Builds the model from a `VarBuilder`.
     pub fn build(&self, vb: &VarBuilder<'_>) -> Result<Box<dyn Backbone>> {
-        Ok(match self {
-            Self::Resnet(cfg) => Box::new(ResNet::new(cfg, vb)?),
-            Self::Swin(cfg) => Box::new(Swin::new(cfg, vb)?),
-        })
+        registry::build(&self.family, &self.config_value(), vb)
     }
 
     /// Every key and shape the model needs.
@@ -74,64 +136,58 @@ impl ArchConfig {
         weights::expected_keys(|vb| self.build(vb).map(|_| ()))
     }
 
-    /// The number of classes of the classifier.
+    /// The number of classes of the classifier (`None` also for an unregistered family).
     pub fn num_classes(&self) -> Option<usize> {
-        match self {
-            Self::Resnet(cfg) => cfg.num_classes,
-            Self::Swin(cfg) => cfg.num_classes,
-        }
+        registry::num_classes(&self.family, &self.config_value())
+            .ok()
+            .flatten()
     }
 
     /// The same architecture with (`Some`) or without (`None`) a classifier.
-    pub fn with_num_classes(&self, num_classes: Option<usize>) -> Self {
-        let mut out = self.clone();
-        match &mut out {
-            Self::Resnet(cfg) => cfg.num_classes = num_classes,
-            Self::Swin(cfg) => {
-                cfg.num_classes = num_classes;
-                if num_classes.is_some() {
-                    cfg.final_norm = true;
-                }
-            }
-        }
-        out
+    pub fn with_num_classes(&self, num_classes: Option<usize>) -> Result<Self> {
+        let value = registry::with_num_classes(&self.family, &self.config_value(), num_classes)?;
+        Self::new(&self.family, value)
     }
-}
 
-impl ArchConfig {
+    /// Multiply-accumulates of one `height × width` forward pass (no task head).
+    pub fn forward_macs(&self, height: usize, width: usize) -> Result<f64> {
+        registry::forward_macs(&self.family, &self.config_value(), height, width)
+    }
+
     /// The key of the classifier weight in the canonical layout.
-    pub fn classifier_key(&self) -> &'static str {
-        match self {
-            Self::Resnet(_) => "fc.weight",
-            Self::Swin(_) => "head.fc.weight",
-        }
+    pub fn classifier_key(&self) -> Result<&'static str> {
+        registry::classifier_key(&self.family)
     }
 
     /// The same architecture with the classifier that `tensors` (canonical) carry: as many
     /// classes as their classifier weight has rows, or none when they have no classifier.
-    pub fn with_classifier_of(&self, tensors: &BTreeMap<String, Tensor>) -> Self {
+    pub fn with_classifier_of(&self, tensors: &BTreeMap<String, Tensor>) -> Result<Self> {
         let classes = tensors
-            .get(self.classifier_key())
+            .get(self.classifier_key()?)
             .and_then(|w| w.dims().first().copied());
         self.with_num_classes(classes)
     }
 }
 
+impl std::fmt::Display for ArchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let json = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&json)
+    }
+}
+
 /// Reads a weights file in any known layout and converts it to the canonical layout of
-/// `arch`'s family (an error when the file holds the other family).
+/// `arch`'s family (an error when the file holds another family).
 pub fn read_canonical(arch: &ArchConfig, path: &Path, key: Option<&str>) -> Result<Canonical> {
     let file = weights::read_weights(path, key)?;
     let source = path.display().to_string();
     let canonical = weights::canonicalize(&source, file.tensors)?;
-    if canonical.layout.family() != arch.family() {
+    if canonical.layout.family != arch.family() {
         return Err(ModelError::Unsupported {
             model: "weights",
             message: format!(
-                "{source} holds a {} ({}), not a {:?}",
-                match canonical.layout.family() {
-                    Family::ResNet => "ResNet",
-                    Family::Swin => "Swin",
-                },
+                "{source} holds a {} ({}), not a {}",
+                canonical.layout.family,
                 canonical.layout,
                 arch.family()
             ),
@@ -153,7 +209,7 @@ pub fn check_state_dict(
     } else {
         Err(ModelError::Keys {
             source_name: source.to_string(),
-            arch: format!("{arch:?}"),
+            arch: arch.to_string(),
             report: Box::new(report),
         })
     }
@@ -191,3 +247,19 @@ pub fn load_backbone(
         device,
     )
 }
+
+/// Built-in configs convert without a round trip through a preset name.
+macro_rules! from_builtin {
+    ($config:ty, $arch:expr) => {
+        impl From<$config> for ArchConfig {
+            fn from(config: $config) -> Self {
+                // The built-in configs are plain structs of numbers, enums and bools: they
+                // always serialise to a table.
+                Self::of(&$arch, &config).expect("built-in configs serialise to a table")
+            }
+        }
+    };
+}
+
+from_builtin!(crate::resnet::ResNetConfig, crate::resnet::ResNetArch);
+from_builtin!(crate::swin::SwinConfig, crate::swin::SwinArch);

@@ -9,6 +9,7 @@
 //! eval mode (running statistics frozen, affine parameters of unfrozen stages still train).
 
 use candle_core::{Tensor, Var};
+use rtb_nn::optim::ParamRole;
 
 use crate::error::Result;
 
@@ -155,6 +156,17 @@ impl ParamKind {
     pub fn is_trainable(&self) -> bool {
         !matches!(self, ParamKind::RunningMean | ParamKind::RunningVar)
     }
+
+    /// How optimizers group it (`None` for buffers, which they never see).
+    pub fn role(&self) -> Option<ParamRole> {
+        Some(match self {
+            ParamKind::Weight => ParamRole::Weight,
+            ParamKind::Bias => ParamRole::Bias,
+            ParamKind::NormWeight | ParamKind::NormBias => ParamRole::Norm,
+            ParamKind::PositionTable => ParamRole::Table,
+            ParamKind::RunningMean | ParamKind::RunningVar => return None,
+        })
+    }
 }
 
 /// One named tensor of a backbone.
@@ -253,12 +265,24 @@ pub trait Backbone: std::fmt::Debug + Send + Sync {
     /// canonical keys: trainable kinds outside frozen groups that are `Var`s (a model built
     /// from plain tensors has none).
     fn trainable_vars(&self) -> Vec<(String, Var)> {
+        self.trainable_roles()
+            .into_iter()
+            .map(|(name, var, _)| (name, var))
+            .collect()
+    }
+
+    /// [`trainable_vars`](Backbone::trainable_vars) with each one's optimizer role (from its
+    /// [`ParamKind`], so parameter groups never guess norms from names).
+    fn trainable_roles(&self) -> Vec<(String, Var, ParamRole)> {
         let freeze = self.freeze();
         self.parameters()
             .into_iter()
             .filter(|p| p.kind.is_trainable() && !freeze.group_frozen(p.group))
             .filter(|p| p.tensor.is_variable())
-            .filter_map(|p| Var::from_tensor(&p.tensor).ok().map(|v| (p.name, v)))
+            .filter_map(|p| {
+                let role = p.kind.role()?;
+                Var::from_tensor(&p.tensor).ok().map(|v| (p.name, v, role))
+            })
             .collect()
     }
 }

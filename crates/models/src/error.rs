@@ -130,6 +130,15 @@ pub enum ModelError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An architecture family that is not registered, or a config that does not fit its
+    /// family.
+    #[error("architecture {family}: {message}")]
+    Arch {
+        /// The family (or the name that was looked up).
+        family: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

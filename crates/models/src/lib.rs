@@ -9,6 +9,9 @@
 //!   bottleneck blocks, any depths and widths) and [`swin::Swin`] (timm ≥ 0.9 Swin-T; timm's
 //!   or mmdetection's window rule; optional dense-task output norms). Configs have named
 //!   presets and serialise to JSON ([`ArchConfig`]).
+//! - [`registry`]: the one list of architecture families ([`Architecture`]: presets,
+//!   constructor, weight layouts, forward cost). Everything that names, builds, imports or
+//!   costs an architecture reads it; [`registry::register`] adds your own.
 //! - [`weights`]: safetensors and PyTorch `.pth` (zip and legacy pre-1.6 format) reading,
 //!   layout detection (timm, torchvision, Microsoft Swin, transformers Swin), conversion to
 //!   the canonical timm names, and key checks that list every missing, unexpected and
@@ -44,16 +47,16 @@ pub mod backbone;
 pub mod error;
 pub mod init;
 mod layers;
+pub mod registry;
 pub mod resnet;
 pub mod swin;
 pub mod weights;
 
-pub use arch::{
-    ARCH_NAMES, ArchConfig, check_state_dict, from_state_dict, load_backbone, read_canonical,
-};
+pub use arch::{ArchConfig, check_state_dict, from_state_dict, load_backbone, read_canonical};
 pub use backbone::{
     Backbone, BackboneOutput, Features, Freeze, FreezeGroup, Mode, ParamKind, Parameter,
 };
 pub use error::{KeyReport, ModelError, Result, ShapeMismatch};
-pub use resnet::{BlockKind, ResNet, ResNetConfig};
-pub use swin::{Swin, SwinConfig, WindowRule};
+pub use registry::{Architecture, WeightLayout};
+pub use resnet::{BlockKind, ResNet, ResNetArch, ResNetConfig};
+pub use swin::{Swin, SwinArch, SwinConfig, WindowRule};

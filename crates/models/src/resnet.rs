@@ -406,3 +406,103 @@ impl Backbone for ResNet {
         self.freeze = freeze;
     }
 }
+
+impl ResNetConfig {
+    /// Multiply-accumulates of one `height × width` forward pass through the convolutions
+    /// (stem, blocks, shortcuts; no classifier).
+    pub fn forward_macs(&self, height: usize, width: usize) -> f64 {
+        let conv = |k: usize, cin: usize, cout: usize, hw: f64| (k * k * cin * cout) as f64 * hw;
+        let bottleneck = self.block == BlockKind::Bottleneck;
+        let expansion = self.block.expansion();
+        // Output side of a stride-2 convolution or pool with "same" padding.
+        let half = |side: f64| (side / 2.0).ceil();
+        let (mut h, mut w) = (half(height as f64), half(width as f64));
+        let mut macs = conv(7, self.in_channels, self.stem_width, h * w);
+        (h, w) = (half(h), half(w));
+        let mut cin = self.stem_width;
+        for stage in 0..4 {
+            // The first 1×1 convolution of a bottleneck runs before the strided 3×3.
+            let input_hw = h * w;
+            if stage > 0 {
+                (h, w) = (half(h), half(w));
+            }
+            let hw = h * w;
+            let width = self.widths[stage];
+            let cout = width * expansion;
+            for block in 0..self.depths[stage] {
+                let input = if block == 0 { cin } else { cout };
+                let first_hw = if block == 0 { input_hw } else { hw };
+                macs += if bottleneck {
+                    conv(1, input, width, first_hw)
+                        + conv(3, width, width, hw)
+                        + conv(1, width, cout, hw)
+                } else {
+                    conv(3, input, width, hw) + conv(3, width, cout, hw)
+                };
+                if block == 0 && (input != cout || stage > 0) {
+                    macs += conv(1, input, cout, hw);
+                }
+            }
+            cin = cout;
+        }
+        macs
+    }
+}
+
+/// The ResNet family in the [registry](crate::registry): presets `resnet50`, `resnet18`,
+/// `resnet_mini`, `resnet_tiny`; torchvision / timm keys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResNetArch;
+
+impl crate::registry::Architecture for ResNetArch {
+    type Config = ResNetConfig;
+
+    fn family(&self) -> &'static str {
+        "resnet"
+    }
+
+    fn description(&self) -> &'static str {
+        "ResNet (torchvision / timm, stride on the 3x3 convolution), basic or bottleneck blocks"
+    }
+
+    fn presets(&self) -> Vec<(&'static str, ResNetConfig)> {
+        vec![
+            ("resnet50", ResNetConfig::resnet50()),
+            ("resnet18", ResNetConfig::resnet18()),
+            ("resnet_mini", ResNetConfig::mini()),
+            ("resnet_tiny", ResNetConfig::tiny()),
+        ]
+    }
+
+    fn build(&self, cfg: &ResNetConfig, vb: &VarBuilder<'_>) -> Result<Box<dyn Backbone>> {
+        Ok(Box::new(ResNet::new(cfg, vb)?))
+    }
+
+    fn num_classes(&self, cfg: &ResNetConfig) -> Option<usize> {
+        cfg.num_classes
+    }
+
+    fn with_num_classes(&self, cfg: &ResNetConfig, num_classes: Option<usize>) -> ResNetConfig {
+        ResNetConfig {
+            num_classes,
+            ..cfg.clone()
+        }
+    }
+
+    fn classifier_key(&self) -> &'static str {
+        "fc.weight"
+    }
+
+    fn layouts(&self) -> Vec<crate::registry::WeightLayout> {
+        vec![crate::registry::WeightLayout {
+            name: "torchvision_resnet",
+            description: "ResNet, torchvision/timm names",
+            detect: crate::weights::is_torchvision_resnet,
+            convert: crate::registry::identity,
+        }]
+    }
+
+    fn forward_macs(&self, cfg: &ResNetConfig, height: usize, width: usize) -> f64 {
+        cfg.forward_macs(height, width)
+    }
+}

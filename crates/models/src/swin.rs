@@ -933,3 +933,110 @@ mod tests {
         }
     }
 }
+
+impl SwinConfig {
+    /// Multiply-accumulates of one `height × width` forward pass: patch embedding, patch
+    /// merging, the qkv / projection / MLP products and the two attention products over each
+    /// window (no classifier).
+    pub fn forward_macs(&self, height: usize, width: usize) -> f64 {
+        let patch = self.patch_size.max(1);
+        let (mut h, mut w) = (
+            height.div_ceil(patch).max(1) as f64,
+            width.div_ceil(patch).max(1) as f64,
+        );
+        let mut macs =
+            (patch * patch * self.in_channels * self.embed_dim) as f64 * h * w;
+        let mut dim = self.embed_dim as f64;
+        for (stage, depth) in self.depths.iter().enumerate() {
+            if stage > 0 {
+                (h, w) = ((h / 2.0).ceil(), (w / 2.0).ceil());
+                // Patch merging: 4C → 2C on the merged tokens.
+                macs += h * w * 4.0 * (dim / 2.0) * dim;
+            }
+            let tokens = h * w;
+            let window = (self.window_size as f64).min(h) * (self.window_size as f64).min(w);
+            let block = tokens * (4.0 * dim * dim + 2.0 * window * dim)
+                + tokens * 2.0 * self.mlp_ratio * dim * dim;
+            macs += block * *depth as f64;
+            dim *= 2.0;
+        }
+        macs
+    }
+}
+
+/// The Swin family in the [registry](crate::registry): presets `swin_t`, `swin_t_dense`,
+/// `swin_mini`, `swin_tiny`; timm ≥ 0.9 keys, Microsoft's release and transformers imported.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SwinArch;
+
+impl crate::registry::Architecture for SwinArch {
+    type Config = SwinConfig;
+
+    fn family(&self) -> &'static str {
+        "swin"
+    }
+
+    fn description(&self) -> &'static str {
+        "Swin Transformer (timm >= 0.9), timm's or mmdetection's window rule"
+    }
+
+    fn presets(&self) -> Vec<(&'static str, SwinConfig)> {
+        vec![
+            ("swin_t", SwinConfig::swin_t()),
+            ("swin_t_dense", SwinConfig::swin_t_dense()),
+            ("swin_mini", SwinConfig::mini()),
+            ("swin_tiny", SwinConfig::tiny()),
+        ]
+    }
+
+    fn build(&self, cfg: &SwinConfig, vb: &VarBuilder<'_>) -> Result<Box<dyn Backbone>> {
+        Ok(Box::new(Swin::new(cfg, vb)?))
+    }
+
+    fn num_classes(&self, cfg: &SwinConfig) -> Option<usize> {
+        cfg.num_classes
+    }
+
+    fn with_num_classes(&self, cfg: &SwinConfig, num_classes: Option<usize>) -> SwinConfig {
+        let mut out = cfg.clone();
+        out.num_classes = num_classes;
+        // timm's classifier reads the final norm's output.
+        if num_classes.is_some() {
+            out.final_norm = true;
+        }
+        out
+    }
+
+    fn classifier_key(&self) -> &'static str {
+        "head.fc.weight"
+    }
+
+    fn layouts(&self) -> Vec<crate::registry::WeightLayout> {
+        use crate::registry::{WeightLayout, identity};
+        use crate::weights;
+        vec![
+            WeightLayout {
+                name: "timm_swin",
+                description: "Swin, timm >= 0.9 names",
+                detect: weights::is_timm_swin,
+                convert: identity,
+            },
+            WeightLayout {
+                name: "microsoft_swin",
+                description: "Swin, original Microsoft checkpoint (timm < 0.9) names",
+                detect: weights::is_microsoft_swin,
+                convert: weights::microsoft_swin_to_timm,
+            },
+            WeightLayout {
+                name: "transformers_swin",
+                description: "Swin, Hugging Face transformers names",
+                detect: weights::is_transformers_swin,
+                convert: weights::transformers_to_timm,
+            },
+        ]
+    }
+
+    fn forward_macs(&self, cfg: &SwinConfig, height: usize, width: usize) -> f64 {
+        cfg.forward_macs(height, width)
+    }
+}

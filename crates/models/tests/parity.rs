@@ -38,11 +38,11 @@ fn check(
 }
 
 fn resnet_tiny() -> ArchConfig {
-    ArchConfig::Resnet(ResNetConfig::tiny())
+    ArchConfig::from(ResNetConfig::tiny())
 }
 
 fn swin_tiny() -> ArchConfig {
-    ArchConfig::Swin(SwinConfig::tiny())
+    ArchConfig::from(SwinConfig::tiny())
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn swin_dense_rule_matches_transformers_backbone() {
     // transformers' SwinBackbone keeps the shift and the window at every size (pad, then
     // roll), as mmdetection's Swin does; its stage norms are our output norms. 128×160 pads
     // every stage; 96×224's last stage (3×7) fits in one window along H.
-    let arch = ArchConfig::Swin(SwinConfig::tiny().into_dense(0.0));
+    let arch = ArchConfig::from(SwinConfig::tiny().into_dense(0.0));
     let model = load_backbone(
         &arch,
         &golden("swin_tiny_backbone_transformers.safetensors"),

@@ -78,7 +78,7 @@ fn check_train_step(arch: &ArchConfig, weights: &str, golden_file: &str) {
 #[test]
 fn resnet_train_step_matches_pytorch() {
     check_train_step(
-        &ArchConfig::Resnet(ResNetConfig::tiny()),
+        &ArchConfig::from(ResNetConfig::tiny()),
         "resnet_tiny.safetensors",
         "resnet_tiny_golden.safetensors",
     );
@@ -87,7 +87,7 @@ fn resnet_train_step_matches_pytorch() {
 #[test]
 fn swin_train_step_matches_pytorch() {
     check_train_step(
-        &ArchConfig::Swin(SwinConfig::tiny()),
+        &ArchConfig::from(SwinConfig::tiny()),
         "swin_tiny.safetensors",
         "swin_tiny_golden.safetensors",
     );
@@ -186,7 +186,7 @@ fn swin_input() -> Tensor {
 
 #[test]
 fn resnet_freezing_follows_mmdetection() {
-    let arch = ArchConfig::Resnet(ResNetConfig::tiny());
+    let arch = ArchConfig::from(ResNetConfig::tiny());
     for freeze in [
         Freeze::none(),
         Freeze::mmdet_resnet(),
@@ -207,7 +207,7 @@ fn resnet_freezing_follows_mmdetection() {
 
 #[test]
 fn swin_freezing_follows_mmdetection() {
-    let arch = ArchConfig::Swin(SwinConfig::tiny());
+    let arch = ArchConfig::from(SwinConfig::tiny());
     for freeze in [
         Freeze::none(),
         Freeze {
@@ -219,7 +219,7 @@ fn swin_freezing_follows_mmdetection() {
         check_freeze(&arch, "swin_tiny.safetensors", &swin_input(), freeze);
     }
     // The dense configuration: output norms train with their stage.
-    let dense = ArchConfig::Swin(SwinConfig::tiny().into_dense(0.1));
+    let dense = ArchConfig::from(SwinConfig::tiny().into_dense(0.1));
     let canonical = read_canonical(
         &dense,
         &golden("swin_tiny_backbone_transformers.safetensors"),
@@ -257,12 +257,12 @@ fn swin_freezing_follows_mmdetection() {
 fn fully_frozen_backbone_records_no_graph() {
     for (arch, weights, input) in [
         (
-            ArchConfig::Resnet(ResNetConfig::tiny()),
+            ArchConfig::from(ResNetConfig::tiny()),
             "resnet_tiny.safetensors",
             resnet_input(),
         ),
         (
-            ArchConfig::Swin(SwinConfig::tiny()),
+            ArchConfig::from(SwinConfig::tiny()),
             "swin_tiny.safetensors",
             swin_input(),
         ),
@@ -288,7 +288,7 @@ fn fully_frozen_backbone_records_no_graph() {
 
 #[test]
 fn drop_path_is_seeded_and_off_in_eval() {
-    let arch = ArchConfig::Swin(SwinConfig {
+    let arch = ArchConfig::from(SwinConfig {
         drop_path_rate: 0.5,
         ..SwinConfig::tiny()
     });
@@ -303,7 +303,7 @@ fn drop_path_is_seeded_and_off_in_eval() {
         common::relative_error(&a, &c) > 1e-3,
         "different seeds drew the same masks"
     );
-    let plain = ArchConfig::Swin(SwinConfig::tiny());
+    let plain = ArchConfig::from(SwinConfig::tiny());
     let (_v, reference) = trainable(&plain, "swin_tiny.safetensors");
     let eval = model.forward(&input, Mode::Eval).unwrap().logits.unwrap();
     let expected = reference
@@ -415,13 +415,13 @@ fn gradcheck_resnet_blocks() {
     };
     // ReLU and max-pool kinks: a small step and few pixels keep steps from crossing one.
     gradcheck_model(
-        &ArchConfig::Resnet(tiny.clone()),
+        &ArchConfig::from(tiny.clone()),
         (2, 3, 32, 32),
         Mode::Train { seed: 0 },
         1e-6,
     );
     gradcheck_model(
-        &ArchConfig::Resnet(tiny.clone()),
+        &ArchConfig::from(tiny.clone()),
         (1, 3, 32, 32),
         Mode::Eval,
         1e-6,
@@ -431,12 +431,12 @@ fn gradcheck_resnet_blocks() {
         ..tiny
     };
     gradcheck_model(
-        &ArchConfig::Resnet(basic.clone()),
+        &ArchConfig::from(basic.clone()),
         (2, 3, 32, 32),
         Mode::Train { seed: 0 },
         1e-6,
     );
-    gradcheck_model(&ArchConfig::Resnet(basic), (1, 3, 32, 32), Mode::Eval, 1e-6);
+    gradcheck_model(&ArchConfig::from(basic), (1, 3, 32, 32), Mode::Eval, 1e-6);
 }
 
 #[test]
@@ -452,7 +452,7 @@ fn gradcheck_swin_blocks_both_window_rules() {
     // eps 1e-5: the checked scalar sums thousands of outputs, whose f64 rounding (~1e-12)
     // would dominate differences over a smaller step (Swin is smooth: no kinks to cross).
     gradcheck_model(
-        &ArchConfig::Swin(SwinConfig {
+        &ArchConfig::from(SwinConfig {
             num_classes: Some(3),
             ..tiny.clone()
         }),
@@ -464,5 +464,5 @@ fn gradcheck_swin_blocks_both_window_rules() {
         window_rule: WindowRule::Padded,
         ..tiny.into_dense(0.0)
     };
-    gradcheck_model(&ArchConfig::Swin(dense), (1, 3, 128, 160), Mode::Eval, 1e-5);
+    gradcheck_model(&ArchConfig::from(dense), (1, 3, 128, 160), Mode::Eval, 1e-5);
 }

@@ -71,7 +71,7 @@ impl PretrainTask {
         jsd_weight: Option<f64>,
         device: &Device,
     ) -> Result<Self> {
-        let arch = arch.with_num_classes(Some(num_classes));
+        let arch = arch.with_num_classes(Some(num_classes))?;
         let varmap = VarMap::new();
         let vb = trainable_builder(&varmap, HashMap::new(), seed, DType::F32, device);
         let mut model = arch.build(&vb)?;
@@ -164,6 +164,14 @@ impl TrainTask for PretrainTask {
 
     fn trainable_vars(&self) -> Vec<(String, Var)> {
         self.model.trainable_vars()
+    }
+
+    fn trainable_roles(&self) -> Vec<(String, Var, Option<rtb_nn::optim::ParamRole>)> {
+        self.model
+            .trainable_roles()
+            .into_iter()
+            .map(|(name, var, role)| (name, var, Some(role)))
+            .collect()
     }
 
     fn state_tensors(&self) -> rtb_train::Result<BTreeMap<String, Tensor>> {

@@ -11,7 +11,8 @@
 //!   filtered by [`Filter`] (`--only backbone=…,task=…,regime=…`) and dealt to shards by
 //!   [`Shard`] (`--shard i/n`, contiguous blocks of the whole matrix, so a cell's shard never
 //!   depends on what else runs).
-//! - [`estimate()`]: `--dry-run`'s seconds per step from analytic multiply-accumulate counts.
+//! - [`estimate()`]: `--dry-run`'s seconds per step from multiply-accumulate counts
+//!   ([`ArchCosts`]: rtb-models' registry, asked through the `rtb` binary) and split sizes.
 //! - [`Orchestrator`]: runs each step as one `rtb` process ([`Invocation::args`] is the
 //!   command line), skips finished steps (marker files; see [`Step::done_marker`]), blocks
 //!   the dependents of failed steps, and returns a [`Summary`].
@@ -79,7 +80,7 @@ pub mod weights;
 
 use std::path::PathBuf;
 
-pub use estimate::{StepCost, estimate, format_seconds, forward_macs};
+pub use estimate::{ArchCosts, CachedCosts, StepCost, estimate, format_seconds};
 pub use plan::{
     BACKBONE_WEIGHTS, DATA_COMPLETE, Filter, Invocation, Layout, Plan, Shard, Step, matrix,
 };

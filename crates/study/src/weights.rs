@@ -55,7 +55,7 @@ pub struct ImportRecipe {
     /// (`model_state_dict`, `state_dict`, `model`); `None`: the top level or the usual keys.
     #[serde(default)]
     pub key: Option<String>,
-    /// The key layout it is in (`timm`, `torchvision`, `microsoft_swin`, `transformers_swin`);
+    /// The key layout it is in (a name of `rtb arch list`: `torchvision_resnet`, `timm_swin`, …);
     /// rtb-models detects it and this says what to expect.
     pub layout: String,
     /// Notes for a person (prefixes stripped, legacy format, …).
@@ -269,9 +269,35 @@ pub struct DatasetEntry {
     /// What it is and how it is unpacked.
     #[serde(default)]
     pub description: String,
+    /// The task whose cells use it (`cifar10`, `coco`, `ade20k`).
+    #[serde(default)]
+    pub task: Option<rtb_results::Task>,
+    /// How many images its splits hold (the cost estimate reads them).
+    #[serde(default)]
+    pub images: Option<SplitSizes>,
     /// Its files.
     #[serde(rename = "file")]
     pub files: Vec<DatasetFile>,
+}
+
+/// Image counts of a dataset's training and evaluation splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSizes {
+    /// Training images.
+    pub train: usize,
+    /// Evaluation (test or validation) images.
+    pub test: usize,
+}
+
+impl DatasetsManifest {
+    /// The split sizes of the dataset that `task`'s cells use.
+    pub fn sizes_for(&self, task: rtb_results::Task) -> Option<SplitSizes> {
+        self.datasets
+            .iter()
+            .find(|d| d.task == Some(task))
+            .and_then(|d| d.images)
+    }
 }
 
 /// The datasets manifest.

@@ -6,7 +6,7 @@
 
 use candle_core::Var;
 use rtb_nn::optim::{
-    AdamW, AdamWConfig, Optimizer, ParamGroup, ParamGroupsBuilder, Sgd, SgdConfig,
+    AdamW, AdamWConfig, Optimizer, ParamGroup, ParamGroupsBuilder, ParamRole, Sgd, SgdConfig,
 };
 use rtb_nn::schedule::{Decay, LrSchedule, Warmup};
 use serde::{Deserialize, Serialize};
@@ -302,8 +302,9 @@ impl GroupsConfig {
         }
     }
 
-    /// Groups `vars` by these rules.
-    pub fn build(&self, vars: Vec<(String, Var)>) -> Vec<ParamGroup> {
+    /// Groups `vars` by these rules; a variable's role, when given, decides whether it is a
+    /// norm or a bias (names otherwise).
+    pub fn build(&self, vars: Vec<(String, Var, Option<ParamRole>)>) -> Vec<ParamGroup> {
         let mut builder = ParamGroupsBuilder::default();
         for rule in &self.custom_keys {
             builder = builder.custom_key(rule.key.clone(), rule.lr_mult, rule.decay_mult);
@@ -314,7 +315,7 @@ impl GroupsConfig {
         if let Some(mult) = self.norm_decay_mult {
             builder = builder.norm_decay_mult(mult);
         }
-        builder.build(vars)
+        builder.build_with_roles(vars)
     }
 }
 
@@ -360,6 +361,11 @@ pub struct EngineConfig {
     /// schedule still spans every epoch, so a stopped run resumes into the same rates.
     #[serde(default)]
     pub max_iters: Option<usize>,
+    /// Iterations the learning-rate schedule spans (`None`: every epoch). A shortened run
+    /// sets it to its own length, so that it is a complete schedule (warmup, decay to the
+    /// end) rather than the first part of a longer one.
+    #[serde(default)]
+    pub schedule_iters: Option<usize>,
     /// Optimizer and base learning rate.
     #[serde(default)]
     pub optimizer: OptimizerConfig,
@@ -392,6 +398,7 @@ impl Default for EngineConfig {
         Self {
             epochs: 1,
             max_iters: None,
+            schedule_iters: None,
             optimizer: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
             groups: GroupsConfig::default(),

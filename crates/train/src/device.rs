@@ -22,11 +22,18 @@ pub enum DeviceChoice {
 
 impl DeviceChoice {
     /// The candle device; an error naming the device when this build has no CUDA support or
-    /// the GPU cannot be opened.
+    /// the GPU cannot be opened. One device per process: every call for the same GPU returns
+    /// the same candle device (two `Device::new_cuda(0)` are different devices whose tensors
+    /// cannot meet).
     pub fn device(&self) -> Result<Device> {
+        static OPENED: std::sync::Mutex<Vec<(usize, Device)>> = std::sync::Mutex::new(Vec::new());
         match *self {
             DeviceChoice::Cpu => Ok(Device::Cpu),
             DeviceChoice::Cuda(ordinal) => {
+                let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((_, device)) = opened.iter().find(|(o, _)| *o == ordinal) {
+                    return Ok(device.clone());
+                }
                 if !cfg!(feature = "cuda") {
                     return Err(TrainError::Device {
                         device: self.to_string(),
@@ -35,10 +42,12 @@ impl DeviceChoice {
                             .into(),
                     });
                 }
-                Device::new_cuda(ordinal).map_err(|err| TrainError::Device {
+                let device = Device::new_cuda(ordinal).map_err(|err| TrainError::Device {
                     device: self.to_string(),
                     message: err.to_string(),
-                })
+                })?;
+                opened.push((ordinal, device.clone()));
+                Ok(device)
             }
         }
     }

@@ -61,6 +61,16 @@ pub trait TrainTask {
     /// The variables to train, with unique names (the optimizer's state is keyed by them).
     fn trainable_vars(&self) -> Vec<(String, Var)>;
 
+    /// [`trainable_vars`](TrainTask::trainable_vars) with what each one is, so parameter
+    /// groups find norms, biases and position tables by kind rather than by name (`None`:
+    /// by name; the default for every variable).
+    fn trainable_roles(&self) -> Vec<(String, Var, Option<rtb_nn::optim::ParamRole>)> {
+        self.trainable_vars()
+            .into_iter()
+            .map(|(name, var)| (name, var, None))
+            .collect()
+    }
+
     /// Every tensor that makes up the model's state (trainable variables and buffers such as
     /// BatchNorm running statistics), for checkpoints.
     fn state_tensors(&self) -> Result<BTreeMap<String, Tensor>>;
@@ -236,21 +246,24 @@ impl<'o> Trainer<'o> {
             ));
         }
         let total = self.total_iterations(per_epoch);
-        let vars = task.trainable_vars();
+        let vars = task.trainable_roles();
         if vars.is_empty() {
             return Err(TrainError::Task(
                 "the task reports no trainable variables".into(),
             ));
         }
-        let var_list: Vec<Var> = vars.iter().map(|(_, v)| v.clone()).collect();
+        let var_list: Vec<Var> = vars.iter().map(|(_, v, _)| v.clone()).collect();
         let device = var_list[0].device().clone();
         let mut optimizer = self.cfg.optimizer.build(self.cfg.groups.build(vars))?;
-        // The schedule always spans every epoch: `max_iters` stops a run early without
-        // changing its learning rates, so an interrupted run and a whole one agree.
-        let schedule = self
+        // The schedule spans every epoch unless the config gives its length: `max_iters`
+        // alone stops a run early without changing its learning rates, so an interrupted run
+        // and a whole one agree.
+        let span = self
             .cfg
-            .schedule
-            .resolve(self.cfg.optimizer.lr(), self.cfg.epochs * per_epoch)?;
+            .schedule_iters
+            .unwrap_or(self.cfg.epochs * per_epoch)
+            .max(1);
+        let schedule = self.cfg.schedule.resolve(self.cfg.optimizer.lr(), span)?;
         let checkpointer = self.run.checkpointer();
 
         let mut progress = TrainProgress {

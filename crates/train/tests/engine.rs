@@ -352,3 +352,38 @@ fn a_diverging_loss_is_an_error_with_its_iteration() {
         .unwrap_err();
     assert!(matches!(err, TrainError::NonFiniteLoss { .. }), "{err}");
 }
+
+/// Regression: `--schedule short` capped the iterations with `max_iters` alone, so a short
+/// run stopped near the peak learning rate of a schedule spread over the whole run.
+#[test]
+fn a_short_run_with_its_own_schedule_length_decays_to_the_end() {
+    let last_lr = |schedule_iters: Option<usize>| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = EngineConfig {
+            schedule_iters,
+            log_every: 1,
+            ..config(Some(6))
+        };
+        let summary = Trainer::new(cfg, RunDir::new(dir.path()), 3, &mut NullObserver)
+            .unwrap()
+            .fit(&mut Toy::new(), &loader(1), None)
+            .unwrap();
+        assert_eq!(summary.iterations, 6);
+        let lrs: Vec<f64> = MetricsLog::read(&dir.path().join(LOG_FILE))
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| match r {
+                LogRecord::Train(s) => Some(s.lr),
+                LogRecord::Eval { .. } => None,
+            })
+            .collect();
+        assert_eq!(lrs.len(), 6);
+        *lrs.last().unwrap()
+    };
+    // Spread over 18 iterations, the 6th is still near the peak (0.05).
+    let cut = last_lr(None);
+    assert!(cut > 0.035, "{cut}");
+    // A complete cosine over 6 iterations (3 of them warmup) ends near zero.
+    let complete = last_lr(Some(6));
+    assert!(complete < 0.01, "{complete}");
+}

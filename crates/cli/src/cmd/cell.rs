@@ -83,10 +83,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             cfg.engine = engine_of(&spec.engine, spec.epochs, &what)?;
             if let Some(images) = spec.train_images {
-                // A shortened schedule: epochs × ⌈images / batch⌉ iterations in all.
+                // A shortened schedule: epochs × ⌈images / batch⌉ iterations in all, with the
+                // learning-rate schedule complete over that length.
                 let per_epoch = images.div_ceil(spec.batch_size).max(1);
                 let cap = per_epoch * spec.epochs;
-                cfg.engine.max_iters = Some(cfg.engine.max_iters.map_or(cap, |m| m.min(cap)));
+                let length = cfg.engine.max_iters.map_or(cap, |m| m.min(cap));
+                cfg.engine.max_iters = Some(length);
+                cfg.engine.schedule_iters = Some(length);
             }
             let option = |key: &str| spec.options.get(key).and_then(toml::Value::as_bool);
             if let Some(augment) = option("augment") {

@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } = args;
     let arch = arch.resolve()?;
     let canonical = rtb_models::read_canonical(&arch, &weights, None)?;
-    let arch: ArchConfig = arch.with_classifier_of(&canonical.tensors);
+    let arch: ArchConfig = arch.with_classifier_of(&canonical.tensors)?;
     let source = weights.display().to_string();
     let device = Device::Cpu;
     let model =

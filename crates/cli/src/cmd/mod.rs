@@ -4,6 +4,7 @@
 #![allow(clippy::needless_pass_by_value)]
 
 pub mod ade_eval;
+pub mod arch;
 pub mod backbone;
 pub mod cell;
 pub mod coco_eval;

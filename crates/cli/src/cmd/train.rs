@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use rtb_cifar::CifarConfig;
-use rtb_models::{ARCH_NAMES, ArchConfig};
+use rtb_models::ArchConfig;
 use rtb_results::Regime;
 use rtb_train::{DecayConfig, DeviceChoice, Event, Observer, OptimizerConfig, Precision};
 
@@ -111,29 +111,19 @@ pub struct CifarArgs {
     pub name: Option<String>,
 }
 
-/// Resolves ARCH: a known name, or a JSON file holding an ArchConfig. Returns the config and
-/// a display name.
+/// Resolves ARCH: a registered name, or a JSON file holding an ArchConfig. Returns the
+/// config and a display name (the name, or the file's stem).
 pub fn resolve_arch(arch: &str) -> anyhow::Result<(ArchConfig, String)> {
-    if let Some(config) = ArchConfig::from_name(arch) {
-        return Ok((config, arch.to_string()));
-    }
-    let path = Path::new(arch);
-    if path.is_file() {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let config: ArchConfig = serde_json::from_str(&text).with_context(|| {
-            format!("{}: not an rtb-models architecture config", path.display())
-        })?;
-        let name = path
+    let config = ArchConfig::resolve(arch)?;
+    let name = if ArchConfig::from_name(arch).is_some() {
+        arch.to_string()
+    } else {
+        Path::new(arch)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "custom".into());
-        return Ok((config, name));
-    }
-    anyhow::bail!(
-        "unknown backbone {arch:?}: give one of {} or a JSON architecture file",
-        ARCH_NAMES.join(", ")
-    )
+            .unwrap_or_else(|| "custom".into())
+    };
+    Ok((config, name))
 }
 
 fn cifar_config(args: &CifarArgs) -> anyhow::Result<CifarConfig> {

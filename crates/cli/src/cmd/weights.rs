@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use candle_core::Tensor;
 use rtb_models::weights::{self, Nesting};
-use rtb_models::{ARCH_NAMES, ArchConfig};
+use rtb_models::ArchConfig;
 
 /// Arguments of `rtb weights`.
 #[derive(Debug, clap::Subcommand)]
@@ -42,8 +42,7 @@ pub struct InspectArgs {
 #[derive(Debug, Clone, clap::Args)]
 #[group(required = true, multiple = false)]
 pub struct ArchArgs {
-    /// A named architecture: resnet50, resnet18, resnet_mini, resnet_tiny, swin_t,
-    /// swin_t_dense, swin_mini, swin_tiny.
+    /// A registered architecture (`rtb arch list`: resnet50, swin_t, convnext_t, …).
     #[arg(long)]
     pub arch: Option<String>,
     /// A JSON file with an architecture config instead of a name, e.g.
@@ -59,14 +58,12 @@ impl ArchArgs {
     pub fn resolve(&self) -> anyhow::Result<ArchConfig> {
         match (&self.arch, &self.config) {
             (Some(name), _) => ArchConfig::from_name(name).with_context(|| {
-                format!("unknown --arch {name:?}; known: {}", ARCH_NAMES.join(", "))
+                format!(
+                    "unknown --arch {name:?}; registered: {}",
+                    rtb_models::registry::preset_names().join(", ")
+                )
             }),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                serde_json::from_str(&text)
-                    .with_context(|| format!("{}: not an architecture config", path.display()))
-            }
+            (None, Some(path)) => Ok(ArchConfig::resolve(&path.display().to_string())?),
             (None, None) => anyhow::bail!("give --arch NAME or --config FILE.json"),
         }
     }

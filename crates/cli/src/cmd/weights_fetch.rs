@@ -17,7 +17,6 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use candle_core::Tensor;
 use rtb_models::ArchConfig;
-use rtb_models::weights::KeyLayout;
 use rtb_study::weights::{BackboneEntry, WeightsManifest};
 
 /// Arguments of `rtb weights fetch`.
@@ -145,29 +144,21 @@ pub fn fetch_entry(
     Ok(dest)
 }
 
-/// The manifest's name of a key layout.
-pub fn layout_name(layout: KeyLayout) -> &'static str {
-    match layout {
-        KeyLayout::TorchvisionResNet => "torchvision_resnet",
-        KeyLayout::TimmSwin => "timm_swin",
-        KeyLayout::MicrosoftSwin => "microsoft_swin",
-        KeyLayout::TransformersSwin => "transformers_swin",
-    }
-}
-
 /// Imports `path` (any layout rtb-models reads) to canonical safetensors at `to`, with the
 /// classifier the file has; returns the number of tensors.
 pub fn import_entry(entry: &BackboneEntry, path: &Path, to: &Path) -> anyhow::Result<usize> {
     let arch = ArchConfig::from_name(&entry.arch).with_context(|| {
         format!(
-            "manifest entry {:?}: unknown arch {:?}",
-            entry.name, entry.arch
+            "manifest entry {:?}: unknown arch {:?}; registered: {}",
+            entry.name,
+            entry.arch,
+            rtb_models::registry::preset_names().join(", ")
         )
     })?;
     let canonical = rtb_models::read_canonical(&arch, path, entry.import.key.as_deref())?;
-    let arch = arch.with_classifier_of(&canonical.tensors);
+    let arch = arch.with_classifier_of(&canonical.tensors)?;
     rtb_models::check_state_dict(&arch, &path.display().to_string(), &canonical.tensors)?;
-    let found = layout_name(canonical.layout);
+    let found = canonical.layout.name;
     if found != entry.import.layout {
         tracing::warn!(
             "{}: layout {found} ({}), the manifest expects {}",

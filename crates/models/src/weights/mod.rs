@@ -3,7 +3,8 @@
 //! checking a state dict against a model (every missing and unexpected key, every shape
 //! mismatch).
 //!
-//! Known layouts ([`KeyLayout`]):
+//! Each registered family lists the layouts it imports ([`crate::registry::WeightLayout`]);
+//! [`detect_layout`] tries them all and names the one found ([`KeyLayout`]). The built-in ones:
 //! - ResNet: torchvision and timm share names (`conv1`, `layer1.0.conv1`, `fc`).
 //! - Swin, timm ≥ 0.9: canonical.
 //! - Swin, original Microsoft release and timm < 0.9: patch merging at the end of stage `i`
@@ -107,47 +108,22 @@ pub fn read_weights(path: &Path, key: Option<&str>) -> Result<WeightsFile> {
     })
 }
 
-/// A key layout this crate can convert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyLayout {
-    /// ResNet with torchvision / timm names (canonical).
-    TorchvisionResNet,
-    /// Swin with timm ≥ 0.9 names (canonical).
-    TimmSwin,
-    /// Swin as released by Microsoft (and timm < 0.9).
-    MicrosoftSwin,
-    /// Swin with Hugging Face transformers names.
-    TransformersSwin,
-}
-
-impl KeyLayout {
-    /// The architecture family of the layout.
-    pub fn family(&self) -> Family {
-        match self {
-            KeyLayout::TorchvisionResNet => Family::ResNet,
-            _ => Family::Swin,
-        }
-    }
+/// A recognised key layout: which registered family and which of its
+/// [`WeightLayout`](crate::registry::WeightLayout)s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLayout {
+    /// The architecture family (`resnet`, `swin`, …).
+    pub family: String,
+    /// The layout's short name (`torchvision`, `transformers_swin`, …).
+    pub name: &'static str,
+    /// One line for people.
+    pub description: &'static str,
 }
 
 impl std::fmt::Display for KeyLayout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            KeyLayout::TorchvisionResNet => "ResNet, torchvision/timm names",
-            KeyLayout::TimmSwin => "Swin, timm >= 0.9 names",
-            KeyLayout::MicrosoftSwin => "Swin, original Microsoft checkpoint (timm < 0.9) names",
-            KeyLayout::TransformersSwin => "Swin, Hugging Face transformers names",
-        })
+        f.write_str(self.description)
     }
-}
-
-/// Architecture families.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// ResNets.
-    ResNet,
-    /// Swin Transformers.
-    Swin,
 }
 
 /// The common `module.` prefix of DataParallel checkpoints, if every key has it.
@@ -163,31 +139,76 @@ fn strip_module_prefix(tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> 
     }
 }
 
-/// Recognises the layout of a set of keys (after any `module.` prefix).
+/// Recognises the layout of a set of keys (after any `module.` prefix) among the layouts of
+/// every registered family, in registration order.
 pub fn detect_layout<'a>(keys: impl IntoIterator<Item = &'a str>) -> Option<KeyLayout> {
+    detect(keys).map(|(layout, _)| layout)
+}
+
+fn detect<'a>(
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Option<(KeyLayout, crate::registry::ConvertFn)> {
     let keys: Vec<&str> = keys
         .into_iter()
         .map(|k| k.strip_prefix("module.").unwrap_or(k))
         .collect();
-    let has = |needle: &str| keys.iter().any(|k| k.contains(needle));
+    crate::registry::layouts()
+        .into_iter()
+        .find(|(_, layout)| (layout.detect)(&keys))
+        .map(|(family, layout)| {
+            (
+                KeyLayout {
+                    family,
+                    name: layout.name,
+                    description: layout.description,
+                },
+                layout.convert,
+            )
+        })
+}
+
+/// torchvision / timm ResNet keys (`conv1`, `layer1.0.conv1`).
+pub(crate) fn is_torchvision_resnet(keys: &[&str]) -> bool {
     let starts = |prefix: &str| keys.iter().any(|k| k.starts_with(prefix));
-    if has("embeddings.patch_embeddings.projection") {
-        return Some(KeyLayout::TransformersSwin);
-    }
-    if starts("patch_embed.proj.") && has("blocks.0.attn.qkv.") {
-        // Microsoft's release merges patches at the end of a stage: stage 0 owns one.
-        return Some(
-            if starts("layers.0.downsample.") || (starts("head.") && !starts("head.fc.")) {
-                KeyLayout::MicrosoftSwin
-            } else {
-                KeyLayout::TimmSwin
-            },
-        );
-    }
-    if starts("conv1.weight") && starts("layer1.0.conv1.weight") {
-        return Some(KeyLayout::TorchvisionResNet);
-    }
-    None
+    starts("conv1.weight") && starts("layer1.0.conv1.weight")
+}
+
+fn is_timm_style_swin(keys: &[&str]) -> bool {
+    let starts = |prefix: &str| keys.iter().any(|k| k.starts_with(prefix));
+    starts("patch_embed.proj.") && keys.iter().any(|k| k.contains("blocks.0.attn.qkv."))
+}
+
+/// Microsoft's release merges patches at the end of a stage: stage 0 owns one.
+fn is_microsoft_layout(keys: &[&str]) -> bool {
+    let starts = |prefix: &str| keys.iter().any(|k| k.starts_with(prefix));
+    starts("layers.0.downsample.") || (starts("head.") && !starts("head.fc."))
+}
+
+/// timm ≥ 0.9 Swin keys (canonical).
+pub(crate) fn is_timm_swin(keys: &[&str]) -> bool {
+    is_timm_style_swin(keys) && !is_microsoft_layout(keys)
+}
+
+/// Swin keys of the original Microsoft release (and timm < 0.9).
+pub(crate) fn is_microsoft_swin(keys: &[&str]) -> bool {
+    is_timm_style_swin(keys) && is_microsoft_layout(keys)
+}
+
+/// Swin keys of Hugging Face transformers.
+pub(crate) fn is_transformers_swin(keys: &[&str]) -> bool {
+    keys.iter()
+        .any(|k| k.contains("embeddings.patch_embeddings.projection"))
+}
+
+/// Converts Microsoft-layout Swin keys.
+pub(crate) fn microsoft_swin_to_timm(
+    _source: &str,
+    tensors: Vec<(String, Tensor)>,
+) -> Result<Vec<(String, Tensor)>> {
+    Ok(tensors
+        .into_iter()
+        .map(|(k, t)| (microsoft_to_timm(&k), t))
+        .collect())
 }
 
 /// Buffers that models recompute rather than load.
@@ -215,7 +236,7 @@ fn microsoft_to_timm(key: &str) -> String {
 }
 
 /// Converts a transformers-layout Swin state dict (query/key/value are concatenated).
-fn transformers_to_timm(
+pub(crate) fn transformers_to_timm(
     path_hint: &str,
     tensors: Vec<(String, Tensor)>,
 ) -> Result<Vec<(String, Tensor)>> {
@@ -362,28 +383,25 @@ pub struct Canonical {
 /// errors.
 pub fn canonicalize(source: &str, tensors: Vec<(String, Tensor)>) -> Result<Canonical> {
     let tensors = strip_module_prefix(tensors);
-    let layout = detect_layout(tensors.iter().map(|(k, _)| k.as_str())).ok_or_else(|| {
+    let (layout, convert) = detect(tensors.iter().map(|(k, _)| k.as_str())).ok_or_else(|| {
+        let known: Vec<String> = crate::registry::layouts()
+            .iter()
+            .map(|(_, l)| l.description.to_string())
+            .collect();
         ModelError::Unsupported {
             model: "weights",
             message: format!(
-                "{source}: unknown key layout (first keys: {:?}); known: torchvision/timm ResNet, \
-             timm >= 0.9 Swin, Microsoft Swin, transformers Swin",
+                "{source}: unknown key layout (first keys: {:?}); known: {}",
                 tensors
                     .iter()
                     .take(5)
                     .map(|(k, _)| k.as_str())
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>(),
+                known.join("; ")
             ),
         }
     })?;
-    let renamed = match layout {
-        KeyLayout::TorchvisionResNet | KeyLayout::TimmSwin => tensors,
-        KeyLayout::MicrosoftSwin => tensors
-            .into_iter()
-            .map(|(k, t)| (microsoft_to_timm(&k), t))
-            .collect(),
-        KeyLayout::TransformersSwin => transformers_to_timm(source, tensors)?,
-    };
+    let renamed = convert(source, tensors)?;
     let mut out = BTreeMap::new();
     let mut dropped = Vec::new();
     for (key, tensor) in renamed {
@@ -505,9 +523,10 @@ mod tests {
 
     #[test]
     fn layouts_are_recognised() {
+        let name = |keys: &[&str]| detect_layout(keys.iter().copied()).map(|l| l.name);
         assert_eq!(
-            detect_layout(["module.conv1.weight", "module.layer1.0.conv1.weight"]),
-            Some(KeyLayout::TorchvisionResNet)
+            name(&["module.conv1.weight", "module.layer1.0.conv1.weight"]),
+            Some("torchvision_resnet")
         );
         let timm = [
             "patch_embed.proj.weight",
@@ -515,19 +534,19 @@ mod tests {
             "layers.1.downsample.norm.weight",
             "head.fc.weight",
         ];
-        assert_eq!(detect_layout(timm), Some(KeyLayout::TimmSwin));
+        assert_eq!(name(&timm), Some("timm_swin"));
         let ms = [
             "patch_embed.proj.weight",
             "layers.0.blocks.0.attn.qkv.weight",
             "layers.0.downsample.norm.weight",
             "head.weight",
         ];
-        assert_eq!(detect_layout(ms), Some(KeyLayout::MicrosoftSwin));
+        assert_eq!(name(&ms), Some("microsoft_swin"));
         assert_eq!(
-            detect_layout(["swin.embeddings.patch_embeddings.projection.weight"]),
-            Some(KeyLayout::TransformersSwin)
+            name(&["swin.embeddings.patch_embeddings.projection.weight"]),
+            Some("transformers_swin")
         );
-        assert_eq!(detect_layout(["foo.weight"]), None);
+        assert_eq!(name(&["foo.weight"]), None);
     }
 
     #[test]

@@ -11,8 +11,26 @@
 //! default: `norm1`, `bn2`, `layer_norm` is *not* matched). A model whose norm layers have
 //! other names (torchvision ResNet's `downsample.1`) adds them with
 //! [`ParamGroupsBuilder::norm_prefix`] or a custom key.
+//!
+//! Names are the fallback: a model that knows what each parameter is passes a [`ParamRole`]
+//! ([`ParamGroupsBuilder::build_with_roles`]), and then a norm is a norm whatever it is
+//! called (torchvision's `downsample.1`, ConvNeXt's `stem.1`, a new architecture's names).
 
 use candle_core::Var;
+
+/// What a parameter is, as far as grouping cares (the model says; names need not tell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParamRole {
+    /// A convolution or linear weight.
+    Weight,
+    /// A convolution or linear bias.
+    Bias,
+    /// A norm layer's scale or shift.
+    Norm,
+    /// A position table or a layer scale: no weight decay in the usual recipes (timm and
+    /// mmcv exempt them); grouped with the norms.
+    Table,
+}
 
 use super::ParamGroup;
 
@@ -109,13 +127,27 @@ impl ParamGroupsBuilder {
             .any(|s| self.norm_prefixes.iter().any(|p| s.starts_with(p.as_str())))
     }
 
-    /// `(lr_mult, decay_mult)` of the parameter called `name`.
+    /// `(lr_mult, decay_mult)` of the parameter called `name`, recognised by its name.
     pub fn multipliers(&self, name: &str) -> (f64, f64) {
+        self.multipliers_with_role(name, None)
+    }
+
+    /// `(lr_mult, decay_mult)` of the parameter called `name` whose role is `role` (custom
+    /// keys first; then the role; without one, the name).
+    pub fn multipliers_with_role(&self, name: &str, role: Option<ParamRole>) -> (f64, f64) {
         if let Some(rule) = self.rules.iter().find(|r| name.contains(r.key.as_str())) {
             return (rule.lr_mult, rule.decay_mult);
         }
-        let is_norm = self.is_norm(name);
-        let is_bias = name.rsplit('.').next() == Some("bias");
+        let (is_norm, is_bias) = match role {
+            Some(role) => (
+                matches!(role, ParamRole::Norm | ParamRole::Table),
+                role == ParamRole::Bias,
+            ),
+            None => (
+                self.is_norm(name),
+                name.rsplit('.').next() == Some("bias"),
+            ),
+        };
         if is_bias
             && !is_norm
             && let Some(mult) = self.bias_decay_mult
@@ -131,9 +163,17 @@ impl ParamGroupsBuilder {
     /// One group per distinct `(lr_mult, decay_mult)`, in order of first appearance; the
     /// parameters keep their order within a group.
     pub fn build(&self, params: impl IntoIterator<Item = (String, Var)>) -> Vec<ParamGroup> {
+        self.build_with_roles(params.into_iter().map(|(name, var)| (name, var, None)))
+    }
+
+    /// [`build`](Self::build) for parameters whose roles are known (`None`: by name).
+    pub fn build_with_roles(
+        &self,
+        params: impl IntoIterator<Item = (String, Var, Option<ParamRole>)>,
+    ) -> Vec<ParamGroup> {
         let mut groups: Vec<ParamGroup> = Vec::new();
-        for (name, var) in params {
-            let (lr_mult, decay_mult) = self.multipliers(&name);
+        for (name, var, role) in params {
+            let (lr_mult, decay_mult) = self.multipliers_with_role(&name, role);
             match groups
                 .iter_mut()
                 .find(|g| g.lr_mult == lr_mult && g.decay_mult == decay_mult)

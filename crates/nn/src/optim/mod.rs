@@ -36,7 +36,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Device, Result, Tensor, Var};
 
 pub use adamw::{AdamW, AdamWConfig};
-pub use groups::{GroupRule, ParamGroupsBuilder};
+pub use groups::{GroupRule, ParamGroupsBuilder, ParamRole};
 pub use sgd::{Sgd, SgdConfig};
 
 use crate::error::{NnError, invalid};

@@ -8,7 +8,10 @@
 //! - [`resnet::ResNet`] (torchvision/timm ResNet-50, stride on the 3×3 conv; basic or
 //!   bottleneck blocks, any depths and widths) and [`swin::Swin`] (timm ≥ 0.9 Swin-T; timm's
 //!   or mmdetection's window rule; optional dense-task output norms). Configs have named
-//!   presets and serialise to JSON ([`ArchConfig`]).
+//!   presets and serialise to JSON ([`ArchConfig`]). [`convnext::ConvNeXt`] (timm's ConvNeXt-T,
+//!   optional dense-task output norms) is built directly from its [`ConvNeXtConfig`]; its
+//!   weight layouts (timm, the original release, transformers) are converted by
+//!   [`weights::convnext`].
 //! - [`weights`]: safetensors and PyTorch `.pth` (zip and legacy pre-1.6 format) reading,
 //!   layout detection (timm, torchvision, Microsoft Swin, transformers Swin), conversion to
 //!   the canonical timm names, and key checks that list every missing, unexpected and
@@ -41,6 +44,7 @@
 
 pub mod arch;
 pub mod backbone;
+pub mod convnext;
 pub mod error;
 pub mod init;
 mod layers;
@@ -54,6 +58,7 @@ pub use arch::{
 pub use backbone::{
     Backbone, BackboneOutput, Features, Freeze, FreezeGroup, Mode, ParamKind, Parameter,
 };
+pub use convnext::{ConvNeXt, ConvNeXtConfig};
 pub use error::{KeyReport, ModelError, Result, ShapeMismatch};
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
 pub use swin::{Swin, SwinConfig, WindowRule};

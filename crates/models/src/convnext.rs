@@ -182,7 +182,7 @@ impl ConvNeXtConfig {
                 format!("every stage needs a block, got {:?}", self.depths),
             ));
         }
-        if self.kernel_size % 2 == 0 {
+        if self.kernel_size.is_multiple_of(2) {
             return Err(config_error(
                 MODEL,
                 "kernel_size",

@@ -66,16 +66,28 @@ fn trainable(cfg: &ConvNeXtConfig, file: &str) -> (VarMap, ConvNeXt) {
     (varmap, model)
 }
 
+/// Prints a measured error (visible with `--nocapture`), so reports can quote it.
+#[allow(clippy::print_stderr)]
+fn report(what: &str, actual: &Tensor, expected: &Tensor) {
+    eprintln!(
+        "{what}: relative error {:.2e}",
+        common::relative_error(actual, expected)
+    );
+}
+
 fn check(model: &ConvNeXt, gold: &HashMap<String, Tensor>, prefix: &str) {
     let input = &gold[&format!("{prefix}.input")];
     let out = model.forward(input, Mode::Inference).unwrap();
     for (i, level) in out.features.levels.iter().enumerate() {
         let name = format!("{prefix}.c{}", i + 2);
+        report(&name, level, &gold[&name]);
         assert_close(&name, level, &gold[&name], TOL);
     }
     for (name, tensor) in [("pooled", &out.pooled), ("logits", &out.logits)] {
         let name = format!("{prefix}.{name}");
-        assert_close(&name, tensor.as_ref().expect(&name), &gold[&name], TOL);
+        let tensor = tensor.as_ref().expect(&name);
+        report(&name, tensor, &gold[&name]);
+        assert_close(&name, tensor, &gold[&name], TOL);
     }
 }
 
@@ -106,6 +118,7 @@ fn eval_mode_with_graph_equals_inference() {
 }
 
 #[test]
+#[allow(clippy::print_stderr)] // Reports the worst gradient error.
 fn train_step_matches_pytorch() {
     let (_varmap, model) = trainable(&ConvNeXtConfig::tiny(), "convnext_tiny.safetensors");
     let gold = load(GOLDEN);
@@ -120,8 +133,14 @@ fn train_step_matches_pytorch() {
         &CrossEntropyOptions::default(),
     )
     .unwrap();
+    report("loss", &loss.reshape(1).unwrap(), &gold["train.loss"]);
     assert_close("loss", &loss.reshape(1).unwrap(), &gold["train.loss"], 1e-4);
     let grads = loss.backward().unwrap();
+    report(
+        "input gradient",
+        grads.get(input.as_tensor()).expect("input gradient"),
+        &gold["train.grad_input"],
+    );
     assert_close(
         "input gradient",
         grads.get(input.as_tensor()).expect("input gradient"),
@@ -129,6 +148,7 @@ fn train_step_matches_pytorch() {
         1e-3,
     );
     let vars = model.trainable_vars();
+    let mut worst = 0f64;
     for (name, var) in &vars {
         let grad = grads
             .get(var.as_tensor())
@@ -136,8 +156,10 @@ fn train_step_matches_pytorch() {
         let expected = gold
             .get(&format!("train.grad.{name}"))
             .unwrap_or_else(|| panic!("{name}: not in the fixture"));
+        worst = worst.max(common::relative_error(grad, expected));
         assert_close(&format!("grad of {name}"), grad, expected, 1e-3);
     }
+    eprintln!("parameter gradients: worst relative error {worst:.2e}");
     // Every PyTorch parameter has a counterpart here.
     let n_expected = gold.keys().filter(|k| k.starts_with("train.grad.")).count();
     assert_eq!(vars.len(), n_expected);

@@ -16,6 +16,13 @@
 //! Stochastic depth rises linearly from 0 to `drop_path_rate` over all blocks
 //! (`torch.linspace(0, rate, sum(depths))`).
 //!
+//! Freezing ([`Freeze`]): the stem is [`FreezeGroup::Stem`], stage `i` with the downsampling
+//! that opens it is `Stage(i)`, so `frozen_stages = Some(k)` freezes what mmpretrain's ConvNeXt
+//! freezes for `frozen_stages = k` (its `downsample_layers[i]` and `stages[i]` for `i < k`,
+//! `downsample_layers[0]` being the stem). The output norm `norm{i}` is frozen with stage `i`
+//! as in [`crate::swin`]; mmpretrain leaves it trainable. `head.norm` and `head.fc` are
+//! `Head`.
+//!
 //! Parameters created by a `VarBuilder` (training from scratch) follow timm's init: N(0, 0.02²)
 //! for convolutions and linears (timm truncates at ±2, i.e. ±100σ: the same in practice), zero
 //! biases, unit / zero norms, `gamma` = `layer_scale_init`.

@@ -10,8 +10,11 @@
 //!   stem, `downsample_layers.N.{0,1}` the downsampling of stage N, `stages.N.M.{dwconv, norm,
 //!   pwconv1, pwconv2, gamma}`, `norm` (after pooling) and `head` (the classifier). The
 //!   release wraps its state dict in `{'model': …}`, which [`crate::weights::read_weights`]
-//!   unwraps. mmdetection / mmsegmentation checkpoints trained from it keep these names and
-//!   add `norm0..norm3`, which are already canonical.
+//!   unwraps. Keys `norm0..norm3` (dense-task output norms) pass through unchanged: that is
+//!   how mmpretrain's ConvNeXt names them (checked); the original repository's detection and
+//!   segmentation backbones are believed to use the same names, which was not checked here. A
+//!   whole detector's `backbone.` prefix is not removed, and mmpretrain's block names
+//!   (`depthwise_conv`, `pointwise_conv1/2`) are not converted.
 //! - Hugging Face transformers (`models/convnext/modeling_convnext.py`): `ConvNextModel`
 //!   (`embeddings.patch_embeddings`, `embeddings.layernorm`, `encoder.stages.N.
 //!   downsampling_layer.{0,1}`, `encoder.stages.N.layers.M.{dwconv, layernorm, pwconv1,

@@ -94,7 +94,14 @@ impl ArchCosts for RtbArchCosts {
             other => serde_json::to_string(other).map_err(|e| invalid(e.to_string()))?,
         };
         let output = std::process::Command::new(&self.rtb)
-            .args(["arch", "macs", "--json", "--size", &size.to_string(), "--arch"])
+            .args([
+                "arch",
+                "macs",
+                "--json",
+                "--size",
+                &size.to_string(),
+                "--arch",
+            ])
             .arg(&arch_arg)
             .output()
             .map_err(|e| invalid(format!("cannot run {}: {e}", self.rtb.display())))?;

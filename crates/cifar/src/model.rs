@@ -211,7 +211,11 @@ impl Classifier {
             self.head_weight.clone(),
             Some(ParamRole::Weight),
         ));
-        vars.push((HEAD_BIAS.into(), self.head_bias.clone(), Some(ParamRole::Bias)));
+        vars.push((
+            HEAD_BIAS.into(),
+            self.head_bias.clone(),
+            Some(ParamRole::Bias),
+        ));
         vars
     }
 

@@ -254,3 +254,65 @@ fn missing_and_broken_data_are_errors_naming_the_file() {
         "{err}"
     );
 }
+
+/// Regression: parameter groups found norms by name prefix (`bn`, `norm`, …), so a norm
+/// with another name — torchvision's shortcut norm `downsample.1`, ConvNeXt's `stem.1` —
+/// got weight decay. Groups now follow the backbone's parameter kinds.
+#[test]
+fn norms_get_no_weight_decay_whatever_their_names() {
+    for arch_name in ["resnet_tiny", "convnext_tiny", "swin_tiny"] {
+        let arch = rtb_models::ArchConfig::from_name(arch_name).unwrap();
+        let model = rtb_cifar::Classifier::build(
+            &arch,
+            None,
+            Regime::Full,
+            10,
+            0,
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let kinds: BTreeMap<String, rtb_models::ParamKind> = model
+            .backbone()
+            .parameters()
+            .into_iter()
+            .map(|p| (format!("{}{}", rtb_cifar::BACKBONE_PREFIX, p.name), p.kind))
+            .collect();
+        let groups =
+            rtb_train::GroupsConfig::no_decay_for_norms_and_biases().build(model.trainable_roles());
+        let mut seen = 0;
+        for group in &groups {
+            for (name, _) in &group.params {
+                let Some(kind) = kinds.get(name) else {
+                    continue; // the head
+                };
+                seen += 1;
+                let decays = matches!(kind, rtb_models::ParamKind::Weight);
+                assert_eq!(
+                    group.decay_mult != 0.0,
+                    decays,
+                    "{arch_name}: {name} ({kind:?}) in a group with decay_mult {}",
+                    group.decay_mult
+                );
+            }
+        }
+        assert_eq!(seen, model.backbone().trainable_vars().len(), "{arch_name}");
+    }
+    // The names alone would have missed the ResNet shortcut's norm.
+    let by_name = rtb_nn::optim::ParamGroupsBuilder::default().norm_decay_mult(0.0);
+    assert_eq!(
+        by_name
+            .multipliers("backbone.layer1.0.downsample.1.weight")
+            .1,
+        1.0
+    );
+    assert_eq!(
+        by_name
+            .multipliers_with_role(
+                "backbone.layer1.0.downsample.1.weight",
+                Some(rtb_nn::optim::ParamRole::Norm)
+            )
+            .1,
+        0.0
+    );
+}

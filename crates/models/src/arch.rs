@@ -263,3 +263,7 @@ macro_rules! from_builtin {
 
 from_builtin!(crate::resnet::ResNetConfig, crate::resnet::ResNetArch);
 from_builtin!(crate::swin::SwinConfig, crate::swin::SwinArch);
+from_builtin!(
+    crate::convnext::ConvNeXtConfig,
+    crate::convnext::ConvNeXtArch
+);

@@ -132,7 +132,7 @@ pub enum FreezeGroup {
 }
 
 /// What a named tensor of a backbone is, so optimizers can group it (no weight decay for
-/// norms, biases and position tables) and the engine can skip buffers.
+/// norms, biases, position tables and layer scales) and the engine can skip buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ParamKind {
     /// A convolution or linear weight.
@@ -145,6 +145,9 @@ pub enum ParamKind {
     NormBias,
     /// A relative position bias table (Swin).
     PositionTable,
+    /// A per-channel layer-scale factor (ConvNeXt's `gamma`): trains, but like norms and
+    /// biases it takes no weight decay (timm and the ConvNeXt release exclude 1-D tensors).
+    LayerScale,
     /// A BatchNorm running mean: a buffer, never trained by gradients.
     RunningMean,
     /// A BatchNorm running variance: a buffer, never trained by gradients.
@@ -163,7 +166,7 @@ impl ParamKind {
             ParamKind::Weight => ParamRole::Weight,
             ParamKind::Bias => ParamRole::Bias,
             ParamKind::NormWeight | ParamKind::NormBias => ParamRole::Norm,
-            ParamKind::PositionTable => ParamRole::Table,
+            ParamKind::PositionTable | ParamKind::LayerScale => ParamRole::Table,
             ParamKind::RunningMean | ParamKind::RunningVar => return None,
         })
     }

@@ -11,7 +11,7 @@ use crate::backbone::{FreezeGroup, ParamKind, Parameter};
 use crate::error::Result;
 
 /// Appends one parameter with the full key `prefix.name`.
-fn push(
+pub(crate) fn push(
     out: &mut Vec<Parameter>,
     prefix: &str,
     name: &str,
@@ -53,6 +53,33 @@ impl Conv {
                 mean: 0.0,
                 stdev: (2.0 / fan_out).sqrt(),
             },
+        )?;
+        let bias = if bias {
+            Some(vb.get_with_hints(out_channels, "bias", Init::Const(0.0))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            prefix: vb.prefix(),
+            inner: Conv2d::from_tensors(weight, bias, cfg),
+        })
+    }
+
+    /// Like [`Conv::new`] with an explicit weight init (the bias, if any, starts at zero):
+    /// timm's ConvNeXt draws convolution weights from N(0, 0.02²).
+    pub(crate) fn new_with_init(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        cfg: Conv2dConfig,
+        bias: bool,
+        weight_init: Init,
+        vb: &VarBuilder<'_>,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints(
+            (out_channels, in_channels / cfg.groups, kernel, kernel),
+            "weight",
+            weight_init,
         )?;
         let bias = if bias {
             Some(vb.get_with_hints(out_channels, "bias", Init::Const(0.0))?)
@@ -272,6 +299,16 @@ impl Ln {
 
     pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         Ok(rtb_nn::ops::norm::layer_norm(
+            xs,
+            Some(&self.weight),
+            Some(&self.bias),
+            self.eps,
+        )?)
+    }
+
+    /// Channels-first layer norm of `[N, C, H, W]` over `C` (timm's `LayerNorm2d`).
+    pub(crate) fn forward_nchw(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(rtb_nn::ops::norm::layer_norm2d(
             xs,
             Some(&self.weight),
             Some(&self.bias),

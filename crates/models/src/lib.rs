@@ -8,13 +8,14 @@
 //! - [`resnet::ResNet`] (torchvision/timm ResNet-50, stride on the 3×3 conv; basic or
 //!   bottleneck blocks, any depths and widths) and [`swin::Swin`] (timm ≥ 0.9 Swin-T; timm's
 //!   or mmdetection's window rule; optional dense-task output norms). Configs have named
-//!   presets and serialise to JSON ([`ArchConfig`]).
+//!   presets and serialise to JSON ([`ArchConfig`]). [`convnext::ConvNeXt`] (timm's
+//!   ConvNeXt-T, drop path, layer scale, optional dense-task output norms).
 //! - [`registry`]: the one list of architecture families ([`Architecture`]: presets,
 //!   constructor, weight layouts, forward cost). Everything that names, builds, imports or
 //!   costs an architecture reads it; [`registry::register`] adds your own.
 //! - [`weights`]: safetensors and PyTorch `.pth` (zip and legacy pre-1.6 format) reading,
-//!   layout detection (timm, torchvision, Microsoft Swin, transformers Swin), conversion to
-//!   the canonical timm names, and key checks that list every missing, unexpected and
+//!   layout detection (each family's layouts, from the registry), conversion to the
+//!   canonical timm names, and key checks that list every missing, unexpected and
 //!   mismatched key. [`init::trainable_builder`] builds trainable models whose variables come
 //!   from a state dict or from a seed.
 //!
@@ -44,6 +45,7 @@
 
 pub mod arch;
 pub mod backbone;
+pub mod convnext;
 pub mod error;
 pub mod init;
 mod layers;
@@ -56,6 +58,7 @@ pub use arch::{ArchConfig, check_state_dict, from_state_dict, load_backbone, rea
 pub use backbone::{
     Backbone, BackboneOutput, Features, Freeze, FreezeGroup, Mode, ParamKind, Parameter,
 };
+pub use convnext::{ConvNeXt, ConvNeXtArch, ConvNeXtConfig};
 pub use error::{KeyReport, ModelError, Result, ShapeMismatch};
 pub use registry::{Architecture, WeightLayout};
 pub use resnet::{BlockKind, ResNet, ResNetArch, ResNetConfig};

@@ -187,6 +187,7 @@ static REGISTRY: LazyLock<RwLock<Vec<Arc<dyn Erased>>>> = LazyLock::new(|| {
     let builtins: Vec<Arc<dyn Erased>> = vec![
         Arc::new(Typed(crate::resnet::ResNetArch)),
         Arc::new(Typed(crate::swin::SwinArch)),
+        Arc::new(Typed(crate::convnext::ConvNeXtArch)),
     ];
     RwLock::new(builtins)
 });

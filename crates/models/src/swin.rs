@@ -944,8 +944,7 @@ impl SwinConfig {
             height.div_ceil(patch).max(1) as f64,
             width.div_ceil(patch).max(1) as f64,
         );
-        let mut macs =
-            (patch * patch * self.in_channels * self.embed_dim) as f64 * h * w;
+        let mut macs = (patch * patch * self.in_channels * self.embed_dim) as f64 * h * w;
         let mut dim = self.embed_dim as f64;
         for (stage, depth) in self.depths.iter().enumerate() {
             if stage > 0 {

@@ -11,12 +11,20 @@ use rtb_models::weights::detect_layout;
 fn every_preset_builds_costs_and_round_trips() {
     let summaries = registry::summaries();
     let families: Vec<&str> = summaries.iter().map(|s| s.family.as_str()).collect();
-    for builtin in ["resnet", "swin"] {
+    for builtin in ["resnet", "swin", "convnext"] {
         assert!(families.contains(&builtin), "{families:?}");
     }
     for summary in &summaries {
-        assert!(!summary.presets.is_empty(), "{} has no preset", summary.family);
-        assert!(!summary.layouts.is_empty(), "{} has no layout", summary.family);
+        assert!(
+            !summary.presets.is_empty(),
+            "{} has no preset",
+            summary.family
+        );
+        assert!(
+            !summary.layouts.is_empty(),
+            "{} has no layout",
+            summary.family
+        );
         for name in &summary.presets {
             let arch = ArchConfig::from_name(name).unwrap();
             assert_eq!(arch.family(), summary.family);
@@ -58,9 +66,23 @@ fn known_costs_match_the_published_counts() {
             .unwrap()
             / 1e9
     };
-    assert!((gmacs("resnet50") - 4.1).abs() < 0.15, "{}", gmacs("resnet50"));
-    assert!((gmacs("resnet18") - 1.8).abs() < 0.1, "{}", gmacs("resnet18"));
+    assert!(
+        (gmacs("resnet50") - 4.1).abs() < 0.15,
+        "{}",
+        gmacs("resnet50")
+    );
+    assert!(
+        (gmacs("resnet18") - 1.8).abs() < 0.1,
+        "{}",
+        gmacs("resnet18")
+    );
     assert!((gmacs("swin_t") - 4.5).abs() < 0.3, "{}", gmacs("swin_t"));
+    // ConvNeXt-T: 4.5 GFLOPs (multiply-adds) in its paper's table, 4.47 in timm's.
+    assert!(
+        (gmacs("convnext_t") - 4.47).abs() < 0.1,
+        "{}",
+        gmacs("convnext_t")
+    );
 }
 
 #[test]
@@ -81,4 +103,3 @@ fn bad_configs_and_names_are_errors_naming_them() {
         .to_string();
     assert!(err.contains("arch.json"), "{err}");
 }
-

@@ -33,7 +33,10 @@ fn is_legacy_toy(keys: &[&str]) -> bool {
     keys.iter().any(|k| k.starts_with("old.stage0."))
 }
 
-fn legacy_to_toy(_: &str, tensors: Vec<(String, Tensor)>) -> rtb_models::Result<Vec<(String, Tensor)>> {
+fn legacy_to_toy(
+    _: &str,
+    tensors: Vec<(String, Tensor)>,
+) -> rtb_models::Result<Vec<(String, Tensor)>> {
     Ok(tensors
         .into_iter()
         .map(|(k, t)| (k.replace("old.stage", "toy_stage"), t))
@@ -196,7 +199,10 @@ fn an_architecture_registered_from_outside_is_listed_everywhere() {
     rtb_models::check_state_dict(&arch, "legacy.pth", &tensors).unwrap();
     let model = rtb_models::from_state_dict(&arch, "legacy.pth", tensors, DType::F32, &Device::Cpu)
         .unwrap();
-    assert!(model.trainable_vars().is_empty(), "plain tensors do not train");
+    assert!(
+        model.trainable_vars().is_empty(),
+        "plain tensors do not train"
+    );
     // A config of another family is not a toy config.
     let err = ArchConfig::from_name("resnet_tiny")
         .unwrap()

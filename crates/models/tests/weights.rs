@@ -104,10 +104,7 @@ fn explicit_nesting_key_that_is_absent_is_an_error() {
 #[test]
 fn swin_layouts_are_detected() {
     assert_eq!(canonical("swin_tiny.safetensors").2, "timm_swin");
-    assert_eq!(
-        canonical("swin_tiny_microsoft.pth").2,
-        "microsoft_swin"
-    );
+    assert_eq!(canonical("swin_tiny_microsoft.pth").2, "microsoft_swin");
     assert_eq!(
         canonical("swin_tiny_transformers.safetensors").2,
         "transformers_swin"

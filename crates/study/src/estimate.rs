@@ -142,14 +142,15 @@ pub fn estimate(
                 let (train_split, test_split) = match (synthetic, cell.task) {
                     (Some(s), rtb_results::Task::Cifar10) => (s.cifar_train, s.cifar_test),
                     _ => {
-                        let sizes = datasets.sizes_for(cell.task).ok_or_else(|| {
-                            StudyError::Invalid {
-                                what: format!("datasets manifest, task {}", cell.task),
-                                message: "no dataset with `task` and `images` (split sizes) \
+                        let sizes =
+                            datasets
+                                .sizes_for(cell.task)
+                                .ok_or_else(|| StudyError::Invalid {
+                                    what: format!("datasets manifest, task {}", cell.task),
+                                    message: "no dataset with `task` and `images` (split sizes) \
                                           for this task"
-                                    .into(),
-                            }
-                        })?;
+                                        .into(),
+                                })?;
                         (sizes.train, sizes.test)
                     }
                 };

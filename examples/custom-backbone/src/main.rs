@@ -93,9 +93,7 @@ impl Backbone for TinyConv {
         let mut xs = xs.clone();
         for (stage, (weight, bias)) in self.convs.iter().enumerate() {
             let stride = if stage == 0 { 4 } else { 2 };
-            let cfg = Conv2dConfig::default()
-                .with_stride(stride)
-                .with_padding(1);
+            let cfg = Conv2dConfig::default().with_stride(stride).with_padding(1);
             xs = conv2d(&xs, weight, Some(bias), &cfg)?.relu()?;
             // Frozen stages (fixed-feature regime) and inference record no graph.
             let frozen = self.freeze.group_frozen(group_of(stage));
@@ -275,8 +273,11 @@ fn run(out: &Path) -> anyhow::Result<PathBuf> {
     cfg.eval.frost_dir = frost_dir;
     let mut observer = rtb_train::NullObserver;
     rtb_cifar::train(&cfg, &run_dir, &mut observer)?;
-    let metrics =
-        rtb_cifar::evaluate(&run_dir, &rtb_cifar::EvalOverrides::default(), &mut observer)?;
+    let metrics = rtb_cifar::evaluate(
+        &run_dir,
+        &rtb_cifar::EvalOverrides::default(),
+        &mut observer,
+    )?;
     println!(
         "clean top-1 {:.1} %; drop {}",
         100.0 * metrics.primary.clean,

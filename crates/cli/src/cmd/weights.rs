@@ -12,8 +12,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use candle_core::Tensor;
-use rtb_models::weights::{self, Nesting};
 use rtb_models::ArchConfig;
+use rtb_models::weights::{self, Nesting};
 
 /// Arguments of `rtb weights`.
 #[derive(Debug, clap::Subcommand)]

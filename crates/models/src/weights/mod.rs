@@ -19,6 +19,7 @@
 //! Buffers that models recompute (`num_batches_tracked`, `relative_position_index`,
 //! `attn_mask`) are dropped; a DataParallel `module.` prefix is stripped.
 
+pub mod convnext;
 pub mod pth;
 
 use std::collections::{BTreeMap, HashMap};

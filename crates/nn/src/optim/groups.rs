@@ -143,10 +143,7 @@ impl ParamGroupsBuilder {
                 matches!(role, ParamRole::Norm | ParamRole::Table),
                 role == ParamRole::Bias,
             ),
-            None => (
-                self.is_norm(name),
-                name.rsplit('.').next() == Some("bias"),
-            ),
+            None => (self.is_norm(name), name.rsplit('.').next() == Some("bias")),
         };
         if is_bias
             && !is_norm

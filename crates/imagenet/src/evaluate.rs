@@ -273,6 +273,9 @@ pub struct EvalOptions {
     pub corruptions: Vec<Corruption>,
     /// Severities to evaluate.
     pub severities: Vec<Severity>,
+    /// Evaluate only the first `n` images (in the set's order) of the clean set and of each
+    /// released folder, which list the same images in the same order when complete.
+    pub max_images: Option<usize>,
 }
 
 impl Default for EvalOptions {
@@ -283,6 +286,7 @@ impl Default for EvalOptions {
             workers: 2,
             corruptions: Corruption::BENCHMARK.to_vec(),
             severities: Severity::ALL.to_vec(),
+            max_images: None,
         }
     }
 }
@@ -551,6 +555,13 @@ fn check_model(model: &dyn Backbone) -> Result<()> {
     }
 }
 
+fn limit(set: ValSet, opts: &EvalOptions) -> ValSet {
+    match opts.max_images {
+        Some(n) => set.truncated(n),
+        None => set,
+    }
+}
+
 fn check_options(opts: &EvalOptions) -> Result<()> {
     if opts.batch_size == 0 {
         return Err(ImageNetError::config("batch_size", "must be at least 1"));
@@ -568,7 +579,7 @@ pub fn evaluate_clean(
 ) -> Result<TopKCounts> {
     check_model(model)?;
     check_options(opts)?;
-    let set = Arc::new(val.clone());
+    let set = Arc::new(limit(val.clone(), opts));
     count_topk(
         model,
         CleanImages::new(set, opts.transform.clone()),
@@ -593,13 +604,13 @@ pub fn evaluate(
     let clean = evaluate_clean(model, val, opts, device, observer)?;
     let mut conditions = BTreeMap::new();
     if let Some(source) = corrupted {
-        let set = Arc::new(val.clone());
+        let set = Arc::new(limit(val.clone(), opts));
         for &corruption in &opts.corruptions {
             for &severity in &opts.severities {
                 let phase = format!("{corruption} s{severity}");
                 let counts = match source {
                     CSource::Released(released) => {
-                        let folder = Arc::new(released.set(corruption, severity)?);
+                        let folder = Arc::new(limit(released.set(corruption, severity)?, opts));
                         count_topk(
                             model,
                             ReleasedImages::new(folder, opts.transform.clone()),

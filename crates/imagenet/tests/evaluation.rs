@@ -111,6 +111,7 @@ fn options(corruptions: Vec<Corruption>, severities: &[u8]) -> EvalOptions {
             .iter()
             .map(|&s| Severity::new(s).unwrap())
             .collect(),
+        max_images: None,
     }
 }
 
@@ -247,8 +248,15 @@ fn released_imagenet_c_counts_and_errors_equal_a_direct_computation() {
     .unwrap();
 
     assert_eq!(results.conditions.len(), 4);
-    let hits: usize = results.conditions.iter().map(|c| c.counts.top1_correct).sum();
-    assert!(0 < hits && hits < 24, "top-1 hits {hits} of 24: not a trivial agreement");
+    let hits: usize = results
+        .conditions
+        .iter()
+        .map(|c| c.counts.top1_correct)
+        .sum();
+    assert!(
+        0 < hits && hits < 24,
+        "top-1 hits {hits} of 24: not a trivial agreement"
+    );
     let mut errors: BTreeMap<&str, [Option<f64>; 5]> = BTreeMap::new();
     for condition in &results.conditions {
         let corruption: Corruption = condition.corruption.parse().unwrap();

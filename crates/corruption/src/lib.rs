@@ -251,6 +251,30 @@ mod tests {
     }
 
     #[test]
+    fn jpeg_round_trip_is_the_jpeg_compression_back_end() {
+        // Severity 1 of jpeg_compression is quality 25 in the ImageNet-C flavor.
+        let image = RgbImage::from_fn(37, 29, |x, y| image::Rgb([x as u8 * 7, y as u8 * 9, 90]));
+        let corrupted = corrupt(
+            &image,
+            Corruption::JpegCompression,
+            Severity::ALL[0],
+            Flavor::ImageNetC,
+            &mut RandomState::new(0),
+        )
+        .unwrap();
+        assert_eq!(jpeg_round_trip(&image, 25), corrupted);
+        // Qualities clamp as libjpeg's do; an empty image comes back empty.
+        assert_eq!(jpeg_round_trip(&image, 0), jpeg_round_trip(&image, 1));
+        assert_eq!(jpeg_round_trip(&image, 255), jpeg_round_trip(&image, 100));
+        assert_eq!(
+            jpeg_round_trip(&RgbImage::new(0, 3), 85).dimensions(),
+            (0, 3)
+        );
+        // The exact decoder refuses what is not a JPEG instead of guessing.
+        assert!(decode_jpeg_exact(b"not a jpeg").is_err());
+    }
+
+    #[test]
     fn empty_images_are_errors() {
         let image = RgbImage::new(0, 5);
         let err = corrupt(

@@ -23,7 +23,8 @@
 //! labels.
 //!
 //! Files are listed as `ImageFolder` does: the extensions `.jpg .jpeg .png .ppm .bmp .pgm .tif
-//! .tiff .webp` (any case), sorted by name, folders walked recursively. Every image also has a
+//! .tiff .webp` (any case), sorted by name, folders walked recursively; a flat folder's images
+//! are put in the same order (class, then name). Every image also has a
 //! seed key, `<wnid>/<file name>` in both layouts, from which the per-image corruption seeds
 //! derive (so the generated ImageNet-C does not depend on the layout the images came in).
 
@@ -197,6 +198,9 @@ impl ValSet {
             let key = Path::new(wnids()[label]).join(&name);
             images.push(ValImage { path, key, label });
         }
+        // The folder layout's order (class, then file name), so that the first n images are
+        // the same ones in both layouts and in the released ImageNet-C folders.
+        images.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Self::from_images(dir, images))
     }
 

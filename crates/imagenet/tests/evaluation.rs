@@ -176,6 +176,10 @@ fn clean_counts_equal_a_direct_computation_in_every_layout() {
             .collect();
         reference.sort();
         assert_eq!(labels, reference, "same keys and labels in every layout");
+        // And in the same order (class, then file name), so `--images n` picks the same ones.
+        let keys: Vec<&PathBuf> = set.images().iter().map(|i| &i.key).collect();
+        let folder_keys: Vec<&PathBuf> = folders.images().iter().map(|i| &i.key).collect();
+        assert_eq!(keys, folder_keys);
         let counts = evaluate_clean(
             model.as_ref(),
             set,

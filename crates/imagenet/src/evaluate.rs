@@ -566,6 +566,9 @@ fn check_options(opts: &EvalOptions) -> Result<()> {
     if opts.batch_size == 0 {
         return Err(ImageNetError::config("batch_size", "must be at least 1"));
     }
+    if opts.max_images == Some(0) {
+        return Err(ImageNetError::config("max_images", "must be at least 1"));
+    }
     Ok(())
 }
 

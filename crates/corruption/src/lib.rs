@@ -209,6 +209,34 @@ pub fn corrupt(
     Corruptor::new(flavor).corrupt(image, corruption, severity, rng)
 }
 
+/// Saves `image` as JPEG at `quality` and decodes it again, as
+/// `Image.open(buf)` after `Image.fromarray(rgb).save(buf, 'JPEG', quality=quality)` does with
+/// Pillow's libjpeg-turbo (4:2:0, ISLOW DCT, standard tables, fancy up-sampling), bit for bit:
+/// the back end of `jpeg_compression`. Pillow's `optimize=True` changes only the Huffman
+/// tables, so it reads back the same pixels. Qualities are clamped to 1..=100 as libjpeg's
+/// `jpeg_quality_scaling` does; an empty image comes back empty.
+pub fn jpeg_round_trip(image: &RgbImage, quality: u8) -> RgbImage {
+    if image.width() == 0 || image.height() == 0 {
+        return image.clone();
+    }
+    let quality = u32::from(quality.clamp(1, 100));
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let out = jpeg::round_trip(image.as_raw(), height, width, quality);
+    RgbImage::from_raw(image.width(), image.height(), out).expect("JPEG keeps the size")
+}
+
+/// Decodes a JPEG file's bytes as libjpeg-turbo does with its defaults (ISLOW IDCT, fancy
+/// up-sampling, its YCbCr → RGB tables): the pixels of Pillow's `Image.open(f).convert('RGB')`
+/// and of `cv2.imread`, bit for bit. Only three-component baseline or progressive files with
+/// 4:4:4 or 4:2:0 sampling are decoded (the decoder that reads the frost textures); any other
+/// file (grey, CMYK, 4:2:2, …) is an error whose message says why, so callers can fall back
+/// to another decoder.
+pub fn decode_jpeg_exact(data: &[u8]) -> Result<RgbImage, String> {
+    let (height, width, pixels) = jpeg::file::decode_rgb(data).map_err(|e| e.0)?;
+    RgbImage::from_raw(width as u32, height as u32, pixels)
+        .ok_or_else(|| "the decoded size does not match its pixels".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +248,30 @@ mod tests {
         assert_send_sync::<Corruptor>();
         assert_send_sync::<RandomState>();
         assert_send_sync::<CorruptionError>();
+    }
+
+    #[test]
+    fn jpeg_round_trip_is_the_jpeg_compression_back_end() {
+        // Severity 1 of jpeg_compression is quality 25 in the ImageNet-C flavor.
+        let image = RgbImage::from_fn(37, 29, |x, y| image::Rgb([x as u8 * 7, y as u8 * 9, 90]));
+        let corrupted = corrupt(
+            &image,
+            Corruption::JpegCompression,
+            Severity::ALL[0],
+            Flavor::ImageNetC,
+            &mut RandomState::new(0),
+        )
+        .unwrap();
+        assert_eq!(jpeg_round_trip(&image, 25), corrupted);
+        // Qualities clamp as libjpeg's do; an empty image comes back empty.
+        assert_eq!(jpeg_round_trip(&image, 0), jpeg_round_trip(&image, 1));
+        assert_eq!(jpeg_round_trip(&image, 255), jpeg_round_trip(&image, 100));
+        assert_eq!(
+            jpeg_round_trip(&RgbImage::new(0, 3), 85).dimensions(),
+            (0, 3)
+        );
+        // The exact decoder refuses what is not a JPEG instead of guessing.
+        assert!(decode_jpeg_exact(b"not a jpeg").is_err());
     }
 
     #[test]

@@ -15,6 +15,8 @@ use super::train::Renderer;
 pub enum Args {
     /// Top-1 on the CIFAR-10 test set, clean and per corruption × severity (CIFAR-10-C).
     Cifar(CifarArgs),
+    /// Top-1 / top-5 of a classifier on ImageNet val and ImageNet-C (mCE, relative mCE).
+    Imagenet(super::imagenet::Args),
 }
 
 /// Arguments of `rtb eval cifar`.
@@ -71,6 +73,7 @@ fn parse_corruptions(names: &[String]) -> anyhow::Result<Option<Vec<Corruption>>
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args {
         Args::Cifar(args) => run_cifar(args),
+        Args::Imagenet(args) => super::imagenet::run(args),
     }
 }
 

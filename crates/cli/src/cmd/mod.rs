@@ -12,6 +12,7 @@ pub mod corrupt;
 pub mod env;
 pub mod eval;
 pub mod forward;
+pub mod imagenet;
 pub mod prepare;
 pub mod report;
 pub mod synth;

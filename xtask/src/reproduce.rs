@@ -12,8 +12,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use rtb_study::weights::DatasetsManifest;
 use rtb_study::{
-    ArchCosts, CachedCosts, DeviceKind, Event, Filter, Invocation, Layout, Orchestrator, Outcome,
-    Plan, Preset, Schedule, Shard, Step, StudyError, estimate, format_seconds,
+    ArchCosts, CachedCosts, DeviceKind, Event, Filter, ImageNetC, ImageNetData, Invocation, Layout,
+    Orchestrator, Outcome, Plan, Preset, Schedule, Shard, Step, StudyError, estimate,
+    format_seconds,
 };
 
 use crate::process::{cargo, exec};
@@ -57,6 +58,17 @@ pub struct Args {
     /// Use this `rtb` binary instead of building one.
     #[arg(long)]
     pub rtb: Option<PathBuf>,
+    /// ImageNet validation images (`val/<wnid>/*.JPEG`, or a flat folder with
+    /// `--imagenet-labels`): the published backbones' own top-1 (Figure 1's first bar).
+    #[arg(long, value_name = "DIR")]
+    pub imagenet_val: Option<PathBuf>,
+    /// Labels of a flat ImageNet validation folder (`val.txt` or `LOC_val_solution.csv`).
+    #[arg(long, value_name = "FILE", requires = "imagenet_val")]
+    pub imagenet_labels: Option<PathBuf>,
+    /// The released ImageNet-C folder, or `generate` to corrupt the validation images on
+    /// the fly: the backbones' ImageNet-C drop and mCE (Figure 1's second bar).
+    #[arg(long, value_name = "DIR|generate", requires = "imagenet_val")]
+    pub imagenet_c: Option<String>,
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
@@ -260,6 +272,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             device: args.device,
             schedule: args.schedule,
             allow_unverified: args.allow_unverified,
+            imagenet: match &args.imagenet_val {
+                Some(val) => Some(ImageNetData {
+                    val: absolute(val)?,
+                    labels: args.imagenet_labels.as_deref().map(absolute).transpose()?,
+                    imagenet_c: match args.imagenet_c.as_deref() {
+                        None => None,
+                        Some("generate") => Some(ImageNetC::Generate),
+                        Some(dir) => Some(ImageNetC::Released(absolute(Path::new(dir))?)),
+                    },
+                }),
+                None => None,
+            },
         },
         resume: !args.no_resume,
         env: Vec::new(),

@@ -52,3 +52,75 @@ fn env_reports_cache_directories_from_the_environment() {
         "{text}"
     );
 }
+
+/// The registry is the only list of architectures: `rtb arch list` shows every family and
+/// preset it holds, and every architecture of every shipped preset and of the weights
+/// manifest is known and costed (the estimate asks `rtb arch macs` for it).
+#[test]
+fn every_listing_of_architectures_is_the_registry() {
+    let out = rtb(&["arch", "list", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let families: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["family"].as_str().unwrap())
+        .collect();
+    assert_eq!(families, rtb_models::registry::families());
+    let presets: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["presets"].as_array().unwrap().iter())
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(presets, rtb_models::registry::preset_names());
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf();
+    let mut archs: Vec<(String, usize)> = Vec::new();
+    for name in ["tiny", "mini", "paper"] {
+        let preset =
+            rtb_study::Preset::load(&root.join("presets").join(format!("{name}.toml"))).unwrap();
+        for backbone in &preset.backbones {
+            let arch = match &backbone.arch {
+                toml::Value::String(name) => name.clone(),
+                table => serde_json::to_string(table).unwrap(),
+            };
+            for task in &preset.tasks {
+                archs.push((arch.clone(), task.image_size));
+            }
+        }
+    }
+    let manifest =
+        rtb_study::weights::WeightsManifest::load(&root.join("weights/backbones.toml")).unwrap();
+    for entry in &manifest.backbones {
+        archs.push((entry.arch.clone(), 224));
+        let layouts: Vec<String> = rtb_models::registry::layouts()
+            .into_iter()
+            .map(|(_, l)| l.name.to_string())
+            .collect();
+        assert!(
+            layouts.contains(&entry.import.layout),
+            "{}: layout {} is not registered ({layouts:?})",
+            entry.name,
+            entry.import.layout
+        );
+    }
+    archs.sort();
+    archs.dedup();
+    for (arch, size) in archs {
+        let out = rtb(&["arch", "macs", "--json", "--size", &size.to_string(), "--arch", &arch]);
+        assert!(out.status.success(), "{arch}: {}", String::from_utf8_lossy(&out.stderr));
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(value["macs"].as_f64().unwrap() > 0.0, "{arch}");
+    }
+    let out = rtb(&["arch", "macs", "--size", "32", "--arch", "vgg16"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("vgg16") && text.contains("convnext_t"), "{text}");
+}

@@ -25,7 +25,7 @@ fn text(bytes: &[u8]) -> String {
 fn save_weights(path: &Path) {
     let varmap = VarMap::new();
     let vb = trainable_builder(&varmap, HashMap::new(), 5, DType::F32, &Device::Cpu);
-    let model = ArchConfig::Resnet(ResNetConfig {
+    let model = ArchConfig::from(ResNetConfig {
         num_classes: Some(1000),
         ..ResNetConfig::tiny()
     })
@@ -57,10 +57,9 @@ fn save(image: &RgbImage, path: &Path) {
         .unwrap();
 }
 
-#[test]
-fn eval_imagenet_prints_the_table_and_writes_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
+/// Weights with a 1000-class classifier, a val folder of two classes × two images and a
+/// released-layout ImageNet-C folder (gaussian_noise and fog at `severities`).
+fn fixture(root: &Path, severities: &[&str]) {
     save_weights(&root.join("tiny.safetensors"));
     for (w, wnid) in ["n01440764", "n01443537"].iter().enumerate() {
         for k in 0..2u32 {
@@ -70,7 +69,7 @@ fn eval_imagenet_prints_the_table_and_writes_json() {
                 &root.join("val").join(wnid).join(&name),
             );
             for corruption in ["gaussian_noise", "fog"] {
-                for severity in ["1", "2"] {
+                for severity in severities {
                     save(
                         &picture(224, 224, 5 + w as u32 + k),
                         &root
@@ -84,6 +83,13 @@ fn eval_imagenet_prints_the_table_and_writes_json() {
             }
         }
     }
+}
+
+#[test]
+fn eval_imagenet_prints_the_table_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fixture(root, &["1", "2"]);
     let root_str = |p: &str| root.join(p).display().to_string();
     let out = rtb(&[
         "eval",
@@ -158,4 +164,153 @@ fn eval_imagenet_prints_the_table_and_writes_json() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The paper preset's backbone step with `--imagenet-val`: the published backbone's own
+/// clean and corrupted top-1 land in backbone.json as its source table (Figure 1's first
+/// two bars), equal to what `rtb eval imagenet` measures with the same settings.
+#[test]
+fn the_backbone_step_measures_a_published_backbone_on_imagenet() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fixture(root, &["1", "2", "3", "4", "5"]);
+    let root_str = |p: &str| root.join(p).display().to_string();
+    std::fs::write(
+        root.join("backbones.toml"),
+        r#"
+[[backbone]]
+name = "tiny"
+arch = "resnet_tiny"
+verified = false
+url = { page = "https://example.invalid/", file = "tiny.safetensors" }
+import = { layout = "torchvision_resnet" }
+imagenet_eval = { interpolation = "bicubic", crop_pct = 0.9 }
+published = { imagenet_top1 = 1.0, source = "test" }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("preset.toml"),
+        r#"
+name = "imagenet-test"
+description = "a published backbone measured on a tiny ImageNet"
+demonstration = false
+[data]
+kind = "download"
+datasets = []
+[evaluation]
+corruptions = ["gaussian_noise", "fog"]
+severities = [1, 2, 3, 4, 5]
+seed = 0
+[cost]
+cpu_gmacs_per_second = 1.0
+corrupt_ms_per_kilopixel = 0.1
+process_overhead_seconds = 1.0
+[[backbone]]
+name = "tiny"
+arch = "resnet_tiny"
+weights = "tiny"
+[[task]]
+task = "cifar10"
+image_size = 32
+flavor = "cifar-c"
+[task.paper.full]
+epochs = 1
+batch_size = 4
+"#,
+    )
+    .unwrap();
+    let out = rtb(&[
+        "backbone",
+        "--preset",
+        &root_str("preset.toml"),
+        "--runs",
+        &root_str("runs"),
+        "--data",
+        &root_str("data"),
+        "--backbone",
+        "tiny",
+        "--manifest",
+        &root_str("backbones.toml"),
+        "--from",
+        &root_str("tiny.safetensors"),
+        "--allow-unverified",
+        "--imagenet-val",
+        &root_str("val"),
+        "--imagenet-c",
+        &root_str("imagenet-c"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("runs/imagenet-test/tiny/backbone.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["source_task"], "imagenet", "{record}");
+    let source = &record["source"];
+    assert!(source.is_object(), "{record}");
+
+    // The same numbers from `rtb eval imagenet` with the manifest's transform.
+    let out = rtb(&[
+        "eval",
+        "imagenet",
+        "--arch",
+        "resnet_tiny",
+        "--weights",
+        &root_str("tiny.safetensors"),
+        "--val",
+        &root_str("val"),
+        "--imagenet-c",
+        &root_str("imagenet-c"),
+        "--interpolation",
+        "bicubic",
+        "--crop-pct",
+        "0.9",
+        "--json",
+        &root_str("direct.json"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let direct: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("direct.json")).unwrap())
+            .unwrap();
+    let clean_correct = direct["clean"]["top1_correct"].as_f64().unwrap();
+    let clean_images = direct["clean"]["images"].as_f64().unwrap();
+    let text_of = source.to_string();
+    let clean = source["clean"].as_f64().unwrap();
+    assert!(
+        (clean - clean_correct / clean_images).abs() < 1e-12,
+        "{text_of} vs {direct}"
+    );
+    assert!(text_of.contains("gaussian_noise") && text_of.contains("fog"), "{text_of}");
+    // Each corrupted cell equals the direct run's top-1 under that condition.
+    for condition in direct["conditions"].as_array().unwrap() {
+        let corruption = condition["corruption"].as_str().unwrap();
+        let severity = condition["severity"].as_u64().unwrap() as usize;
+        let counts = &condition["counts"];
+        let expected = counts["top1_correct"].as_f64().unwrap() / counts["images"].as_f64().unwrap();
+        let got = source["corrupted"][corruption][severity - 1].as_f64().unwrap();
+        assert!((got - expected).abs() < 1e-12, "{corruption} {severity}: {got} vs {expected}");
+    }
+
+    // Without --imagenet-val the step records no source: the report shows "not run".
+    std::fs::remove_file(root.join("runs/imagenet-test/tiny/backbone.json")).unwrap();
+    let out = rtb(&[
+        "backbone",
+        "--preset",
+        &root_str("preset.toml"),
+        "--runs",
+        &root_str("runs"),
+        "--backbone",
+        "tiny",
+        "--manifest",
+        &root_str("backbones.toml"),
+        "--from",
+        &root_str("tiny.safetensors"),
+        "--allow-unverified",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("runs/imagenet-test/tiny/backbone.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(record["source"].is_null(), "{record}");
 }

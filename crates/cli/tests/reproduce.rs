@@ -55,6 +55,7 @@ fn orchestrator(preset_file: &Path, preset: &Preset, root: &Path) -> Orchestrato
             device: DeviceKind::Cpu,
             schedule: Schedule::Paper,
             allow_unverified: false,
+            imagenet: None,
         },
         resume: true,
         env: vec![("NO_COLOR".into(), "1".into())],

@@ -79,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )]);
     let varmap = VarMap::new();
     let vb = trainable_builder(&varmap, weights, 11, DType::F32, &Device::Cpu);
-    let model = ArchConfig::Resnet(ResNetConfig {
+    let model = ArchConfig::from(ResNetConfig {
         num_classes: Some(1000),
         ..ResNetConfig::tiny()
     })

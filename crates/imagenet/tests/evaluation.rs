@@ -40,7 +40,7 @@ fn tiny_model(classes: usize) -> Box<dyn Backbone> {
         );
     }
     let vb = trainable_builder(&varmap, weights, 11, DType::F32, &Device::Cpu);
-    ArchConfig::Resnet(ResNetConfig {
+    ArchConfig::from(ResNetConfig {
         num_classes: Some(classes),
         ..ResNetConfig::tiny()
     })

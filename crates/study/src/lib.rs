@@ -82,7 +82,8 @@ use std::path::PathBuf;
 
 pub use estimate::{ArchCosts, CachedCosts, StepCost, estimate, format_seconds};
 pub use plan::{
-    BACKBONE_WEIGHTS, DATA_COMPLETE, Filter, Invocation, Layout, Plan, Shard, Step, matrix,
+    BACKBONE_WEIGHTS, DATA_COMPLETE, Filter, ImageNetC, ImageNetData, Invocation, Layout, Plan,
+    Shard, Step, matrix,
 };
 pub use preset::{
     BENCHMARK_CORRUPTIONS, BackboneSpec, CostSpec, DataSpec, DeviceKind, EvaluationSpec, Preset,

@@ -337,6 +337,30 @@ pub struct Invocation {
     pub schedule: Schedule,
     /// Allow weight-manifest entries marked unverified (paper preset).
     pub allow_unverified: bool,
+    /// ImageNet data for the published backbones' own clean and corrupted top-1 (Figure 1's
+    /// first two bars); `None`: those bars read "not run".
+    pub imagenet: Option<ImageNetData>,
+}
+
+/// Where the user's ImageNet validation data is (rtb never downloads ImageNet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageNetData {
+    /// The validation images: `val/<wnid>/*.JPEG`, or a flat folder with `labels`.
+    pub val: PathBuf,
+    /// A labels file for a flat folder (`val.txt` or `LOC_val_solution.csv`).
+    pub labels: Option<PathBuf>,
+    /// The released ImageNet-C folder (`<corruption>/<severity>/<wnid>/*.JPEG`), or `None`
+    /// for clean top-1 only.
+    pub imagenet_c: Option<ImageNetC>,
+}
+
+/// Which corrupted images the ImageNet-C evaluation reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageNetC {
+    /// The released folders.
+    Released(PathBuf),
+    /// Generated on the fly from the validation images (the `imagenet-c` flavor).
+    Generate,
 }
 
 impl Invocation {
@@ -372,6 +396,21 @@ impl Invocation {
                 ]);
                 if self.allow_unverified {
                     args.push("--allow-unverified".into());
+                }
+                if let Some(imagenet) = &self.imagenet {
+                    args.extend(["--imagenet-val".into(), path(&imagenet.val)]);
+                    if let Some(labels) = &imagenet.labels {
+                        args.extend(["--imagenet-labels".into(), path(labels)]);
+                    }
+                    match &imagenet.imagenet_c {
+                        Some(ImageNetC::Released(dir)) => {
+                            args.extend(["--imagenet-c".into(), path(dir)]);
+                        }
+                        Some(ImageNetC::Generate) => {
+                            args.extend(["--imagenet-c".into(), "generate".into()]);
+                        }
+                        None => {}
+                    }
                 }
                 args
             }

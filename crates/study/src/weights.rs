@@ -76,6 +76,16 @@ pub struct PublishedNumbers {
     pub source: String,
 }
 
+/// timm's evaluation settings of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageNetEval {
+    /// `bilinear` or `bicubic`.
+    pub interpolation: String,
+    /// The centre crop over the resized image (224 / resize side).
+    pub crop_pct: f64,
+}
+
 /// One backbone of the weights manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +107,10 @@ pub struct BackboneEntry {
     pub url: Option<UrlSource>,
     /// How to import it.
     pub import: ImportRecipe,
+    /// The ImageNet evaluation transform the weights were published with (timm's
+    /// `interpolation` and `crop_pct`); `None`: bilinear, 0.875 (resize 256, crop 224).
+    #[serde(default)]
+    pub imagenet_eval: Option<ImageNetEval>,
     /// Published numbers.
     pub published: PublishedNumbers,
 }

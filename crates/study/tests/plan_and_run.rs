@@ -266,6 +266,7 @@ fn the_orchestrator_skips_finished_steps_and_blocks_dependents_of_failures() {
             device: DeviceKind::Cpu,
             schedule: Schedule::Paper,
             allow_unverified: false,
+            imagenet: None,
         },
         resume: true,
         env: vec![

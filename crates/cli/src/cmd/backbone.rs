@@ -38,6 +38,15 @@ pub struct Args {
     /// Loader worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// ImageNet validation images: a published backbone's own top-1 (Figure 1's first bar).
+    #[arg(long, value_name = "DIR")]
+    imagenet_val: Option<std::path::PathBuf>,
+    /// Labels of a flat ImageNet validation folder.
+    #[arg(long, value_name = "FILE", requires = "imagenet_val")]
+    imagenet_labels: Option<std::path::PathBuf>,
+    /// The released ImageNet-C folder, or `generate`: the backbone's ImageNet-C drop.
+    #[arg(long, value_name = "DIR|generate", requires = "imagenet_val")]
+    imagenet_c: Option<String>,
 }
 
 fn device_choice(device: DeviceKind) -> DeviceChoice {
@@ -114,13 +123,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::cmd::weights_fetch::fetch_entry(entry, args.from.as_deref(), args.allow_unverified)?;
     let weights = layout.backbone_weights(&spec.name);
     crate::cmd::weights_fetch::import_entry(entry, &path, &weights)?;
+    let source = match &args.imagenet_val {
+        Some(val) => Some(imagenet_table(&args, &preset, entry, &arch, &weights, val)?),
+        None => None,
+    };
     BackboneRecord {
         preset: preset.name.clone(),
         backbone: spec.name.clone(),
         paper_row: spec.paper_row.clone().or_else(|| entry.paper_row.clone()),
         description: spec.description.clone(),
         source_task: "imagenet".into(),
-        source: None,
+        source,
         published: Some(Published {
             imagenet_top1: entry.published.imagenet_top1,
             imagenet_c_mce: entry.published.imagenet_c_mce,
@@ -135,4 +148,82 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         weights.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The imported backbone's top-1 on the user's ImageNet validation set, clean and under the
+/// preset's corruptions and severities (released ImageNet-C or generated), as the source
+/// table of `backbone.json`.
+fn imagenet_table(
+    args: &Args,
+    preset: &rtb_study::Preset,
+    entry: &rtb_study::weights::BackboneEntry,
+    arch: &rtb_models::ArchConfig,
+    weights: &std::path::Path,
+    val: &std::path::Path,
+) -> anyhow::Result<rtb_results::MetricTable> {
+    use crate::cmd::imagenet::{CorruptedImages, ImageNetRun};
+    let device = device_choice(args.device).device()?;
+    let canonical = rtb_models::read_canonical(arch, weights, None)?;
+    let arch = arch.with_classifier_of(&canonical.tensors)?;
+    let source_name = weights.display().to_string();
+    let model = rtb_models::from_state_dict(
+        &arch,
+        &source_name,
+        canonical.tensors,
+        candle_core::DType::F32,
+        &device,
+    )?;
+    let (interpolation, crop_pct) = entry
+        .imagenet_eval
+        .as_ref()
+        .map_or(("bilinear", 0.875), |e| (e.interpolation.as_str(), e.crop_pct));
+    let transform = rtb_imagenet::EvalTransform::from_crop_pct(
+        224,
+        crop_pct,
+        interpolation.parse::<rtb_imagenet::Interpolation>()?,
+    )?;
+    let corruptions = preset
+        .corruptions()
+        .iter()
+        .map(|name| name.parse::<rtb_corruption::Corruption>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let severities = preset
+        .evaluation
+        .severities
+        .iter()
+        .map(|&s| {
+            rtb_corruption::Severity::new(s)
+                .with_context(|| format!("preset evaluation.severities: {s} is not in 1..=5"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let run = ImageNetRun {
+        val: val.to_path_buf(),
+        labels: args.imagenet_labels.clone(),
+        corrupted: match args.imagenet_c.as_deref() {
+            None => CorruptedImages::None,
+            Some("generate") => CorruptedImages::Generate { jpeg: true },
+            Some(dir) => CorruptedImages::Released(dir.into()),
+        },
+        corruptions: Some(corruptions),
+        severities: Some(severities),
+        transform,
+        images: preset.evaluation.images,
+        batch_size: 64,
+        workers: args.workers,
+        seed: preset.evaluation.seed,
+        frost_dir: args.step.frost_dir(),
+    };
+    let results = crate::cmd::imagenet::evaluate(model.as_ref(), &run, &device)?;
+    let table = results.metric_table();
+    tracing::info!(
+        "{}: ImageNet top-1 {:.2} % ({} images){}",
+        args.backbone,
+        100.0 * table.clean,
+        results.clean.images,
+        results
+            .mce
+            .map(|m| format!(", mCE {:.1} %", 100.0 * m))
+            .unwrap_or_default()
+    );
+    Ok(table)
 }

@@ -100,6 +100,126 @@ fn parse_severities(values: &[u8]) -> anyhow::Result<Option<Vec<Severity>>> {
         .map(Some)
 }
 
+/// Which corrupted images to evaluate, as the command line or the study step asks.
+#[derive(Debug, Clone)]
+pub enum CorruptedImages {
+    /// Clean top-1 only.
+    None,
+    /// The released folders.
+    Released(PathBuf),
+    /// Generated on the fly, with or without the released files' JPEG round trip.
+    Generate {
+        /// The JPEG quality-85 round trip.
+        jpeg: bool,
+    },
+}
+
+/// Everything one ImageNet evaluation needs besides the model.
+#[derive(Debug, Clone)]
+pub struct ImageNetRun {
+    /// The validation folder.
+    pub val: PathBuf,
+    /// Labels of a flat folder.
+    pub labels: Option<PathBuf>,
+    /// The corrupted images.
+    pub corrupted: CorruptedImages,
+    /// Chosen corruptions (`None`: the 15, or those present in the released folders).
+    pub corruptions: Option<Vec<Corruption>>,
+    /// Chosen severities (`None`: 1..5, or those every chosen corruption has).
+    pub severities: Option<Vec<Severity>>,
+    /// The evaluation transform.
+    pub transform: EvalTransform,
+    /// The first N images only.
+    pub images: Option<usize>,
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// Decoding threads.
+    pub workers: usize,
+    /// Seed of generated corruptions.
+    pub seed: u64,
+    /// Frost textures.
+    pub frost_dir: Option<PathBuf>,
+}
+
+/// Evaluates `model` (with a 1000-class classifier) as `run` says, on `device`.
+pub fn evaluate(
+    model: &dyn rtb_models::Backbone,
+    run: &ImageNetRun,
+    device: &candle_core::Device,
+) -> anyhow::Result<ImageNetResults> {
+    let val = ValSet::open(&run.val, run.labels.as_deref())?;
+    tracing::info!(
+        "{}: {} images of {} classes",
+        run.val.display(),
+        val.len(),
+        val.classes().len()
+    );
+    let (source, corruptions, severities) = match &run.corrupted {
+        CorruptedImages::Released(dir) => {
+            let released = ReleasedC::open(dir)?;
+            let corruptions = run
+                .corruptions
+                .clone()
+                .unwrap_or_else(|| released.present().keys().copied().collect());
+            // By default, the severities every chosen corruption has.
+            let severities = run.severities.clone().unwrap_or_else(|| {
+                Severity::ALL
+                    .into_iter()
+                    .filter(|s| corruptions.iter().all(|c| released.has(*c, *s)))
+                    .collect()
+            });
+            (Some(CSource::Released(released)), corruptions, severities)
+        }
+        CorruptedImages::Generate { jpeg } => {
+            let corruptions = run
+                .corruptions
+                .clone()
+                .unwrap_or_else(|| Corruption::BENCHMARK.to_vec());
+            let mut corruptor = Corruptor::new(Flavor::ImageNetC);
+            if corruptions.contains(&Corruption::Frost) {
+                let dir = run
+                    .frost_dir
+                    .clone()
+                    .or_else(rtb_fetch::frost_dir)
+                    .ok_or(rtb_corruption::CorruptionError::FrostTexturesNotConfigured)?;
+                let textures = FrostTextures::new(&dir);
+                textures.verify()?;
+                corruptor = corruptor.with_frost_textures(textures);
+            }
+            let generate = GenerateC {
+                corruptor,
+                seed: run.seed,
+                jpeg_quality: jpeg.then_some(rtb_imagenet::imagenet_c::RELEASED_JPEG_QUALITY),
+            };
+            (
+                Some(CSource::Generated(generate)),
+                corruptions,
+                run.severities
+                    .clone()
+                    .unwrap_or_else(|| Severity::ALL.to_vec()),
+            )
+        }
+        CorruptedImages::None => (None, Vec::new(), Vec::new()),
+    };
+    let opts = EvalOptions {
+        transform: run.transform.clone(),
+        batch_size: run.batch_size,
+        workers: run.workers,
+        corruptions,
+        severities,
+        max_images: run.images,
+    };
+    let mut renderer = Renderer::default();
+    Ok(rtb_imagenet::evaluate(
+        model,
+        &val,
+        source.as_ref(),
+        &opts,
+        device,
+        &mut renderer,
+    )?)
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let interpolation: Interpolation = args.interpolation.parse()?;
     let transform = EvalTransform::from_crop_pct(224, args.crop_pct, interpolation)?;
@@ -115,73 +235,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         DType::F32,
         &device,
     )?;
-
-    let val = ValSet::open(&args.val, args.labels.as_deref())?;
-    tracing::info!(
-        "{}: {} images of {} classes",
-        args.val.display(),
-        val.len(),
-        val.classes().len()
-    );
-
-    let requested = parse_corruptions(&args.corruptions)?;
-    let severities = parse_severities(&args.severities)?;
-    let (source, corruptions, severities) = if let Some(dir) = &args.imagenet_c {
-        let released = ReleasedC::open(dir)?;
-        let corruptions = requested.unwrap_or_else(|| released.present().keys().copied().collect());
-        // By default, the severities every chosen corruption has.
-        let severities = severities.unwrap_or_else(|| {
-            Severity::ALL
-                .into_iter()
-                .filter(|s| corruptions.iter().all(|c| released.has(*c, *s)))
-                .collect()
-        });
-        (Some(CSource::Released(released)), corruptions, severities)
-    } else if args.generate_c {
-        let corruptions = requested.unwrap_or_else(|| Corruption::BENCHMARK.to_vec());
-        let mut corruptor = Corruptor::new(Flavor::ImageNetC);
-        if corruptions.contains(&Corruption::Frost) {
-            let dir = args
-                .frost_dir
-                .clone()
-                .or_else(rtb_fetch::frost_dir)
-                .ok_or(rtb_corruption::CorruptionError::FrostTexturesNotConfigured)?;
-            let textures = FrostTextures::new(&dir);
-            textures.verify()?;
-            corruptor = corruptor.with_frost_textures(textures);
-        }
-        let generate = GenerateC {
-            corruptor,
-            seed: args.seed,
-            jpeg_quality: (!args.no_jpeg)
-                .then_some(rtb_imagenet::imagenet_c::RELEASED_JPEG_QUALITY),
-        };
-        (
-            Some(CSource::Generated(generate)),
-            corruptions,
-            severities.unwrap_or_else(|| Severity::ALL.to_vec()),
-        )
-    } else {
-        (None, Vec::new(), Vec::new())
-    };
-
-    let opts = EvalOptions {
+    let run = ImageNetRun {
+        val: args.val.clone(),
+        labels: args.labels.clone(),
+        corrupted: match (&args.imagenet_c, args.generate_c) {
+            (Some(dir), _) => CorruptedImages::Released(dir.clone()),
+            (None, true) => CorruptedImages::Generate {
+                jpeg: !args.no_jpeg,
+            },
+            (None, false) => CorruptedImages::None,
+        },
+        corruptions: parse_corruptions(&args.corruptions)?,
+        severities: parse_severities(&args.severities)?,
         transform,
+        images: args.images,
         batch_size: args.batch_size,
         workers: args.workers,
-        corruptions,
-        severities,
-        max_images: args.images,
+        seed: args.seed,
+        frost_dir: args.frost_dir.clone(),
     };
-    let mut renderer = Renderer::default();
-    let results = rtb_imagenet::evaluate(
-        model.as_ref(),
-        &val,
-        source.as_ref(),
-        &opts,
-        &device,
-        &mut renderer,
-    )?;
+    let results = evaluate(model.as_ref(), &run, &device)?;
     print_table(&name, &results);
     if let Some(path) = &args.json {
         let mut text = results.to_json();

@@ -36,7 +36,7 @@ enum Command {
     Assets(assets::Args),
     /// Run the study: a preset's data, backbones and cells (one `rtb` process each), then the
     /// report. Default: the offline mini preset on the CPU.
-    Reproduce(reproduce::Args),
+    Reproduce(Box<reproduce::Args>),
 }
 
 /// The repository root (xtask lives one level below it).

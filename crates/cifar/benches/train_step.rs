@@ -77,7 +77,7 @@ fn run(case: &Case, steps: usize) {
         nesterov: false,
     };
     let mut optimizer = optimizer_cfg
-        .build(GroupsConfig::default().build(task.trainable_vars()))
+        .build(GroupsConfig::default().build(task.trainable_roles()))
         .unwrap();
     let mut seconds = 0.0;
     for step in 0..=steps {

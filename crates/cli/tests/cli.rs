@@ -59,7 +59,11 @@ fn env_reports_cache_directories_from_the_environment() {
 #[test]
 fn every_listing_of_architectures_is_the_registry() {
     let out = rtb(&["arch", "list", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let families: Vec<&str> = listed
         .as_array()
@@ -114,13 +118,28 @@ fn every_listing_of_architectures_is_the_registry() {
     archs.sort();
     archs.dedup();
     for (arch, size) in archs {
-        let out = rtb(&["arch", "macs", "--json", "--size", &size.to_string(), "--arch", &arch]);
-        assert!(out.status.success(), "{arch}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = rtb(&[
+            "arch",
+            "macs",
+            "--json",
+            "--size",
+            &size.to_string(),
+            "--arch",
+            &arch,
+        ]);
+        assert!(
+            out.status.success(),
+            "{arch}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(value["macs"].as_f64().unwrap() > 0.0, "{arch}");
     }
     let out = rtb(&["arch", "macs", "--size", "32", "--arch", "vgg16"]);
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("vgg16") && text.contains("convnext_t"), "{text}");
+    assert!(
+        text.contains("vgg16") && text.contains("convnext_t"),
+        "{text}"
+    );
 }

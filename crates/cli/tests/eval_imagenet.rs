@@ -270,8 +270,7 @@ batch_size = 4
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let direct: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("direct.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(root.join("direct.json")).unwrap()).unwrap();
     let clean_correct = direct["clean"]["top1_correct"].as_f64().unwrap();
     let clean_images = direct["clean"]["images"].as_f64().unwrap();
     let text_of = source.to_string();
@@ -280,15 +279,24 @@ batch_size = 4
         (clean - clean_correct / clean_images).abs() < 1e-12,
         "{text_of} vs {direct}"
     );
-    assert!(text_of.contains("gaussian_noise") && text_of.contains("fog"), "{text_of}");
+    assert!(
+        text_of.contains("gaussian_noise") && text_of.contains("fog"),
+        "{text_of}"
+    );
     // Each corrupted cell equals the direct run's top-1 under that condition.
     for condition in direct["conditions"].as_array().unwrap() {
         let corruption = condition["corruption"].as_str().unwrap();
         let severity = condition["severity"].as_u64().unwrap() as usize;
         let counts = &condition["counts"];
-        let expected = counts["top1_correct"].as_f64().unwrap() / counts["images"].as_f64().unwrap();
-        let got = source["corrupted"][corruption][severity - 1].as_f64().unwrap();
-        assert!((got - expected).abs() < 1e-12, "{corruption} {severity}: {got} vs {expected}");
+        let expected =
+            counts["top1_correct"].as_f64().unwrap() / counts["images"].as_f64().unwrap();
+        let got = source["corrupted"][corruption][severity - 1]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (got - expected).abs() < 1e-12,
+            "{corruption} {severity}: {got} vs {expected}"
+        );
     }
 
     // Without --imagenet-val the step records no source: the report shows "not run".

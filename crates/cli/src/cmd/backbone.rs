@@ -176,7 +176,9 @@ fn imagenet_table(
     let (interpolation, crop_pct) = entry
         .imagenet_eval
         .as_ref()
-        .map_or(("bilinear", 0.875), |e| (e.interpolation.as_str(), e.crop_pct));
+        .map_or(("bilinear", 0.875), |e| {
+            (e.interpolation.as_str(), e.crop_pct)
+        });
     let transform = rtb_imagenet::EvalTransform::from_crop_pct(
         224,
         crop_pct,

@@ -4,9 +4,7 @@
 use rtb_corruption::Corruption;
 use rtb_results::{Regime, Task};
 
-use crate::model::{
-    CellStatus, FIGURE1_GROUPS, Report, category_columns, corruptions_of, published_table,
-};
+use crate::model::{CellStatus, Report, category_columns, corruptions_of, published_table};
 use crate::paper;
 
 /// A table of already-formatted cells.
@@ -97,7 +95,7 @@ fn capitalised(name: &str) -> String {
 
 fn figure_section(report: &Report) -> Section {
     let mut headers = vec!["Backbone".to_string()];
-    headers.extend(FIGURE1_GROUPS.iter().map(|g| format!("{g} (%)")));
+    headers.extend(report.figure1_labels().iter().map(|g| format!("{g} (%)")));
     let rows = report
         .figure1()
         .into_iter()

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use image::{Rgb, RgbImage};
 
 use crate::font::{GLYPH_HEIGHT, GLYPH_WIDTH, glyph};
-use crate::model::{FIGURE1_GROUPS, FigureSeries};
+use crate::model::FigureSeries;
 
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 480;
@@ -62,7 +62,7 @@ fn axis(series: &[FigureSeries]) -> (f64, f64, f64) {
     (lo, hi.max(lo + step), step)
 }
 
-fn draw(painter: &mut dyn Painter, series: &[FigureSeries], title: &str) {
+fn draw(painter: &mut dyn Painter, series: &[FigureSeries], labels: &[String; 5], title: &str) {
     let (w, h) = (WIDTH as f64, HEIGHT as f64);
     painter.rect(0.0, 0.0, w, h, [255, 255, 255]);
     painter.text(w / 2.0, 28.0, title, 16.0, INK, Anchor::Middle);
@@ -90,11 +90,11 @@ fn draw(painter: &mut dyn Painter, series: &[FigureSeries], title: &str) {
     painter.rect(LEFT, zero, plot_w, 1.0, INK);
     painter.rect(LEFT, TOP, 1.0, plot_h, INK);
 
-    let groups = FIGURE1_GROUPS.len() as f64;
+    let groups = labels.len() as f64;
     let group_w = plot_w / groups;
     let n = series.len().max(1) as f64;
     let bar_w = (group_w * 0.8 / n).max(1.0);
-    for (g, label) in FIGURE1_GROUPS.iter().enumerate() {
+    for (g, label) in labels.iter().enumerate() {
         let x0 = LEFT + group_w * g as f64 + group_w * 0.1;
         for (i, s) in series.iter().enumerate() {
             let x = x0 + bar_w * i as f64;
@@ -192,12 +192,12 @@ impl Painter for Svg {
 }
 
 /// Figure 1 as an SVG document.
-pub(crate) fn svg(series: &[FigureSeries], title: &str) -> String {
+pub(crate) fn svg(series: &[FigureSeries], labels: &[String; 5], title: &str) -> String {
     let mut painter = Svg(format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}">"#
     ));
     painter.0.push('\n');
-    draw(&mut painter, series, title);
+    draw(&mut painter, series, labels, title);
     painter.0.push_str("</svg>\n");
     painter.0
 }
@@ -255,9 +255,9 @@ impl Painter for Raster {
 }
 
 /// Figure 1 as an RGB raster (encode with `image`'s PNG writer).
-pub(crate) fn raster(series: &[FigureSeries], title: &str) -> RgbImage {
+pub(crate) fn raster(series: &[FigureSeries], labels: &[String; 5], title: &str) -> RgbImage {
     let mut painter = Raster(RgbImage::new(WIDTH, HEIGHT));
-    draw(&mut painter, series, title);
+    draw(&mut painter, series, labels, title);
     painter.0
 }
 
@@ -289,7 +289,11 @@ mod tests {
 
     #[test]
     fn svg_has_one_bar_per_value_and_marks_missing_ones() {
-        let svg = svg(&series(), "Figure 1");
+        let svg = svg(
+            &series(),
+            &crate::model::FIGURE1_GROUPS.map(String::from),
+            "Figure 1",
+        );
         // Background + grid lines + axes + 5 bars + 2 legend swatches.
         let bars = svg.matches("fill=\"#1f77b4\"").count();
         assert_eq!(bars, 4 + 1, "regular: 4 bars and a legend swatch");
@@ -300,7 +304,11 @@ mod tests {
 
     #[test]
     fn raster_draws_bars_and_text() {
-        let image = raster(&series(), "Figure 1");
+        let image = raster(
+            &series(),
+            &crate::model::FIGURE1_GROUPS.map(String::from),
+            "Figure 1",
+        );
         assert_eq!(image.dimensions(), (WIDTH, HEIGHT));
         let blue = image.pixels().filter(|p| p.0 == PALETTE[0]).count();
         assert!(blue > 1000, "bars are drawn ({blue} pixels)");

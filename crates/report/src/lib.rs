@@ -87,7 +87,8 @@ impl Report {
         let sections = document::sections(self);
         let figure_title = format!("Figure 1 - full-network transfer ({})", self.preset);
         let series = self.figure1();
-        let svg = figure::svg(&series, &figure_title);
+        let labels = self.figure1_labels();
+        let svg = figure::svg(&series, &labels, &figure_title);
 
         let mut written = Vec::new();
         let mut text_file = |name: &str, contents: String| -> Result<(), ReportError> {
@@ -110,7 +111,7 @@ impl Report {
 
         let png_path = out.join("figure1.png");
         let mut png = Vec::new();
-        figure::raster(&series, &figure_title)
+        figure::raster(&series, &labels, &figure_title)
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .map_err(|source| ReportError::Png {
                 path: png_path.clone(),

@@ -23,6 +23,9 @@ pub struct BackboneEntry {
     pub source_top1: Option<Value>,
     /// Source-task corruption drop (1 − rPC) in percent, when measured.
     pub source_drop: Option<f64>,
+    /// Whether rtb evaluated the backbone on its source task (rather than only quoting a
+    /// published top-1).
+    pub source_measured: bool,
 }
 
 /// A number and where it comes from.
@@ -97,6 +100,34 @@ pub const FIGURE1_GROUPS: [&str; 5] = [
     "CIFAR-10 drop",
 ];
 
+impl Report {
+    /// Figure 1's group labels, with the source task named: `ImageNet top-1` and
+    /// `ImageNet-C drop` when every backbone's source is ImageNet, the synthetic task's name
+    /// for the offline presets, `source` when they differ.
+    pub fn figure1_labels(&self) -> [String; 5] {
+        let mut names: Vec<&str> = self
+            .backbones
+            .iter()
+            .map(|b| b.source_task.as_str())
+            .filter(|t| !t.is_empty())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let source = match names.as_slice() {
+            ["imagenet"] => "ImageNet".to_string(),
+            [one] => (*one).to_string(),
+            _ => "source".to_string(),
+        };
+        [
+            format!("{source} top-1"),
+            format!("{source}-C drop"),
+            FIGURE1_GROUPS[2].to_string(),
+            FIGURE1_GROUPS[3].to_string(),
+            FIGURE1_GROUPS[4].to_string(),
+        ]
+    }
+}
+
 /// One backbone's bars in Figure 1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FigureSeries {
@@ -146,6 +177,7 @@ impl Report {
                     source_task: record.source_task,
                     source_top1,
                     source_drop: robustness.map(|r| r.drop_percent),
+                    source_measured: record.source.is_some(),
                 }
             })
             .collect();
@@ -163,6 +195,7 @@ impl Report {
                     source_task: String::new(),
                     source_top1: None,
                     source_drop: None,
+                    source_measured: false,
                 });
             }
             let robustness = cell.primary.robustness().ok();
@@ -237,6 +270,9 @@ impl Report {
                 };
                 let ran = |task| self.cell(&backbone.name, task, Regime::Full).is_some();
                 let source = backbone.source_top1.is_some();
+                // A published top-1 is a value, but the corrupted source task only ran if
+                // rtb evaluated the backbone.
+                let source_c = backbone.source_measured;
                 FigureSeries {
                     backbone: backbone.name.clone(),
                     values: [
@@ -248,7 +284,7 @@ impl Report {
                     ],
                     ran: [
                         source,
-                        source,
+                        source_c,
                         ran(Task::Coco),
                         ran(Task::Ade20k),
                         ran(Task::Cifar10),

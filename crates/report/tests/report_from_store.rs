@@ -164,3 +164,49 @@ fn undefined_drops_read_n_a_not_not_run() {
         .unwrap();
     assert_eq!(row, "| regular | 0.00 | n/a | not run | not run | n/a |");
 }
+
+/// Figure 1's first two bars name the source task; a published backbone that rtb did not
+/// evaluate shows its published top-1 and "not run" for the corrupted source task, one that
+/// rtb evaluated on ImageNet shows both measured numbers.
+#[test]
+fn figure1_names_the_source_and_marks_published_backbones_not_run() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let published = |name: &str, measured: bool| BackboneRecord {
+        preset: "paper".into(),
+        backbone: name.into(),
+        paper_row: None,
+        description: String::new(),
+        source_task: "imagenet".into(),
+        source: measured.then(|| table(0.76, &Corruption::BENCHMARK)),
+        published: Some(rtb_results::Published {
+            imagenet_top1: 76.13,
+            imagenet_c_mce: None,
+            source: "torchvision".into(),
+        }),
+    };
+    published("regular", false).write(runs.path()).unwrap();
+    published("measured", true).write(runs.path()).unwrap();
+    let report = Report::load(runs.path(), "paper").unwrap();
+    let labels = report.figure1_labels();
+    assert_eq!(labels[0], "ImageNet top-1");
+    assert_eq!(labels[1], "ImageNet-C drop");
+    let series = report.figure1();
+    let regular = series.iter().find(|s| s.backbone == "regular").unwrap();
+    assert_eq!(regular.values[0], Some(76.13));
+    assert_eq!((regular.ran[0], regular.ran[1]), (true, false));
+    let measured = series.iter().find(|s| s.backbone == "measured").unwrap();
+    assert!((measured.values[0].unwrap() - 76.0).abs() < 1e-9);
+    assert!(measured.values[1].unwrap() > 0.0);
+    assert_eq!((measured.ran[0], measured.ran[1]), (true, true));
+    report.write(out.path()).unwrap();
+    let md = std::fs::read_to_string(out.path().join("index.md")).unwrap();
+    assert!(md.contains("ImageNet-C drop (%)"), "{md}");
+
+    // The offline presets name their synthetic source task.
+    let mini = tempfile::tempdir().unwrap();
+    record("regular", "Regular").write(mini.path()).unwrap();
+    let labels = Report::load(mini.path(), "mini").unwrap().figure1_labels();
+    assert_eq!(labels[0], "shapes64 top-1");
+    assert_eq!(labels[1], "shapes64-C drop");
+}

@@ -143,3 +143,32 @@ fn every_listing_of_architectures_is_the_registry() {
         "{text}"
     );
 }
+
+/// Regression: `rtb … 2>log` wrote ANSI colour escapes into the log file.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf();
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("out.safetensors");
+    // `weights import` logs an info line on success; stderr is a pipe here.
+    let out = rtb(&[
+        "weights",
+        "import",
+        "--arch",
+        "resnet_tiny",
+        "--from",
+        root.join("crates/models/tests/golden/resnet_tiny.safetensors")
+            .to_str()
+            .unwrap(),
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("INFO") && stderr.contains("layout"), "{stderr:?}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}

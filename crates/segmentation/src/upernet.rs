@@ -465,7 +465,7 @@ impl UperNet {
     pub fn parameters(&self) -> Vec<NamedTensor> {
         let mut out = self.head_parameters();
         out.extend(self.backbone.parameters().into_iter().map(|p| NamedTensor {
-            name: format!("backbone.{}", p.name),
+            name: backbone_key(&p.name),
             tensor: p.tensor,
             kind: p.kind,
         }));
@@ -491,7 +491,7 @@ impl UperNet {
                 self.backbone
                     .trainable_roles()
                     .into_iter()
-                    .map(|(name, var, role)| (format!("backbone.{name}"), var, role)),
+                    .map(|(name, var, role)| (backbone_key(&name), var, role)),
             );
         }
         out
@@ -503,6 +503,17 @@ impl UperNet {
             .into_iter()
             .map(|(name, var, _)| (name, var))
             .collect()
+    }
+}
+
+/// A backbone parameter's key in the whole model: `backbone.<canonical>`. A backbone built
+/// by [`UperNet::build`] (from `vb.pp("backbone")`) already names its parameters so; one
+/// built on its own names them canonically.
+fn backbone_key(name: &str) -> String {
+    if name.starts_with("backbone.") {
+        name.to_string()
+    } else {
+        format!("backbone.{name}")
     }
 }
 

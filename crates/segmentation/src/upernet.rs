@@ -22,7 +22,7 @@ use rtb_nn::loss::{CrossEntropyOptions, Reduction, cross_entropy};
 use rtb_nn::ops::resize::resize_bilinear;
 use rtb_nn::optim::ParamRole;
 
-use crate::error::{Result, SegError, config_error, input_error};
+use crate::error::{Result, config_error, input_error};
 use crate::fcn_head::FcnHead;
 use crate::params::{NamedTensor, mix_seed};
 use crate::uper_head::UperHead;
@@ -367,6 +367,7 @@ impl UperNet {
                 format!("class indices are integers, got {:?}", labels.dtype()),
             ));
         }
+        self.check_label_values(labels)?;
         let mode = Mode::Train { seed };
         let features = self.features(images, mode)?;
         let (decode, auxiliary) = self.head_logits(&features, mode, seed)?;
@@ -388,6 +389,30 @@ impl UperNet {
         })
     }
 
+    /// Every label is a class index or the ignore index.
+    fn check_label_values(&self, labels: &Tensor) -> Result<()> {
+        let flat = labels.flatten_all()?.to_dtype(DType::I64)?;
+        let ignore = i64::from(self.cfg.ignore_index);
+        let valid = flat.ne(ignore)?;
+        let masked = valid.where_cond(&flat, &flat.zeros_like()?)?;
+        let (lowest, highest) = (
+            masked.min(0)?.to_scalar::<i64>()?,
+            masked.max(0)?.to_scalar::<i64>()?,
+        );
+        let classes = self.cfg.num_classes as i64;
+        if lowest < 0 || highest >= classes {
+            let bad = if lowest < 0 { lowest } else { highest };
+            return Err(input_error(
+                "labels",
+                labels.dims(),
+                format!(
+                    "label value {bad} is neither a class (0..{classes}) nor the ignore index {ignore}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// mmseg's `losses()`: logits upsampled to the labels' size, cross-entropy with the
     /// ignore index, averaged over all pixels (or the valid ones with `avg_non_ignore`).
     fn loss(&self, logits: &Tensor, labels: &Tensor, size: (usize, usize)) -> Result<Tensor> {
@@ -399,15 +424,7 @@ impl UperNet {
             } else {
                 Reduction::None
             });
-        let loss = cross_entropy(&logits, labels, &opts).map_err(|e| match e {
-            // Name the argument: a label value out of range is the user's input.
-            candle_core::Error::Wrapped(inner) => SegError::Input {
-                what: "labels",
-                shape: labels.dims().to_vec(),
-                message: inner.to_string(),
-            },
-            other => SegError::Candle(other),
-        })?;
+        let loss = cross_entropy(&logits, labels, &opts)?;
         Ok(if self.cfg.avg_non_ignore {
             loss
         } else {

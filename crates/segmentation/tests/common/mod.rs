@@ -56,7 +56,9 @@ pub fn relative_error(actual: &Tensor, expected: &Tensor) -> f64 {
     if scale == 0.0 { diff } else { diff / scale }
 }
 
-/// Asserts `relative_error ≤ tol` with a message naming `what`; returns the error.
+/// Asserts `relative_error ≤ tol` with a message naming `what`; prints and returns the
+/// error (`--nocapture` shows the measured parity).
+#[allow(clippy::print_stderr)]
 pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, tol: f64) -> f64 {
     let err = relative_error(actual, expected);
     assert!(err <= tol, "{what}: relative error {err:.3e} > {tol:.0e}");

@@ -339,7 +339,9 @@ impl UperNet {
     /// and widths must be multiples of the backbone's size divisor (pad crops first, labels
     /// with 255). The backbone runs under [`Mode::Train`] with `seed` (or without a graph in
     /// the fixed-feature regime), the heads' BatchNorms use batch statistics, and the dropout
-    /// masks derive from `seed`.
+    /// masks derive from `seed`. A batch needs at least two images: the 1×1 pooling branch's
+    /// BatchNorm needs more than one value per channel (PyTorch refuses it too; mmseg's
+    /// SyncBN sees the whole multi-GPU batch).
     pub fn forward_train(&self, images: &Tensor, labels: &Tensor, seed: u64) -> Result<Losses> {
         let (n, h, w) = self.check_images(images)?;
         let divisor = self.backbone.size_divisor().max(1);

@@ -296,6 +296,12 @@ fn bad_inputs_are_errors_that_name_the_argument() {
         .forward_train(&odd, &labels_for(2, 60, 64), 0)
         .unwrap_err();
     assert!(err.to_string().contains("multiples of 32"), "{err}");
+    // One image: the pool-1 branch's BatchNorm has one value per channel.
+    let one = Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
+    let err = model
+        .forward_train(&one, &labels_for(1, 64, 64), 0)
+        .unwrap_err();
+    assert!(err.to_string().contains("more than one value"), "{err}");
     // Not an image batch.
     let gray = Tensor::zeros((1, 1, 64, 64), DType::F32, &Device::Cpu).unwrap();
     assert!(model.forward(&gray).is_err());

@@ -174,7 +174,7 @@ pub fn resize_linear(
         for ((o, &s0), &s1) in out.iter_mut().zip(&slots[i0].1).zip(&slots[i1].1) {
             // v_pack saturates (s >> 4) to i16 (it never exceeds 255·2048 / 16 = 32640);
             // v_mul_hi keeps the high half of the 32-bit product, an arithmetic shift.
-            let v = ((s0 >> 4) * b0 >> 16) + ((s1 >> 4) * b1 >> 16);
+            let v = (((s0 >> 4) * b0) >> 16) + (((s1 >> 4) * b1) >> 16);
             *o = ((v + 2) >> 2).clamp(0, 255) as u8;
         }
     }

@@ -16,7 +16,9 @@ use rtb_train::seed::SplitMix64;
 use rtb_train::{CorruptibleSample, CorruptionSpec, Dataset, TrainError};
 
 use crate::AdeTaskError;
-use crate::transforms::{TestConfig, TrainConfig, normalize, pad_chw, pad_labels};
+use crate::transforms::{
+    TestConfig, TrainConfig, normalize, normalize_padded, pad_chw, pad_labels,
+};
 
 /// How label files are read: the class count and ADE20K's reduce_zero_label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,8 +198,7 @@ impl AdeTrain {
         let draws = self.cfg.draw(&mut rng, image.width(), image.height())?;
         let crop = self.cfg.augment(&image, &label, &draws)?;
         let (ch, cw) = (self.cfg.crop_size.0 as usize, self.cfg.crop_size.1 as usize);
-        let size = (crop.image.height() as usize, crop.image.width() as usize);
-        let values = pad_chw(&normalize(&crop.image), 3, size, (ch, cw), 0.0);
+        let values = normalize_padded(&crop.image, (ch, cw));
         let labels = pad_labels(&crop.label, (ch, cw));
         Ok(AdeTrainSample {
             image: Tensor::from_vec(values, (3, ch, cw), &Device::Cpu)?,

@@ -10,7 +10,7 @@
 //! Saturation and hue each convert to HSV and back on their own, as mmseg does.
 //!
 //! OpenCV's float steps of HSV → RGB are fused multiply-adds where its compiler fused them
-//! (`1 − s·h`, `1 − s·(1 − h)`); [`f32::mul_add`] computes the same correctly rounded value.
+//! (`1 − s·h`, `1 − s·(1 − h)`); this module computes the same singly rounded values.
 //! OpenCV's 8-bit HSV → RGB has two paths in one row: the vector kernel (AVX2, 32 pixels at a
 //! time) truncates `x·255`, the scalar tail rounds it half to even. [`hsv_to_rgb`] copies that
 //! split for the x86 build with AVX2 (what the opencv-python wheels dispatch to on any AVX2
@@ -46,7 +46,10 @@ fn hsv_tables() -> &'static HsvTables {
 
 /// `cv2.cvtColor(COLOR_RGB2HSV)` of one 8-bit pixel: hue 0..180, saturation and value 0..=255.
 pub fn rgb_to_hsv_pixel(r: u8, g: u8, b: u8) -> [u8; 3] {
-    let tables = hsv_tables();
+    rgb_to_hsv_with(hsv_tables(), r, g, b)
+}
+
+fn rgb_to_hsv_with(tables: &HsvTables, r: u8, g: u8, b: u8) -> [u8; 3] {
     let (r, g, b) = (i32::from(r), i32::from(g), i32::from(b));
     let v = r.max(g).max(b);
     let vmin = r.min(g).min(b);
@@ -70,10 +73,12 @@ fn hsv_to_rgb_float(h: u8, s: u8, v: u8) -> [f32; 3] {
     let s = f32::from(s) * (1.0 / 255.0);
     let v = f32::from(v) * (1.0 / 255.0);
     let mut h = f32::from(h) * hscale;
-    let sector_f = h.trunc();
-    h -= sector_f;
+    // h ≥ 0, so the cast truncates as OpenCV's v_trunc / cvFloor do (and, unlike
+    // `f32::trunc`, needs no libm call on baseline x86-64).
+    let sector = h as i32;
+    h -= sector as f32;
     // OpenCV reduces the sector modulo 6 (h ≥ 180 cannot occur after RGB → HSV).
-    let sector = (sector_f as i32).rem_euclid(6) as usize;
+    let sector = sector.rem_euclid(6) as usize;
     // The x86 build of OpenCV compiles this kernel with FMA enabled, and the compiler fuses
     // `1 − s·h` into one fused negative multiply-add in both paths (an unfused version
     // differs from cv2 on 1,758 of the 11.8 million inputs); `1 − s` and `1 − h` stay
@@ -81,8 +86,8 @@ fn hsv_to_rgb_float(h: u8, s: u8, v: u8) -> [f32; 3] {
     let tab = [
         v,
         v * (1.0 - s),
-        v * (-s).mul_add(h, 1.0),
-        v * (-s).mul_add(1.0 - h, 1.0),
+        v * fused_one_minus(s, h),
+        v * fused_one_minus(s, 1.0 - h),
     ];
     // OpenCV's `sector_data`, as (b, g, r) indices into `tab`.
     const SECTORS: [[usize; 3]; 6] = [
@@ -97,22 +102,44 @@ fn hsv_to_rgb_float(h: u8, s: u8, v: u8) -> [f32; 3] {
     [tab[ri], tab[gi], tab[bi]]
 }
 
+/// `1 − a·b` with one rounding, as a fused multiply-add gives it. The product of two f32 is
+/// exact in f64 and the f64 sum rounds once more before the f32 rounding; on this function's
+/// whole domain (every 8-bit s and hue) that double rounding never differs from a true fused
+/// operation (the exhaustive golden test checks every input), and it avoids the software
+/// `fmaf` that `f32::mul_add` becomes without a compile-time FMA target.
+fn fused_one_minus(a: f32, b: f32) -> f32 {
+    (1.0 - f64::from(a) * f64::from(b)) as f32
+}
+
 /// `cv2.cvtColor(COLOR_HSV2RGB)` of one 8-bit pixel as the vector kernel computes it
 /// (truncating `x·255`).
 pub fn hsv_to_rgb_pixel_vector(h: u8, s: u8, v: u8) -> [u8; 3] {
-    hsv_to_rgb_float(h, s, v).map(|x| (x * 255.0).trunc().clamp(0.0, 255.0) as u8)
+    // `as u8` truncates toward zero and saturates, as v_trunc then v_pack_u do.
+    hsv_to_rgb_float(h, s, v).map(|x| (x * 255.0) as u8)
 }
 
 /// `cv2.cvtColor(COLOR_HSV2RGB)` of one 8-bit pixel as the scalar tail computes it
 /// (`saturate_cast<uchar>(x·255)`, rounding half to even).
 pub fn hsv_to_rgb_pixel_scalar(h: u8, s: u8, v: u8) -> [u8; 3] {
-    hsv_to_rgb_float(h, s, v).map(|x| (x * 255.0).round_ties_even().clamp(0.0, 255.0) as u8)
+    hsv_to_rgb_float(h, s, v).map(|x| round_half_even(x * 255.0) as u8)
+}
+
+/// Round half to even for 0 ≤ x < 2^22 without a libm call: adding 2^23 leaves no fraction
+/// bits, so the addition itself rounds (half to even, the default mode).
+fn round_half_even(x: f32) -> f32 {
+    const SHIFT: f32 = 8_388_608.0;
+    if (0.0..4_194_304.0).contains(&x) {
+        (x + SHIFT) - SHIFT
+    } else {
+        x.round_ties_even()
+    }
 }
 
 /// An interleaved 8-bit RGB image converted to OpenCV's 8-bit HSV in place.
 pub fn rgb_to_hsv(pixels: &mut [u8]) {
+    let tables = hsv_tables();
     for px in pixels.chunks_exact_mut(3) {
-        let hsv = rgb_to_hsv_pixel(px[0], px[1], px[2]);
+        let hsv = rgb_to_hsv_with(tables, px[0], px[1], px[2]);
         px.copy_from_slice(&hsv);
     }
 }

@@ -122,20 +122,30 @@ pub fn resize_linear(
     let row_len = dst_width * cn;
 
     // Horizontal pass of one source row into 32-bit sums (weights sum to 2048).
-    let horizontal = |y: usize, out: &mut [i32]| {
-        let row = &src[y * width * cn..(y + 1) * width * cn];
-        for (dx, tap) in xtaps.iter().enumerate() {
+    // Byte offsets of each output column's two source pixels (the second clamped: its weight
+    // is 0 at the right edge).
+    let xoffsets: Vec<(usize, usize, i32, i32)> = xtaps
+        .iter()
+        .map(|tap| {
             // `index` is start + 1 (see linear_taps); horizontal starts are never −1.
             let sx = tap.index - 1;
-            let next = (sx + 1).min(width - 1);
-            for c in 0..cn {
-                let a = i32::from(row[sx * cn + c]);
-                let b = i32::from(row[next * cn + c]);
-                out[dx * cn + c] = if tap.w1 == 0 {
-                    a * tap.w0
-                } else {
-                    a * tap.w0 + b * tap.w1
-                };
+            (sx * cn, (sx + 1).min(width - 1) * cn, tap.w0, tap.w1)
+        })
+        .collect();
+    let horizontal = |y: usize, out: &mut [i32]| {
+        let row = &src[y * width * cn..(y + 1) * width * cn];
+        if cn == 3 {
+            for (o, &(a, b, w0, w1)) in out.chunks_exact_mut(3).zip(&xoffsets) {
+                let (pa, pb) = (&row[a..a + 3], &row[b..b + 3]);
+                o[0] = i32::from(pa[0]) * w0 + i32::from(pb[0]) * w1;
+                o[1] = i32::from(pa[1]) * w0 + i32::from(pb[1]) * w1;
+                o[2] = i32::from(pa[2]) * w0 + i32::from(pb[2]) * w1;
+            }
+        } else {
+            for (o, &(a, b, w0, w1)) in out.chunks_exact_mut(cn).zip(&xoffsets) {
+                for c in 0..cn {
+                    o[c] = i32::from(row[a + c]) * w0 + i32::from(row[b + c]) * w1;
+                }
             }
         }
     };

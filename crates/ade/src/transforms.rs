@@ -344,11 +344,30 @@ fn flip_labels(label: &mut LabelMap) {
 /// Normalises an 8-bit RGB image into CHW float32: `(x − mean) / std` per channel, as
 /// mmseg's `SegDataPreProcessor` computes it after its BGR → RGB swap.
 pub fn normalize(image: &RgbImage) -> Vec<f32> {
-    let plane = image.width() as usize * image.height() as usize;
+    let size = (image.height() as usize, image.width() as usize);
+    normalize_padded(image, size)
+}
+
+/// [`normalize`] into a `(height, width)` canvas at least the image's size, the rest 0
+/// (normalisation, then mmseg's `stack_batch` padding on the right and bottom).
+pub fn normalize_padded(image: &RgbImage, to: (usize, usize)) -> Vec<f32> {
+    // Each 8-bit value has one normalised value per channel: a table computes the same f32.
+    let mut table = [[0f32; 256]; 3];
+    for (c, row) in table.iter_mut().enumerate() {
+        for (v, out) in row.iter_mut().enumerate() {
+            *out = (v as f32 - ADE_MEAN[c]) / ADE_STD[c];
+        }
+    }
+    let (h, w) = (image.height() as usize, image.width() as usize);
+    let (th, tw) = (to.0.max(h), to.1.max(w));
+    let plane = th * tw;
     let mut out = vec![0f32; 3 * plane];
-    for (i, px) in image.as_raw().chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = (f32::from(px[c]) - ADE_MEAN[c]) / ADE_STD[c];
+    for (y, row) in image.as_raw().chunks_exact(3 * w).enumerate() {
+        for (x, px) in row.chunks_exact(3).enumerate() {
+            let at = y * tw + x;
+            out[at] = table[0][usize::from(px[0])];
+            out[plane + at] = table[1][usize::from(px[1])];
+            out[2 * plane + at] = table[2][usize::from(px[2])];
         }
     }
     out

@@ -201,6 +201,11 @@ def resize_cases():
         cases.append({"kind": "explicit", "w": w, "h": h, "dw": w // 2, "dh": h // 2})
         cases.append({"kind": "explicit", "w": w, "h": h, "dw": w * 2, "dh": h * 2})
         cases.append({"kind": "explicit", "w": w, "h": h, "dw": w, "dh": h})
+    # Rows narrower than one vector register, and odd tiny sizes, up and down.
+    for (w, h, dw, dh) in [(37, 29, 1, 1), (37, 29, 2, 3), (37, 29, 3, 2), (37, 29, 5, 4),
+                           (4, 7, 5, 3), (3, 2, 11, 9), (1, 1, 4, 3), (2, 5, 1, 17),
+                           (9, 9, 16, 16), (17, 3, 6, 40)]:
+        cases.append({"kind": "explicit", "w": w, "h": h, "dw": dw, "dh": dh})
     for (w, h, scale, i) in targets:
         (dw, dh), factor = rescale_size((w, h), scale, return_scale=True)
         cases.append({"kind": "rescale", "w": w, "h": h, "scale": list(scale), "dw": dw,

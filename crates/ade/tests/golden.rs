@@ -352,3 +352,25 @@ fn test_pipeline_equals_mmseg() {
         );
     }
 }
+
+#[test]
+fn jpeg_files_decode_as_cv2_imdecode_and_resize_as_mmseg() {
+    let g = golden();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for case in g["decode"].as_array().unwrap() {
+        let path = dir.join(case["file"].as_str().unwrap());
+        let image = rtb_ade::load_image(&path).unwrap();
+        assert_eq!(
+            sha(image.as_raw()),
+            case["decoded_sha256"].as_str().unwrap(),
+            "{case}"
+        );
+        let resized = TestConfig::default().resize(&image).unwrap();
+        let size = (u(&case["resized"][0]) as u32, u(&case["resized"][1]) as u32);
+        assert_eq!(resized.dimensions(), size);
+        assert_eq!(
+            sha(resized.as_raw()),
+            case["resized_sha256"].as_str().unwrap()
+        );
+    }
+}

@@ -194,9 +194,16 @@ impl AdeTrain {
     pub fn load(&self, index: usize, seed: u64) -> Result<AdeTrainSample, AdeTaskError> {
         let sample = self.sample(index)?;
         let (image, label) = load_pair(sample, self.labels)?;
+        let in_file = |err: AdeTaskError| AdeTaskError::Transform {
+            path: sample.image.clone(),
+            message: err.to_string(),
+        };
         let mut rng = SplitMix64::new(seed);
-        let draws = self.cfg.draw(&mut rng, image.width(), image.height())?;
-        let crop = self.cfg.augment(&image, &label, &draws)?;
+        let draws = self
+            .cfg
+            .draw(&mut rng, image.width(), image.height())
+            .map_err(in_file)?;
+        let crop = self.cfg.augment(&image, &label, &draws).map_err(in_file)?;
         let (ch, cw) = (self.cfg.crop_size.0 as usize, self.cfg.crop_size.1 as usize);
         let values = normalize_padded(&crop.image, (ch, cw));
         let labels = pad_labels(&crop.label, (ch, cw));
@@ -344,7 +351,13 @@ impl AdeTest {
         if let Some(spec) = &self.corruption {
             spec.apply(&mut raw, index)?;
         }
-        let resized = self.cfg.resize(&raw.image)?;
+        let resized = self
+            .cfg
+            .resize(&raw.image)
+            .map_err(|err| AdeTaskError::Transform {
+                path: self.data.root().join(&raw.key),
+                message: err.to_string(),
+            })?;
         let (w, h) = (resized.width() as usize, resized.height() as usize);
         Ok(AdeTestSample {
             image: Tensor::from_vec(normalize(&resized), (3, h, w), &Device::Cpu)?,

@@ -62,6 +62,15 @@ pub enum AdeTaskError {
         /// The class count.
         num_classes: usize,
     },
+    /// An image the pipeline cannot transform (e.g. so elongated that resizing leaves a side
+    /// of 0 pixels).
+    #[error("{path}: {message}")]
+    Transform {
+        /// The image file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// The ADE20K layout or an annotation could not be read (missing pair, empty folder,
     /// a PNG that is not an 8-bit label map); the message names the file.
     #[error(transparent)]

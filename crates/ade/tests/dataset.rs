@@ -277,3 +277,42 @@ fn bad_configurations_are_errors() {
     assert!(train.get(5, 0).is_err());
     assert!(collate_test(Vec::new(), 1).is_err());
 }
+
+#[test]
+fn odd_shapes_never_panic_and_degenerate_ones_name_the_file() {
+    // Any size through many seeds: either a crop or an error naming the file.
+    let mut errors = 0;
+    for (w, h) in [
+        (1, 1),
+        (2, 3),
+        (5000, 3),
+        (5000, 1),
+        (3, 700),
+        (33, 32),
+        (511, 513),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        one_pair(dir.path(), jpeg(w, h), label_png(w, h, 1));
+        let data = Arc::new(AdeDataset::open(dir.path(), Split::Training).unwrap());
+        let train =
+            AdeTrain::new(data.clone(), LabelSpec::ade20k(), TrainConfig::default()).unwrap();
+        for seed in 0..8 {
+            match train.get(0, seed) {
+                Ok(sample) => assert_eq!(sample.image.dims(), &[3, 512, 512]),
+                Err(err) => {
+                    errors += 1;
+                    let message = err.to_string();
+                    assert!(message.contains("images/training/a.jpg"), "{message}");
+                    assert!(message.contains("0 pixels"), "{message}");
+                }
+            }
+        }
+        let test = AdeTest::new(data, LabelSpec::ade20k(), TestConfig::default()).unwrap();
+        match test.get(0, 0) {
+            Ok(sample) => assert_eq!(sample.label.size(), (w, h)),
+            Err(err) => assert!(err.to_string().contains("images/training/a.jpg"), "{err}"),
+        }
+    }
+    // 5000×1 at small ratios rescales to a height of 0.
+    assert!(errors > 0);
+}

@@ -60,7 +60,8 @@ pub fn rescale_size(
 /// them for INTER_LINEAR.
 #[derive(Debug, Clone, Copy)]
 struct Tap {
-    index: usize,
+    /// The first source pixel (−1 at the top edge of the vertical axis).
+    start: i64,
     w0: i32,
     w1: i32,
 }
@@ -93,7 +94,7 @@ fn linear_taps(src: usize, dst: usize, clamp_edges: bool) -> Vec<Tap> {
             }
             Tap {
                 // Vertical taps may start at −1; the row index is clamped where it is used.
-                index: start.max(-1).wrapping_add(1) as usize,
+                start,
                 w0: round_coef((1.0 - frac) * COEF_SCALE),
                 w1: round_coef(frac * COEF_SCALE),
             }
@@ -127,8 +128,8 @@ pub fn resize_linear(
     let xoffsets: Vec<(usize, usize, i32, i32)> = xtaps
         .iter()
         .map(|tap| {
-            // `index` is start + 1 (see linear_taps); horizontal starts are never −1.
-            let sx = tap.index - 1;
+            // Horizontal starts are clamped into the image by linear_taps.
+            let sx = tap.start as usize;
             (sx * cn, (sx + 1).min(width - 1) * cn, tap.w0, tap.w1)
         })
         .collect();
@@ -157,7 +158,7 @@ pub fn resize_linear(
         (usize::MAX, vec![0; row_len]),
     ];
     for (dy, tap) in ytaps.iter().enumerate() {
-        let start = tap.index as i64 - 1;
+        let start = tap.start;
         let r0 = start.clamp(0, height as i64 - 1) as usize;
         let r1 = (start + 1).clamp(0, height as i64 - 1) as usize;
         let i0 = match slots.iter().position(|s| s.0 == r0) {

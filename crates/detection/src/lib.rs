@@ -9,7 +9,9 @@
 //!   to each reference, torchvision's rounded base anchors vs mmdet's unrounded ones;
 //! - [`box_coder`]: the delta-xywh box coder in both flavors (mmdet's is rtb-nn's);
 //! - [`matcher`]: max-IoU assignment (torchvision's `Matcher`, mmdet's `MaxIoUAssigner`);
-//! - [`sampler`]: seeded random positive/negative sampling.
+//! - [`sampler`]: seeded random positive/negative sampling;
+//! - [`fpn`]: the FPN neck over C2..C5 (P2–P6), with torchvision's and mmdet's key names;
+//! - [`rpn`]: the RPN head and the proposal layer in both flavors.
 //!
 //! Coder, matcher and sampler are pure functions of their inputs and settings, shared by the
 //! RPN and the RoI heads with different settings. Every op with a backward goes through
@@ -53,7 +55,9 @@
 pub mod anchors;
 pub mod box_coder;
 pub mod error;
+pub mod fpn;
 pub mod matcher;
+pub mod rpn;
 pub mod sampler;
 
 pub use error::{DetectionError, Result};

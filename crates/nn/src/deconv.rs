@@ -147,9 +147,17 @@ impl DeconvPlan {
         for (o, plane) in out.chunks_exact_mut(h * k * row_len).enumerate() {
             for (y, row) in plane.chunks_exact_mut(row_len).enumerate() {
                 let (i, a) = (y / k, y % k);
+                let src = |b: usize| &cols[((o * k + a) * k + b) * hw + i * w..][..w];
+                if k == 2 {
+                    // The mask head's case: interleave two rows with contiguous writes.
+                    for ((pair, &v0), &v1) in row.chunks_exact_mut(2).zip(src(0)).zip(src(1)) {
+                        pair[0] = v0;
+                        pair[1] = v1;
+                    }
+                    continue;
+                }
                 for b in 0..k {
-                    let src = &cols[((o * k + a) * k + b) * hw + i * w..][..w];
-                    for (j, &v) in src.iter().enumerate() {
+                    for (j, &v) in src(b).iter().enumerate() {
                         row[j * k + b] = v;
                     }
                 }
@@ -164,8 +172,18 @@ impl DeconvPlan {
         for (o, plane) in out.chunks_exact(h * k * row_len).enumerate() {
             for (y, row) in plane.chunks_exact(row_len).enumerate() {
                 let (i, a) = (y / k, y % k);
+                let start = |b: usize| ((o * k + a) * k + b) * hw + i * w;
+                if k == 2 {
+                    let (first, rest) = cols[start(0)..].split_at_mut(hw);
+                    let (d0, d1) = (&mut first[..w], &mut rest[..w]);
+                    for ((pair, v0), v1) in row.chunks_exact(2).zip(d0).zip(d1) {
+                        *v0 = pair[0];
+                        *v1 = pair[1];
+                    }
+                    continue;
+                }
                 for b in 0..k {
-                    let dst = &mut cols[((o * k + a) * k + b) * hw + i * w..][..w];
+                    let dst = &mut cols[start(b)..][..w];
                     for (j, d) in dst.iter_mut().enumerate() {
                         *d = row[j * k + b];
                     }

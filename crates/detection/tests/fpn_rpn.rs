@@ -186,9 +186,8 @@ fn rpn_head_matches_torchvision_in_both_key_layouts() {
     }
 }
 
-#[test]
-fn proposals_match_torchvision_filter_proposals() {
-    let golden = Golden::load("rpn");
+/// Proposals of `flavor` on the golden head outputs of rpn.safetensors.
+fn golden_proposals(golden: &Golden, flavor: Flavor) -> Vec<rtb_detection::rpn::Proposals> {
     let objectness: Vec<Tensor> = (0..5)
         .map(|l| golden.get(&format!("objectness.{l}")))
         .collect();
@@ -197,7 +196,7 @@ fn proposals_match_torchvision_filter_proposals() {
         .iter()
         .map(|o| (o.dim(2).unwrap(), o.dim(3).unwrap()))
         .collect();
-    let anchors = AnchorGenerator::mask_rcnn(Flavor::Torchvision)
+    let anchors = AnchorGenerator::mask_rcnn(flavor)
         .anchors(&grids, (128, 192), &Device::Cpu)
         .unwrap();
     let sizes: Vec<Vec<i64>> = golden.get("image_sizes").to_vec2().unwrap();
@@ -205,15 +204,21 @@ fn proposals_match_torchvision_filter_proposals() {
         .iter()
         .map(|s| (s[0] as usize, s[1] as usize))
         .collect();
-    let proposals = filter_proposals(
+    filter_proposals(
         &objectness,
         &deltas,
         &anchors,
         &sizes,
-        &BoxCoder::rpn(Flavor::Torchvision),
-        &ProposalConfig::test(Flavor::Torchvision),
+        &BoxCoder::rpn(flavor),
+        &ProposalConfig::test(flavor),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn proposals_match_torchvision_filter_proposals() {
+    let golden = Golden::load("rpn");
+    let proposals = golden_proposals(&golden, Flavor::Torchvision);
     for (i, p) in proposals.iter().enumerate() {
         let want_boxes = golden.get(&format!("proposals.{i}"));
         let want_scores = golden.get(&format!("scores.{i}"));
@@ -238,10 +243,46 @@ fn proposals_match_torchvision_filter_proposals() {
         );
     }
     // The flattening used by the losses has the anchors' order.
+    let objectness: Vec<Tensor> = (0..5)
+        .map(|l| golden.get(&format!("objectness.{l}")))
+        .collect();
+    let deltas: Vec<Tensor> = (0..5).map(|l| golden.get(&format!("deltas.{l}"))).collect();
     let (flat_obj, flat_deltas) = flatten_levels(&objectness, &deltas).unwrap();
-    let total: usize = anchors.iter().map(|a| a.dim(0).unwrap()).sum();
+    let total: usize = objectness.iter().map(|o| o.elem_count() / 2).sum();
     assert_eq!(flat_obj.dims(), &[2, total]);
     assert_eq!(flat_deltas.dims(), &[2, total, 4]);
+}
+
+/// mmdet 2.x's `RPNHead._get_bboxes`, reimplemented from its source in make_golden.py with
+/// torchvision's batched_nms standing in for mmcv's.
+#[test]
+fn proposals_match_mmdet_get_bboxes() {
+    let golden = Golden::load("rpn");
+    let mmdet = Golden::load("rpn_mmdet");
+    let proposals = golden_proposals(&golden, Flavor::Mmdet);
+    for (i, p) in proposals.iter().enumerate() {
+        let want_boxes = mmdet.get(&format!("proposals.{i}"));
+        let want_scores = mmdet.get(&format!("scores.{i}"));
+        assert_eq!(
+            p.boxes.dims(),
+            want_boxes.dims(),
+            "image {i}: proposal count"
+        );
+        assert_close(
+            &format!("image {i} boxes"),
+            &p.boxes,
+            &want_boxes,
+            1e-5,
+            1e-4,
+        );
+        assert_close(
+            &format!("image {i} scores"),
+            &p.scores,
+            &want_scores,
+            1e-6,
+            1e-7,
+        );
+    }
 }
 
 /// One image, two levels with one anchor per cell: level 0 a 1×3 grid, level 1 a 1×2 grid.

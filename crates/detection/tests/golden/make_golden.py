@@ -16,8 +16,11 @@ Files (tensors float32 unless noted; integer results int64):
   fpn.safetensors       weights under torchvision's names, c2..c5, p2..p6
   rpn.safetensors       head weights, features, objectness / deltas per level, anchors,
                         proposals and scores per image
+  rpn_mmdet.safetensors proposals and scores per image of mmdet 2.x's RPNHead._get_bboxes
+                        (reimplemented below) on rpn.safetensors' head outputs
 """
 
+import math
 import os
 
 import torch
@@ -30,7 +33,7 @@ from torchvision.models.detection.rpn import (
     RPNHead,
     concat_box_prediction_layers,
 )
-from torchvision.ops import FeaturePyramidNetwork, box_iou
+from torchvision.ops import FeaturePyramidNetwork, batched_nms, box_iou
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 OUT = os.path.dirname(os.path.abspath(__file__))
@@ -234,6 +237,59 @@ def rpn():
             tensors[f"scores.{i}"] = scores[i].contiguous()
     tensors["image_sizes"] = torch.tensor(image_sizes, dtype=torch.int64)
     save_file(tensors, os.path.join(OUT, "rpn.safetensors"))
+    mmdet_proposals(objectness, deltas, grid_sizes, image_sizes)
+
+
+def delta2bbox(rois, deltas, max_shape, wh_ratio_clip=16 / 1000):
+    """mmdet 2.x DeltaXYWHBBoxCoder.decode (delta2bbox) with means 0, stds 1, clip_border."""
+    dx, dy, dw, dh = deltas[:, 0], deltas[:, 1], deltas[:, 2], deltas[:, 3]
+    max_ratio = abs(math.log(wh_ratio_clip))
+    dw = dw.clamp(min=-max_ratio, max=max_ratio)
+    dh = dh.clamp(min=-max_ratio, max=max_ratio)
+    px = (rois[:, 0] + rois[:, 2]) * 0.5
+    py = (rois[:, 1] + rois[:, 3]) * 0.5
+    pw = rois[:, 2] - rois[:, 0]
+    ph = rois[:, 3] - rois[:, 1]
+    gw = pw * dw.exp()
+    gh = ph * dh.exp()
+    gx = px + pw * dx
+    gy = py + ph * dy
+    x1 = (gx - gw * 0.5).clamp(min=0, max=max_shape[1])
+    y1 = (gy - gh * 0.5).clamp(min=0, max=max_shape[0])
+    x2 = (gx + gw * 0.5).clamp(min=0, max=max_shape[1])
+    y2 = (gy + gh * 0.5).clamp(min=0, max=max_shape[0])
+    return torch.stack([x1, y1, x2, y2], dim=-1)
+
+
+def mmdet_proposals(objectness, deltas, grid_sizes, image_sizes, nms_pre=1000, max_per_img=1000):
+    """mmdet 2.x RPNHead._get_bboxes (test cfg: nms_pre 1000, max_per_img 1000, nms 0.7,
+    min_bbox_size 0) on the same head outputs, with mmdet's anchors; torchvision's batched_nms
+    stands in for mmcv's (same rule: NMS per level id, result sorted by score)."""
+    anchors = mmdet_anchors(grid_sizes)
+    tensors = {}
+    for i, img_shape in enumerate(image_sizes):
+        mlvl_scores, mlvl_deltas, mlvl_anchors, level_ids = [], [], [], []
+        for idx, (obj, reg) in enumerate(zip(objectness, deltas)):
+            scores = obj[i].permute(1, 2, 0).reshape(-1).sigmoid()
+            reg = reg[i].permute(1, 2, 0).reshape(-1, 4)
+            level_anchors = anchors[idx]
+            if scores.shape[0] > nms_pre:
+                ranked_scores, rank_inds = scores.sort(descending=True)
+                topk_inds = rank_inds[:nms_pre]
+                scores = ranked_scores[:nms_pre]
+                reg = reg[topk_inds, :]
+                level_anchors = level_anchors[topk_inds, :]
+            mlvl_scores.append(scores)
+            mlvl_deltas.append(reg)
+            mlvl_anchors.append(level_anchors)
+            level_ids.append(scores.new_full((scores.size(0),), idx, dtype=torch.long))
+        scores = torch.cat(mlvl_scores)
+        proposals = delta2bbox(torch.cat(mlvl_anchors), torch.cat(mlvl_deltas), img_shape)
+        ids = torch.cat(level_ids)
+        keep = batched_nms(proposals, scores, ids, 0.7)[:max_per_img]
+        tensors[f"proposals.{i}"] = proposals[keep].contiguous()
+        tensors[f"scores.{i}"] = scores[keep].contiguous()
+    save_file(tensors, os.path.join(OUT, "rpn_mmdet.safetensors"))
 
 
 if __name__ == "__main__":

@@ -105,14 +105,16 @@ impl Matcher {
         }
     }
 
-    /// The RoI heads' matcher: positive ≥ 0.5, negative < 0.5, no low-quality matches (mmdet:
-    /// `min_pos_iou` 0.5).
+    /// The RoI heads' matcher: positive ≥ 0.5, negative < 0.5. torchvision has no
+    /// low-quality step here; mmdet's Mask R-CNN configs of 2.x (the Swin detection repository,
+    /// mmdet 2.11, included) keep `match_low_quality=True` with `min_pos_iou` 0.5, which can
+    /// only move an already positive prediction to the ground truth it is the best for.
     pub fn roi_heads(flavor: Flavor) -> Self {
         Self {
             flavor,
             high_threshold: 0.5,
             low_threshold: 0.5,
-            allow_low_quality_matches: false,
+            allow_low_quality_matches: flavor == Flavor::Mmdet,
             min_pos_iou: if flavor == Flavor::Mmdet { 0.5 } else { 0.0 },
         }
     }

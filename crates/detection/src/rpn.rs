@@ -36,6 +36,7 @@ use rtb_nn::conv::{Conv2d, Conv2dConfig};
 use rtb_nn::nms::batched_nms_indices_f32;
 
 use crate::Flavor;
+use crate::anchors::AnchorGenerator;
 use crate::box_coder::BoxCoder;
 use crate::error::{Result, config, shape};
 
@@ -391,4 +392,104 @@ pub fn flatten_levels(objectness: &[Tensor], deltas: &[Tensor]) -> Result<(Tenso
         );
     }
     Ok((Tensor::cat(&scores, D::Minus1)?, Tensor::cat(&regs, 1)?))
+}
+
+/// The RPN at inference: head, anchors, coder and proposal settings of one flavor, run
+/// together (torchvision's `RegionProposalNetwork` in eval mode; mmdet's `RPNHead.simple_test`).
+#[derive(Debug, Clone)]
+pub struct Rpn {
+    /// The head.
+    pub head: RpnHead,
+    /// The anchor generator (its per-location count must equal the head's).
+    pub anchors: AnchorGenerator,
+    /// The box coder of the deltas.
+    pub coder: BoxCoder,
+    /// Proposal settings at training time.
+    pub train_cfg: ProposalConfig,
+    /// Proposal settings at test time.
+    pub test_cfg: ProposalConfig,
+}
+
+/// What [`Rpn::forward`] gives: the head's outputs (for the losses), the anchors of every
+/// level and the proposals of every image.
+#[derive(Debug, Clone)]
+pub struct RpnForward {
+    /// Objectness and deltas per level.
+    pub output: RpnOutput,
+    /// Anchors `[H_l·W_l·A, 4]` per level.
+    pub anchors: Vec<Tensor>,
+    /// Proposals per image.
+    pub proposals: Vec<Proposals>,
+}
+
+impl Rpn {
+    /// Mask R-CNN's RPN of `flavor` over `in_channels`-channel FPN levels (P2–P6): anchors,
+    /// coder and proposal settings of that flavor, head weights from `vb` under its names
+    /// (`rpn_conv`, … for mmdet, `conv.0.0`, … for torchvision).
+    pub fn mask_rcnn(flavor: Flavor, in_channels: usize, vb: &VarBuilder<'_>) -> Result<Self> {
+        let anchors = AnchorGenerator::mask_rcnn(flavor);
+        let layout = match flavor {
+            Flavor::Mmdet => RpnLayout::Mmdet,
+            Flavor::Torchvision => RpnLayout::Torchvision,
+        };
+        let head = RpnHead::new(in_channels, anchors.num_anchors_per_location(), layout, vb)?;
+        Ok(Self {
+            head,
+            anchors,
+            coder: BoxCoder::rpn(flavor),
+            train_cfg: ProposalConfig::train(flavor),
+            test_cfg: ProposalConfig::test(flavor),
+        })
+    }
+
+    /// Runs the head on `features` (`[N, C, H_l, W_l]` per level), lays anchors over the
+    /// padded batch of `padded_size = (H, W)`, and filters proposals per image of
+    /// `image_sizes` with the training or test settings.
+    pub fn forward(
+        &self,
+        features: &[Tensor],
+        image_sizes: &[(usize, usize)],
+        padded_size: (usize, usize),
+        training: bool,
+    ) -> Result<RpnForward> {
+        if self.anchors.num_anchors_per_location() != self.head.num_anchors() {
+            return Err(config(
+                "Rpn::forward",
+                "anchors",
+                format!(
+                    "give {} anchors per location, the head predicts {}",
+                    self.anchors.num_anchors_per_location(),
+                    self.head.num_anchors()
+                ),
+            ));
+        }
+        let output = self.head.forward(features)?;
+        let grids = features
+            .iter()
+            .map(|f| Ok((f.dim(2)?, f.dim(3)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let device = features
+            .first()
+            .map(|f| f.device().clone())
+            .unwrap_or(candle_core::Device::Cpu);
+        let anchors = self.anchors.anchors(&grids, padded_size, &device)?;
+        let cfg = if training {
+            &self.train_cfg
+        } else {
+            &self.test_cfg
+        };
+        let proposals = filter_proposals(
+            &output.objectness,
+            &output.deltas,
+            &anchors,
+            image_sizes,
+            &self.coder,
+            cfg,
+        )?;
+        Ok(RpnForward {
+            output,
+            anchors,
+            proposals,
+        })
+    }
 }

@@ -12,7 +12,9 @@ use rtb_detection::Flavor;
 use rtb_detection::anchors::AnchorGenerator;
 use rtb_detection::box_coder::BoxCoder;
 use rtb_detection::fpn::{Fpn, FpnConfig, FpnLayout};
-use rtb_detection::rpn::{ProposalConfig, RpnHead, RpnLayout, filter_proposals, flatten_levels};
+use rtb_detection::rpn::{
+    ProposalConfig, Rpn, RpnHead, RpnLayout, filter_proposals, flatten_levels,
+};
 use rtb_nn::gradcheck::{GradCheck, check_gradients};
 use support::{Golden, assert_close, relative_error};
 
@@ -422,4 +424,46 @@ fn proposal_layer_names_bad_shapes() {
         .forward(&[Tensor::zeros((1, 5, 2, 2), DType::F32, &Device::Cpu).unwrap()])
         .unwrap_err();
     assert!(err.to_string().contains("[N, 4, H, W] at level 0"), "{err}");
+}
+
+/// The whole RPN at test time (head, anchors, proposals) equals torchvision's
+/// `RegionProposalNetwork` forward in eval mode, which the fixture script checked against
+/// `filter_proposals`; the mmdet flavor equals mmdet's `_get_bboxes` on the same weights.
+#[test]
+fn rpn_forward_matches_both_references_end_to_end() {
+    let golden = Golden::load("rpn");
+    let mmdet = Golden::load("rpn_mmdet");
+    let features: Vec<Tensor> = (0..5)
+        .map(|l| golden.get(&format!("features.{l}")))
+        .collect();
+    let sizes = [(120, 180), (128, 150)];
+    for (flavor, want, rename) in [
+        (Flavor::Torchvision, &golden, None),
+        (Flavor::Mmdet, &mmdet, Some(RpnLayout::Mmdet)),
+    ] {
+        let map = weights(&golden, "head.", &|k: &str| match rename {
+            Some(_) => k
+                .replace("conv.0.0.", "rpn_conv.")
+                .replace("cls_logits.", "rpn_cls.")
+                .replace("bbox_pred.", "rpn_reg."),
+            None => k.to_string(),
+        });
+        let vb = VarBuilder::from_tensors(map, DType::F32, &Device::Cpu);
+        let rpn = Rpn::mask_rcnn(flavor, 8, &vb).unwrap();
+        let out = rpn.forward(&features, &sizes, (128, 192), false).unwrap();
+        assert_eq!(out.anchors.len(), 5);
+        for (i, p) in out.proposals.iter().enumerate() {
+            let want_boxes = want.get(&format!("proposals.{i}"));
+            assert_eq!(p.boxes.dims(), want_boxes.dims(), "{flavor:?} image {i}");
+            // The head's outputs differ from torch's by float rounding (≈3e-7 relative),
+            // which the decoding amplifies by exp(dw)·w (anchors up to 512 pixels).
+            assert_close(
+                &format!("{flavor:?} image {i}"),
+                &p.boxes,
+                &want_boxes,
+                1e-5,
+                2e-3,
+            );
+        }
+    }
 }

@@ -7,6 +7,8 @@
 //! The modules:
 //! - [`conv`]: conv2d (stride, padding, dilation, groups) whose backward is im2col/col2im +
 //!   GEMM, and the `Conv2d` module;
+//! - [`deconv`]: transposed convolution with kernel = stride (the mask head's 2×2 upsampler)
+//!   as three GEMMs, and the `ConvTranspose2d` module;
 //! - [`ops`]: bilinear and nearest resize, max and adaptive-average pooling, layer norm (last
 //!   dimension and channels-first), a BatchNorm2d that trains, exact GELU, softmax, DropPath;
 //! - [`roi_align`], [`nms`], [`boxes`]: RoIAlign with backward and the FPN multi-level pooler,
@@ -34,6 +36,7 @@
 pub mod boxes;
 pub mod clip;
 pub mod conv;
+pub mod deconv;
 pub mod error;
 pub mod gradcheck;
 pub mod loss;

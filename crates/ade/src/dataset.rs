@@ -68,35 +68,10 @@ pub fn load_image(path: &Path) -> Result<RgbImage, AdeTaskError> {
         path: path.to_path_buf(),
         source,
     })?;
-    if bytes.starts_with(&[0xFF, 0xD8])
-        && !has_adobe_segment(&bytes)
-        && let Ok(image) = rtb_corruption::decode_jpeg_exact(&bytes)
-    {
-        return Ok(image);
-    }
-    let image = image::load_from_memory(&bytes).map_err(|err| AdeTaskError::Decode {
+    rtb_corruption::decode_rgb(&bytes).map_err(|message| AdeTaskError::Decode {
         path: path.to_path_buf(),
-        message: err.to_string(),
-    })?;
-    Ok(image.into_rgb8())
-}
-
-/// Whether a JPEG header has an Adobe APP14 segment (RGB or CMYK data the exact decoder does
-/// not read).
-fn has_adobe_segment(bytes: &[u8]) -> bool {
-    let mut pos = 2;
-    while pos + 4 <= bytes.len() && bytes[pos] == 0xFF {
-        let marker = bytes[pos + 1];
-        if marker == 0xDA || marker == 0xD9 {
-            return false;
-        }
-        let length = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
-        if marker == 0xEE && bytes[pos + 4..].starts_with(b"Adobe") {
-            return true;
-        }
-        pos += 2 + length;
-    }
-    false
+        message,
+    })
 }
 
 /// Reads a label PNG, applies reduce_zero_label if asked and checks every value.

@@ -237,6 +237,42 @@ pub fn decode_jpeg_exact(data: &[u8]) -> Result<RgbImage, String> {
         .ok_or_else(|| "the decoded size does not match its pixels".to_string())
 }
 
+/// Decodes an image file's bytes (format from the content, not the name) to 8-bit RGB with
+/// the pixels Pillow's `.convert('RGB')` and `cv2.imread` give: three-component 4:4:4 / 4:2:0
+/// JPEGs without an Adobe colour-transform segment through [`decode_jpeg_exact`] (bit for bit);
+/// anything else (grey, CMYK, 4:2:2 JPEGs, PNG, …) through the image crate, whose JPEG decoder
+/// can differ from libjpeg-turbo by a grey level here and there. Grey is repeated into three
+/// channels and alpha dropped.
+pub fn decode_rgb(data: &[u8]) -> Result<RgbImage, String> {
+    if data.starts_with(&[0xFF, 0xD8])
+        && !has_adobe_segment(data)
+        && let Ok(image) = decode_jpeg_exact(data)
+    {
+        return Ok(image);
+    }
+    image::load_from_memory(data)
+        .map(|image| image.into_rgb8())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether a JPEG header has an Adobe APP14 segment (its transform flag can mean RGB or CMYK
+/// data, which the exact decoder does not read).
+fn has_adobe_segment(bytes: &[u8]) -> bool {
+    let mut pos = 2;
+    while pos + 4 <= bytes.len() && bytes[pos] == 0xFF {
+        let marker = bytes[pos + 1];
+        if marker == 0xDA || marker == 0xD9 {
+            return false;
+        }
+        let length = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
+        if marker == 0xEE && bytes[pos + 4..].starts_with(b"Adobe") {
+            return true;
+        }
+        pos += 2 + length;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

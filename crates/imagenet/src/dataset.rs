@@ -254,32 +254,7 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
         message,
     };
     let bytes = std::fs::read(path).map_err(io_err(path))?;
-    if bytes.starts_with(&[0xFF, 0xD8])
-        && !has_adobe_segment(&bytes)
-        && let Ok(image) = rtb_corruption::decode_jpeg_exact(&bytes)
-    {
-        return Ok(image);
-    }
-    let image = image::load_from_memory(&bytes).map_err(|e| decode(e.to_string()))?;
-    Ok(image.into_rgb8())
-}
-
-/// Whether the JPEG's header has an Adobe APP14 segment (its colour transform flag can mean
-/// RGB or CMYK data, which the exact decoder does not read).
-fn has_adobe_segment(bytes: &[u8]) -> bool {
-    let mut pos = 2;
-    while pos + 4 <= bytes.len() && bytes[pos] == 0xFF {
-        let marker = bytes[pos + 1];
-        if marker == 0xDA || marker == 0xD9 {
-            return false;
-        }
-        let length = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
-        if marker == 0xEE && bytes[pos + 4..].starts_with(b"Adobe") {
-            return true;
-        }
-        pos += 2 + length;
-    }
-    false
+    rtb_corruption::decode_rgb(&bytes).map_err(decode)
 }
 
 /// Which format a labels file is in, from its name and first line; the devkit's ground truth

@@ -57,7 +57,9 @@ pub struct CifarArgs {
     pub device: Option<DeviceChoice>,
 }
 
-fn parse_corruptions(names: &[String]) -> anyhow::Result<Option<Vec<Corruption>>> {
+/// `--corruptions` as the evaluation commands take it: names, `all` (the 19) or `benchmark`
+/// (the 15); `None` when empty.
+pub(crate) fn parse_corruptions(names: &[String]) -> anyhow::Result<Option<Vec<Corruption>>> {
     match names {
         [] => Ok(None),
         [one] if one == "all" => Ok(Some(Corruption::ALL.to_vec())),

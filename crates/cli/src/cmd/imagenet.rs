@@ -14,6 +14,7 @@ use rtb_imagenet::{
 };
 use rtb_train::DeviceChoice;
 
+use super::eval::parse_corruptions;
 use super::train::{Renderer, resolve_arch};
 
 /// Arguments of `rtb eval imagenet`.
@@ -74,19 +75,6 @@ pub struct Args {
     /// Write the results as JSON here.
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
-}
-
-fn parse_corruptions(names: &[String]) -> anyhow::Result<Option<Vec<Corruption>>> {
-    match names {
-        [] => Ok(None),
-        [one] if one == "all" => Ok(Some(Corruption::ALL.to_vec())),
-        [one] if one == "benchmark" => Ok(Some(Corruption::BENCHMARK.to_vec())),
-        names => names
-            .iter()
-            .map(|n| n.trim().parse::<Corruption>().map_err(anyhow::Error::from))
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map(Some),
-    }
 }
 
 fn parse_severities(values: &[u8]) -> anyhow::Result<Option<Vec<Severity>>> {

@@ -11,7 +11,8 @@
 //! - [`matcher`]: max-IoU assignment (torchvision's `Matcher`, mmdet's `MaxIoUAssigner`);
 //! - [`sampler`]: seeded random positive/negative sampling;
 //! - [`fpn`]: the FPN neck over C2..C5 (P2–P6), with torchvision's and mmdet's key names;
-//! - [`rpn`]: the RPN head and the proposal layer in both flavors.
+//! - [`rpn`]: the RPN head and the proposal layer in both flavors;
+//! - [`poolers`]: multi-level RoIAlign for the box (7×7) and mask (14×14) branches.
 //!
 //! Coder, matcher and sampler are pure functions of their inputs and settings, shared by the
 //! RPN and the RoI heads with different settings. Every op with a backward goes through
@@ -57,6 +58,7 @@ pub mod box_coder;
 pub mod error;
 pub mod fpn;
 pub mod matcher;
+pub mod poolers;
 pub mod rpn;
 pub mod sampler;
 

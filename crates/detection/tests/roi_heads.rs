@@ -5,10 +5,16 @@
 
 mod support;
 
+use std::collections::HashMap;
+
 use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
 use rtb_detection::Flavor;
+use rtb_detection::box_head::{
+    BoxHead, BoxHeadConfig, BoxHeadOutput, BoxInferenceConfig, postprocess_detections,
+};
 use rtb_detection::poolers::{Pooler, boxes_to_rois, infer_strides};
-use support::{Golden, relative_error};
+use support::{Golden, assert_close, relative_error};
 
 fn features(golden: &Golden) -> Vec<Tensor> {
     (2..=5).map(|i| golden.get(&format!("p{i}"))).collect()
@@ -113,4 +119,191 @@ fn pooler_errors_name_the_argument() {
     assert!(Pooler::new(Flavor::Mmdet, 7, &[4, 6]).is_err());
     let rois = boxes_to_rois(&two_images).unwrap();
     assert_eq!(rois.dims(), &[2, 5]);
+}
+
+/// The golden tensors under `prefix`, renamed by `rename` (None drops the key).
+fn weights(
+    golden: &Golden,
+    prefix: &str,
+    rename: &dyn Fn(&str, &Tensor) -> Option<(String, Tensor)>,
+) -> HashMap<String, Tensor> {
+    golden
+        .tensors
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(prefix).and_then(|_| rename(k, v)))
+        .collect()
+}
+
+fn same(k: &str, v: &Tensor) -> Option<(String, Tensor)> {
+    Some((k.to_string(), v.clone()))
+}
+
+/// torchvision's box head weights under mmdet's names: background moved from the first
+/// classifier row to the last, the regressor's background block dropped.
+fn box_head_to_mmdet(k: &str, v: &Tensor) -> Option<(String, Tensor)> {
+    let rows = v.dims()[0];
+    let v = v.clone();
+    Some(match k {
+        "box_head.fc6.weight" | "box_head.fc6.bias" => {
+            (k.replace("box_head.fc6", "bbox_head.shared_fcs.0"), v)
+        }
+        "box_head.fc7.weight" | "box_head.fc7.bias" => {
+            (k.replace("box_head.fc7", "bbox_head.shared_fcs.1"), v)
+        }
+        "box_predictor.cls_score.weight" | "box_predictor.cls_score.bias" => {
+            let moved = Tensor::cat(
+                &[
+                    v.narrow(0, 1, rows - 1).unwrap(),
+                    v.narrow(0, 0, 1).unwrap(),
+                ],
+                0,
+            )
+            .unwrap();
+            (
+                k.replace("box_predictor.cls_score", "bbox_head.fc_cls"),
+                moved,
+            )
+        }
+        "box_predictor.bbox_pred.weight" | "box_predictor.bbox_pred.bias" => (
+            k.replace("box_predictor.bbox_pred", "bbox_head.fc_reg"),
+            v.narrow(0, 4, rows - 4).unwrap(),
+        ),
+        _ => return None,
+    })
+}
+
+fn box_head(golden: &Golden, flavor: Flavor) -> BoxHead {
+    let map = match flavor {
+        Flavor::Torchvision => weights(golden, "box_", &same),
+        Flavor::Mmdet => weights(golden, "box_", &box_head_to_mmdet),
+    };
+    let vb = VarBuilder::from_tensors(map, DType::F32, &Device::Cpu);
+    let cfg = BoxHeadConfig::mask_rcnn(flavor, 4, 3).with_representation(32);
+    BoxHead::new(&cfg, &vb).unwrap()
+}
+
+#[test]
+fn box_head_matches_torchvision_and_postprocess_equals_roi_heads_eval() {
+    let golden = Golden::load("roi_heads");
+    let head = box_head(&golden, Flavor::Torchvision);
+    let out = head.forward(&golden.get("pooled_box")).unwrap();
+    let err = relative_error(&out.class_logits, &golden.get("class_logits"));
+    assert!(err <= 1e-5, "class_logits: {err:e}");
+    let err = relative_error(&out.box_regression, &golden.get("box_regression"));
+    assert!(err <= 1e-5, "box_regression: {err:e}");
+
+    // End to end from the features, as RoIHeads.forward in eval mode.
+    let pooled = Pooler::box_pooler(Flavor::Torchvision)
+        .forward(&features(&golden), &proposals(&golden))
+        .unwrap();
+    let out = head.forward(&pooled).unwrap();
+    let cfg = BoxInferenceConfig::mask_rcnn(Flavor::Torchvision);
+    let dets = postprocess_detections(
+        Flavor::Torchvision,
+        &out,
+        &proposals(&golden),
+        &image_sizes(&golden),
+        &cfg,
+    )
+    .unwrap();
+    for (i, det) in dets.iter().enumerate() {
+        let labels: Vec<i64> = golden.get(&format!("det.{i}.labels")).to_vec1().unwrap();
+        let ours: Vec<i64> = det.labels.iter().map(|&l| l as i64 + 1).collect();
+        assert_eq!(ours, labels, "image {i}: labels");
+        assert_close(
+            &format!("image {i} boxes"),
+            &det.boxes,
+            &golden.get(&format!("det.{i}.boxes")),
+            1e-5,
+            1e-4,
+        );
+        assert_close(
+            &format!("image {i} scores"),
+            &det.scores,
+            &golden.get(&format!("det.{i}.scores")),
+            1e-5,
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn mmdet_box_head_on_converted_weights_gives_torchvision_detections() {
+    // Same weights under mmdet's names and class order: the logits are a permutation of
+    // torchvision's, and the detections agree (the coders' centre formula differs by a
+    // rounding step; no box here is small enough for torchvision's min-size rule to act).
+    let golden = Golden::load("roi_heads");
+    let head = box_head(&golden, Flavor::Mmdet);
+    let out = head.forward(&golden.get("pooled_box")).unwrap();
+    let tv = golden.get("class_logits");
+    let c = tv.dims()[1];
+    let permuted = Tensor::cat(
+        &[tv.narrow(1, 1, c - 1).unwrap(), tv.narrow(1, 0, 1).unwrap()],
+        1,
+    )
+    .unwrap();
+    let err = relative_error(&out.class_logits, &permuted);
+    assert!(err <= 1e-5, "class_logits: {err:e}");
+    assert_eq!(out.box_regression.dims(), &[96, 12]);
+    let dets = postprocess_detections(
+        Flavor::Mmdet,
+        &out,
+        &proposals(&golden),
+        &image_sizes(&golden),
+        &BoxInferenceConfig::mask_rcnn(Flavor::Mmdet),
+    )
+    .unwrap();
+    for (i, det) in dets.iter().enumerate() {
+        let labels: Vec<i64> = golden.get(&format!("det.{i}.labels")).to_vec1().unwrap();
+        let ours: Vec<i64> = det.labels.iter().map(|&l| l as i64 + 1).collect();
+        assert_eq!(ours, labels, "image {i}: labels");
+        assert_close(
+            &format!("image {i} boxes"),
+            &det.boxes,
+            &golden.get(&format!("det.{i}.boxes")),
+            1e-4,
+            1e-3,
+        );
+    }
+}
+
+#[test]
+fn postprocess_thresholds_nms_and_truncation() {
+    // Two proposals, two foreground classes, torchvision order (background first).
+    let dev = Device::Cpu;
+    let props = vec![Tensor::new(&[[0f32, 0., 10., 10.], [1., 1., 11., 11.]], &dev).unwrap()];
+    let logits = Tensor::new(&[[0f32, 3., 0.], [0., 2.5, -5.]], &dev).unwrap();
+    let head = BoxHeadOutput {
+        class_logits: logits.clone(),
+        box_regression: Tensor::zeros((2, 12), DType::F32, &dev).unwrap(),
+    };
+    let mut cfg = BoxInferenceConfig::mask_rcnn(Flavor::Torchvision);
+    let dets =
+        postprocess_detections(Flavor::Torchvision, &head, &props, &[(20, 20)], &cfg).unwrap();
+    // Class 0 twice: the second overlaps the first (IoU 0.68) and goes; class 1 of the
+    // first proposal (score 0.045) is under 0.05; class 1 of the second is under too.
+    assert_eq!(dets[0].labels, vec![0]);
+    cfg.nms_thresh = 0.9;
+    let dets =
+        postprocess_detections(Flavor::Torchvision, &head, &props, &[(20, 20)], &cfg).unwrap();
+    assert_eq!(dets[0].labels, vec![0, 0]);
+    cfg.detections_per_img = 1;
+    let dets =
+        postprocess_detections(Flavor::Torchvision, &head, &props, &[(20, 20)], &cfg).unwrap();
+    assert_eq!(dets[0].labels.len(), 1);
+    // Clipping to a 5×5 image; the second proposal scores higher (0.92 vs 0.91).
+    let dets = postprocess_detections(Flavor::Torchvision, &head, &props, &[(5, 5)], &cfg).unwrap();
+    let b: Vec<Vec<f32>> = dets[0].boxes.to_vec2().unwrap();
+    assert_eq!(b[0], vec![1., 1., 5., 5.]);
+    // Wrong shapes are errors naming the argument.
+    let bad = BoxHeadOutput {
+        class_logits: logits,
+        box_regression: Tensor::zeros((2, 8), DType::F32, &dev).unwrap(),
+    };
+    let err = postprocess_detections(Flavor::Torchvision, &bad, &props, &[(5, 5)], &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("box_regression"), "{err}");
+    // The same regressor shape is right for mmdet (no background block).
+    assert!(postprocess_detections(Flavor::Mmdet, &bad, &props, &[(5, 5)], &cfg).is_ok());
 }

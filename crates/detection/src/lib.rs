@@ -13,7 +13,8 @@
 //! - [`fpn`]: the FPN neck over C2..C5 (P2–P6), with torchvision's and mmdet's key names;
 //! - [`rpn`]: the RPN head and the proposal layer in both flavors;
 //! - [`poolers`]: multi-level RoIAlign for the box (7×7) and mask (14×14) branches;
-//! - [`box_head`]: the shared-2fc box head and its inference (scores, decoding, class-wise NMS).
+//! - [`box_head`]: the shared-2fc box head and its inference (scores, decoding, class-wise NMS);
+//! - [`mask_head`]: the 4-conv + deconv mask head, mask targets and the mask loss.
 //!
 //! Coder, matcher and sampler are pure functions of their inputs and settings, shared by the
 //! RPN and the RoI heads with different settings. Every op with a backward goes through
@@ -59,6 +60,7 @@ pub mod box_coder;
 pub mod box_head;
 pub mod error;
 pub mod fpn;
+pub mod mask_head;
 pub mod matcher;
 pub mod poolers;
 pub mod rpn;

@@ -13,7 +13,11 @@ use rtb_detection::Flavor;
 use rtb_detection::box_head::{
     BoxHead, BoxHeadConfig, BoxHeadOutput, BoxInferenceConfig, postprocess_detections,
 };
+use rtb_detection::mask_head::{
+    MaskHead, MaskHeadConfig, mask_loss, mask_targets, torchvision_legacy_key,
+};
 use rtb_detection::poolers::{Pooler, boxes_to_rois, infer_strides};
+use rtb_nn::gradcheck::{GradCheck, check_gradients};
 use support::{Golden, assert_close, relative_error};
 
 fn features(golden: &Golden) -> Vec<Tensor> {
@@ -306,4 +310,238 @@ fn postprocess_thresholds_nms_and_truncation() {
     assert!(err.contains("box_regression"), "{err}");
     // The same regressor shape is right for mmdet (no background block).
     assert!(postprocess_detections(Flavor::Mmdet, &bad, &props, &[(5, 5)], &cfg).is_ok());
+}
+
+fn mask_head(golden: &Golden) -> MaskHead {
+    let map = weights(golden, "mask_", &same);
+    let vb = VarBuilder::from_tensors(map, DType::F32, &Device::Cpu);
+    let cfg = MaskHeadConfig::mask_rcnn(Flavor::Torchvision, 4, 3).with_conv_channels(8);
+    MaskHead::new(&cfg, &vb).unwrap()
+}
+
+/// Per image: the positive proposals, their matched gts and 0-based classes.
+fn positives(golden: &Golden, i: usize) -> (Tensor, Vec<usize>, Vec<usize>) {
+    let labels: Vec<i64> = golden.get(&format!("train.{i}.labels")).to_vec1().unwrap();
+    let matched: Vec<i64> = golden
+        .get(&format!("train.{i}.matched_idxs"))
+        .to_vec1()
+        .unwrap();
+    let pos: Vec<u32> = (0..labels.len() as u32)
+        .filter(|&j| labels[j as usize] > 0)
+        .collect();
+    let props = golden
+        .get(&format!("train.{i}.proposals"))
+        .index_select(&Tensor::new(pos.as_slice(), &Device::Cpu).unwrap(), 0)
+        .unwrap();
+    let gts = pos.iter().map(|&j| matched[j as usize] as usize).collect();
+    let classes = pos
+        .iter()
+        .map(|&j| labels[j as usize] as usize - 1)
+        .collect();
+    (props, gts, classes)
+}
+
+#[test]
+fn mask_head_targets_and_loss_match_torchvision() {
+    let golden = Golden::load("roi_heads");
+    let head = mask_head(&golden);
+    let feats = features(&golden);
+    let dets: Vec<Tensor> = (0..2)
+        .map(|i| golden.get(&format!("det.{i}.boxes")))
+        .collect();
+    let pooled = Pooler::mask_pooler(Flavor::Torchvision)
+        .forward(&feats, &dets)
+        .unwrap();
+    let logits = head.forward(&pooled).unwrap();
+    let want = golden.get("det_mask_logits");
+    let err = relative_error(&logits.narrow(0, 0, want.dims()[0]).unwrap(), &want);
+    assert!(err <= 1e-5, "mask logits: relative error {err:e}");
+
+    let mut all_props = Vec::new();
+    let mut all_targets = Vec::new();
+    let mut all_classes = Vec::new();
+    for i in 0..2 {
+        let (props, gts, classes) = positives(&golden, i);
+        let masks = golden.get(&format!("gt.{i}.masks"));
+        all_targets.push(mask_targets(Flavor::Torchvision, &masks, &props, &gts, 28).unwrap());
+        all_props.push(props);
+        all_classes.extend(classes);
+    }
+    let targets = Tensor::cat(&all_targets, 0).unwrap();
+    let err = relative_error(&targets, &golden.get("train.mask_targets"));
+    assert!(err <= 1e-5, "mask targets: relative error {err:e}");
+    let pooled = Pooler::mask_pooler(Flavor::Torchvision)
+        .forward(&feats, &all_props)
+        .unwrap();
+    let logits = head.forward(&pooled).unwrap();
+    let loss = mask_loss(head.config(), &logits, &all_classes, &targets).unwrap();
+    let err = relative_error(&loss.reshape(1).unwrap(), &golden.get("train.loss_mask"));
+    assert!(err <= 1e-5, "mask loss: relative error {err:e}");
+}
+
+#[test]
+fn mmdet_mask_targets_clip_align_and_binarise() {
+    // A 4×4 mask whose left half is set, proposal exactly over it, 2×2 targets.
+    let dev = Device::Cpu;
+    let mask = Tensor::new(
+        &[[[1u8, 1, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]]],
+        &dev,
+    )
+    .unwrap();
+    let props = Tensor::new(&[[0f32, 0., 4., 4.], [-4., 0., 4., 4.]], &dev).unwrap();
+    let t: Vec<f32> = mask_targets(Flavor::Mmdet, &mask, &props, &[0, 0], 2)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    // Aligned: the left bins sample only set pixels, the right ones only clear ones; the
+    // second proposal is clipped to x ≥ 0 first, so it gives the same.
+    assert_eq!(t, vec![1., 0., 1., 0., 1., 0., 1., 0.]);
+    // torchvision's soft, unaligned targets of the unclipped second proposal: its left bin
+    // covers x in [-4, 0] (outside, mostly zero) and the right one [0, 4] (half set).
+    let t: Vec<f32> = mask_targets(Flavor::Torchvision, &mask, &props, &[0, 0], 2)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(t[4] < 0.5 && t[5] > 0.0 && t[5] < 1.0, "{t:?}");
+    // Errors name the argument.
+    let err = mask_targets(Flavor::Mmdet, &mask, &props, &[0, 1], 2)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("matched_gt"), "{err}");
+    // The mmdet loss reads channel `label` of C channels (torchvision `label + 1` of C + 1).
+    let cfg = MaskHeadConfig::mask_rcnn(Flavor::Mmdet, 1, 2);
+    let logits = Tensor::new(&[[[[0f32]], [[100.]]]], &dev).unwrap();
+    let target = Tensor::new(&[[[1f32]]], &dev).unwrap();
+    let loss: f32 = mask_loss(&cfg, &logits, &[1], &target)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(loss < 1e-6, "{loss}");
+    let empty = Tensor::zeros((0, 2, 1, 1), DType::F32, &dev).unwrap();
+    let none = Tensor::zeros((0, 1, 1), DType::F32, &dev).unwrap();
+    let loss: f32 = mask_loss(&cfg, &empty, &[], &none)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert_eq!(loss, 0.0);
+    assert_eq!(
+        torchvision_legacy_key("roi_heads.mask_head.mask_fcn3.weight"),
+        "roi_heads.mask_head.2.0.weight"
+    );
+    assert_eq!(
+        torchvision_legacy_key("roi_heads.mask_head.1.0.bias"),
+        "roi_heads.mask_head.1.0.bias"
+    );
+}
+
+/// Builds a module from a fresh f64 VarMap, then checks the gradients of `run` with
+/// respect to `inputs` and every parameter.
+fn gradcheck_module<B, R>(inputs: Vec<Tensor>, build: B, run: R)
+where
+    B: Fn(&VarBuilder<'_>) -> rtb_detection::Result<Box<dyn std::any::Any>>,
+    R: Fn(&dyn std::any::Any, &[Tensor]) -> rtb_detection::Result<Tensor>,
+{
+    let varmap = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
+    build(&vb).unwrap();
+    let mut names: Vec<(String, Tensor)> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    let n_inputs = inputs.len();
+    let mut all = inputs;
+    // Random non-zero values for every parameter: zero biases would put ReLU inputs exactly
+    // on the kink wherever a previous ReLU zeroed a whole patch.
+    all.extend(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, (_, t))| uniform(t.dims(), 100 + i as u64)),
+    );
+    let f = |xs: &[Tensor]| {
+        let map: HashMap<String, Tensor> = names
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.clone(), xs[n_inputs + i].clone()))
+            .collect();
+        let vb = VarBuilder::from_tensors(map, DType::F64, &Device::Cpu);
+        let module = build(&vb).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        run(module.as_ref(), &xs[..n_inputs]).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    };
+    let report = check_gradients(f, &all, &GradCheck::default()).unwrap();
+    assert!(report.passed(), "{report}");
+    assert!(report.inputs.iter().all(|r| r.has_gradient), "{report}");
+}
+
+fn uniform(shape: &[usize], seed: u64) -> Tensor {
+    // A fixed pseudo-random fill in [-1, 1] (no RNG crate needed).
+    let n: usize = shape.iter().product();
+    let mut s = seed;
+    let v: Vec<f64> = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn heads_pass_a_gradient_check_in_both_flavors() {
+    for flavor in [Flavor::Torchvision, Flavor::Mmdet] {
+        let box_cfg = BoxHeadConfig {
+            flavor,
+            in_channels: 2,
+            pool_size: 2,
+            representation: 5,
+            num_classes: 2,
+        };
+        gradcheck_module(
+            vec![uniform(&[3, 2, 2, 2], 1)],
+            |vb| Ok(Box::new(BoxHead::new(&box_cfg, vb)?)),
+            |m, xs| {
+                let head = m.downcast_ref::<BoxHead>().unwrap();
+                let out = head.forward(&xs[0])?;
+                Ok(Tensor::cat(
+                    &[
+                        out.class_logits.flatten_all()?,
+                        out.box_regression.flatten_all()?,
+                    ],
+                    0,
+                )?)
+            },
+        );
+        let mask_cfg = MaskHeadConfig {
+            flavor,
+            in_channels: 2,
+            conv_channels: 3,
+            num_convs: 2,
+            num_classes: 2,
+        };
+        let targets = uniform(&[2, 6, 6], 3)
+            .ge(0.0)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap();
+        gradcheck_module(
+            vec![uniform(&[2, 2, 3, 3], 2)],
+            |vb| Ok(Box::new(MaskHead::new(&mask_cfg, vb)?)),
+            |m, xs| {
+                let head = m.downcast_ref::<MaskHead>().unwrap();
+                let logits = head.forward(&xs[0])?;
+                let loss = mask_loss(head.config(), &logits, &[1, 0], &targets)?;
+                Ok(Tensor::cat(&[logits.flatten_all()?, loss.reshape(1)?], 0)?)
+            },
+        );
+    }
 }

@@ -14,7 +14,8 @@
 //! - [`rpn`]: the RPN head and the proposal layer in both flavors;
 //! - [`poolers`]: multi-level RoIAlign for the box (7×7) and mask (14×14) branches;
 //! - [`box_head`]: the shared-2fc box head and its inference (scores, decoding, class-wise NMS);
-//! - [`mask_head`]: the 4-conv + deconv mask head, mask targets and the mask loss.
+//! - [`mask_head`]: the 4-conv + deconv mask head, mask targets and the mask loss;
+//! - [`paste`]: mask probabilities pasted back into the image (both references' rules).
 //!
 //! Coder, matcher and sampler are pure functions of their inputs and settings, shared by the
 //! RPN and the RoI heads with different settings. Every op with a backward goes through
@@ -62,6 +63,7 @@ pub mod error;
 pub mod fpn;
 pub mod mask_head;
 pub mod matcher;
+pub mod paste;
 pub mod poolers;
 pub mod rpn;
 pub mod sampler;

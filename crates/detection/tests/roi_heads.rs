@@ -16,6 +16,7 @@ use rtb_detection::box_head::{
 use rtb_detection::mask_head::{
     MaskHead, MaskHeadConfig, mask_loss, mask_targets, torchvision_legacy_key,
 };
+use rtb_detection::paste::{binarize_masks, paste_masks, paste_masks_mmdet};
 use rtb_detection::poolers::{Pooler, boxes_to_rois, infer_strides};
 use rtb_nn::gradcheck::{GradCheck, check_gradients};
 use support::{Golden, assert_close, relative_error};
@@ -125,12 +126,11 @@ fn pooler_errors_name_the_argument() {
     assert_eq!(rois.dims(), &[2, 5]);
 }
 
+/// A key renaming (None drops the key).
+type Rename = dyn Fn(&str, &Tensor) -> Option<(String, Tensor)>;
+
 /// The golden tensors under `prefix`, renamed by `rename` (None drops the key).
-fn weights(
-    golden: &Golden,
-    prefix: &str,
-    rename: &dyn Fn(&str, &Tensor) -> Option<(String, Tensor)>,
-) -> HashMap<String, Tensor> {
+fn weights(golden: &Golden, prefix: &str, rename: &Rename) -> HashMap<String, Tensor> {
     golden
         .tensors
         .iter()
@@ -544,4 +544,59 @@ fn heads_pass_a_gradient_check_in_both_flavors() {
             },
         );
     }
+}
+
+#[test]
+fn paste_matches_torchvision_paste_masks_in_image() {
+    let golden = Golden::load("paste");
+    let pasted = paste_masks(
+        Flavor::Torchvision,
+        &golden.get("masks"),
+        &golden.get("boxes"),
+        (64, 80),
+    )
+    .unwrap();
+    let want = golden.get("pasted").squeeze(1).unwrap();
+    let err = relative_error(&pasted, &want);
+    assert!(err <= 1e-6, "pasted masks: relative error {err:e}");
+}
+
+#[test]
+fn mmdet_paste_samples_pixel_centres_inside_the_box() {
+    // A mask of ones over the box [2, 30] × [2, 30] (28 pixels, one per cell): the pixels
+    // whose centres fall inside get 1, those one pixel out 0 (up to the rounding of the
+    // normalised grid, as in grid_sample).
+    let dev = Device::Cpu;
+    let masks = Tensor::ones((1, 28, 28), DType::F32, &dev).unwrap();
+    let boxes = Tensor::new(&[[2f32, 2., 30., 30.]], &dev).unwrap();
+    let pasted = paste_masks_mmdet(&masks, &boxes, (32, 32)).unwrap();
+    let rows: Vec<Vec<f32>> = pasted.squeeze(0).unwrap().to_vec2().unwrap();
+    for (y, row) in rows.iter().enumerate() {
+        for (x, &v) in row.iter().enumerate() {
+            let inside = (2..30).contains(&x) && (2..30).contains(&y);
+            let want = if inside { 1.0 } else { 0.0 };
+            assert!((v - want).abs() <= 1e-5, "pixel ({x}, {y}): {v}");
+        }
+    }
+    // torchvision's expansion by one cell blurs the same box's edges.
+    let tv = paste_masks(Flavor::Torchvision, &masks, &boxes, (32, 32)).unwrap();
+    let tv_rows: Vec<Vec<f32>> = tv.squeeze(0).unwrap().to_vec2().unwrap();
+    assert!(
+        tv_rows[16][2] > 0.9 && tv_rows[16][2] < 1.0,
+        "{:?}",
+        tv_rows[16]
+    );
+    // The thresholds: torchvision > 0.5, mmdet ≥ 0.5.
+    let half = Tensor::new(&[0.5f32, 0.7], &dev).unwrap();
+    let tv: Vec<u8> = binarize_masks(Flavor::Torchvision, &half)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let mm: Vec<u8> = binarize_masks(Flavor::Mmdet, &half)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!((tv, mm), (vec![0, 1], vec![1, 1]));
+    let err = paste_masks_mmdet(&masks, &boxes.narrow(1, 0, 2).unwrap(), (4, 4)).unwrap_err();
+    assert!(err.to_string().contains("boxes"), "{err}");
 }

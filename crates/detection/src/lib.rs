@@ -15,7 +15,9 @@
 //! - [`poolers`]: multi-level RoIAlign for the box (7×7) and mask (14×14) branches;
 //! - [`box_head`]: the shared-2fc box head and its inference (scores, decoding, class-wise NMS);
 //! - [`mask_head`]: the 4-conv + deconv mask head, mask targets and the mask loss;
-//! - [`paste`]: mask probabilities pasted back into the image (both references' rules).
+//! - [`paste`]: mask probabilities pasted back into the image (both references' rules);
+//! - [`roi_heads`]: training targets and losses of both branches, and [`roi_heads::RoiHeads`]
+//!   (poolers, heads, losses and inference together).
 //!
 //! Coder, matcher and sampler are pure functions of their inputs and settings, shared by the
 //! RPN and the RoI heads with different settings. Every op with a backward goes through
@@ -65,6 +67,7 @@ pub mod mask_head;
 pub mod matcher;
 pub mod paste;
 pub mod poolers;
+pub mod roi_heads;
 pub mod rpn;
 pub mod sampler;
 

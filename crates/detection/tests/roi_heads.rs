@@ -16,8 +16,15 @@ use rtb_detection::box_head::{
 use rtb_detection::mask_head::{
     MaskHead, MaskHeadConfig, mask_loss, mask_targets, torchvision_legacy_key,
 };
+use rtb_detection::matcher::Matcher;
 use rtb_detection::paste::{binarize_masks, paste_masks, paste_masks_mmdet};
 use rtb_detection::poolers::{Pooler, boxes_to_rois, infer_strides};
+use rtb_detection::roi_heads::{
+    GtInstances, RoiHeads, RoiHeadsConfig, RoiTargets, fastrcnn_loss, maskrcnn_loss, roi_targets,
+    select_training_samples,
+};
+use rtb_detection::sampler::SamplerConfig;
+use rtb_nn::boxes::box_iou;
 use rtb_nn::gradcheck::{GradCheck, check_gradients};
 use support::{Golden, assert_close, relative_error};
 
@@ -599,4 +606,204 @@ fn mmdet_paste_samples_pixel_centres_inside_the_box() {
     assert_eq!((tv, mm), (vec![0, 1], vec![1, 1]));
     let err = paste_masks_mmdet(&masks, &boxes.narrow(1, 0, 2).unwrap(), (4, 4)).unwrap_err();
     assert!(err.to_string().contains("boxes"), "{err}");
+}
+
+fn gt_instances(golden: &Golden, i: usize) -> GtInstances {
+    let labels: Vec<i64> = golden.get(&format!("gt.{i}.labels")).to_vec1().unwrap();
+    GtInstances {
+        boxes: golden.get(&format!("gt.{i}.boxes")),
+        labels: labels.iter().map(|&l| l as usize - 1).collect(),
+        masks: golden.get(&format!("gt.{i}.masks")),
+    }
+}
+
+/// The fixture's training RoIs with torchvision's matches (no sampling).
+fn given_targets(golden: &Golden) -> Vec<RoiTargets> {
+    (0..2)
+        .map(|i| {
+            let props = golden.get(&format!("train.{i}.proposals"));
+            let gt = gt_instances(golden, i);
+            let matches = Matcher::roi_heads(Flavor::Torchvision)
+                .match_iou(&box_iou(&gt.boxes, &props).unwrap())
+                .unwrap();
+            let t = roi_targets(Flavor::Torchvision, &props, &gt, &matches).unwrap();
+            let labels: Vec<i64> = golden.get(&format!("train.{i}.labels")).to_vec1().unwrap();
+            let ours: Vec<i64> = t
+                .labels
+                .iter()
+                .map(|l| l.map_or(0, |c| c as i64 + 1))
+                .collect();
+            assert_eq!(ours, labels, "image {i}: labels");
+            let matched: Vec<i64> = golden
+                .get(&format!("train.{i}.matched_idxs"))
+                .to_vec1()
+                .unwrap();
+            for (j, m) in t.matched_gt.iter().enumerate() {
+                if let Some(m) = m {
+                    assert_eq!(*m as i64, matched[j], "image {i} RoI {j}");
+                }
+            }
+            // Background rows are unused; compare the positives' targets.
+            let want = golden.get(&format!("train.{i}.regression_targets"));
+            for (j, l) in t.labels.iter().enumerate() {
+                if l.is_some() {
+                    assert_close(
+                        &format!("image {i} RoI {j} targets"),
+                        &t.regression_targets.narrow(0, j, 1).unwrap(),
+                        &want.narrow(0, j, 1).unwrap(),
+                        1e-5,
+                        1e-5,
+                    );
+                }
+            }
+            t
+        })
+        .collect()
+}
+
+fn roi_heads(golden: &Golden) -> RoiHeads {
+    let map = weights(golden, "", &|k, v| {
+        (k.starts_with("box_") || k.starts_with("mask_")).then(|| (k.to_string(), v.clone()))
+    });
+    let vb = VarBuilder::from_tensors(map, DType::F32, &Device::Cpu);
+    let mut cfg = RoiHeadsConfig::mask_rcnn(Flavor::Torchvision, 4, 3);
+    cfg.box_head = cfg.box_head.with_representation(32);
+    cfg.mask_head = cfg.mask_head.with_conv_channels(8);
+    RoiHeads::new(&cfg, &vb).unwrap()
+}
+
+#[test]
+fn losses_match_fastrcnn_loss_and_maskrcnn_loss_on_given_proposals() {
+    let golden = Golden::load("roi_heads");
+    let targets = given_targets(&golden);
+    let head = box_head(&golden, Flavor::Torchvision);
+    let rois: Vec<Tensor> = targets.iter().map(|t| t.proposals.clone()).collect();
+    let out = head
+        .forward(
+            &Pooler::box_pooler(Flavor::Torchvision)
+                .forward(&features(&golden), &rois)
+                .unwrap(),
+        )
+        .unwrap();
+    let (cls, reg) = fastrcnn_loss(Flavor::Torchvision, &out, &targets).unwrap();
+    let err = relative_error(
+        &cls.reshape(1).unwrap(),
+        &golden.get("train.loss_classifier"),
+    );
+    assert!(err <= 1e-5, "classifier loss: {err:e}");
+    let err = relative_error(&reg.reshape(1).unwrap(), &golden.get("train.loss_box_reg"));
+    assert!(err <= 1e-5, "box loss: {err:e}");
+
+    // The same through RoiHeads, with the mask loss.
+    let heads = roi_heads(&golden);
+    let gts: Vec<GtInstances> = (0..2).map(|i| gt_instances(&golden, i)).collect();
+    let losses = heads
+        .forward_train_sampled(&features(&golden), &targets, &gts)
+        .unwrap();
+    for (name, ours, key) in [
+        ("classifier", &losses.classifier, "train.loss_classifier"),
+        ("box_reg", &losses.box_reg, "train.loss_box_reg"),
+        ("mask", &losses.mask, "train.loss_mask"),
+    ] {
+        let err = relative_error(&ours.reshape(1).unwrap(), &golden.get(key));
+        assert!(err <= 1e-5, "{name}: relative error {err:e}");
+    }
+    // And with the free function on the mask head's logits of the positives.
+    let positives: Vec<Tensor> = rtb_detection::roi_heads::positive_rois(&targets)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.boxes)
+        .collect();
+    let mask = mask_head(&golden);
+    let logits = mask
+        .forward(
+            &Pooler::mask_pooler(Flavor::Torchvision)
+                .forward(&features(&golden), &positives)
+                .unwrap(),
+        )
+        .unwrap();
+    let loss = maskrcnn_loss(mask.config(), &logits, &targets, &gts).unwrap();
+    let err = relative_error(&loss.reshape(1).unwrap(), &golden.get("train.loss_mask"));
+    assert!(err <= 1e-5, "maskrcnn_loss: {err:e}");
+}
+
+#[test]
+fn roi_heads_inference_equals_torchvision_eval() {
+    let golden = Golden::load("roi_heads");
+    let heads = roi_heads(&golden);
+    let out = heads
+        .forward(
+            &features(&golden),
+            &proposals(&golden),
+            &image_sizes(&golden),
+        )
+        .unwrap();
+    for (i, inst) in out.iter().enumerate() {
+        assert_close(
+            &format!("image {i} boxes"),
+            &inst.detections.boxes,
+            &golden.get(&format!("det.{i}.boxes")),
+            1e-5,
+            1e-4,
+        );
+    }
+    // The first detections' masks: sigmoid of the logits of their class.
+    let logits = golden.get("det_mask_logits");
+    let labels: Vec<i64> = golden.get("det.0.labels").to_vec1().unwrap();
+    for (j, &label) in labels.iter().take(logits.dims()[0]).enumerate() {
+        let want =
+            candle_nn::ops::sigmoid(&logits.get(j).unwrap().get(label as usize).unwrap()).unwrap();
+        let err = relative_error(&out[0].masks.get(j).unwrap(), &want);
+        assert!(err <= 1e-5, "mask {j}: {err:e}");
+    }
+}
+
+#[test]
+fn sampling_adds_gts_and_caps_positives_and_mmdet_losses_follow_mmdet() {
+    let golden = Golden::load("roi_heads");
+    let gt = gt_instances(&golden, 0);
+    let props = golden.get("train.0.proposals");
+    for flavor in [Flavor::Torchvision, Flavor::Mmdet] {
+        let sampler = SamplerConfig::new(16, 0.25).unwrap();
+        let t = select_training_samples(flavor, &props, &gt, &sampler, 7).unwrap();
+        let pos = t.labels.iter().filter(|l| l.is_some()).count();
+        assert_eq!(t.labels.len(), 16);
+        assert_eq!(pos, 4, "{flavor:?}");
+        // Positives come first.
+        assert!(t.labels[..pos].iter().all(|l| l.is_some()));
+        // With no cap every gt (added as a proposal, IoU 1 with itself) is positive.
+        let all = SamplerConfig::new(1000, 1.0).unwrap();
+        let t = select_training_samples(flavor, &props, &gt, &all, 7).unwrap();
+        assert!(t.labels.iter().filter(|l| l.is_some()).count() >= 3);
+    }
+    // mmdet: background last in the classifier, no background block, L1 summed over the
+    // positives divided by the sampled count.
+    let dev = Device::Cpu;
+    let t = RoiTargets {
+        proposals: Tensor::zeros((2, 4), DType::F32, &dev).unwrap(),
+        labels: vec![Some(1), None],
+        matched_gt: vec![Some(0), None],
+        regression_targets: Tensor::new(&[[1f32, 0., 0., 0.], [5., 5., 5., 5.]], &dev).unwrap(),
+    };
+    let head = BoxHeadOutput {
+        class_logits: Tensor::new(&[[0f32, 0., 0.], [0., 0., 0.]], &dev).unwrap(),
+        box_regression: Tensor::new(
+            &[
+                [9f32, 9., 9., 9., 0., 0., 0., 0.],
+                [9., 9., 9., 9., 9., 9., 9., 9.],
+            ],
+            &dev,
+        )
+        .unwrap(),
+    };
+    let (cls, reg) = fastrcnn_loss(Flavor::Mmdet, &head, std::slice::from_ref(&t)).unwrap();
+    let cls: f32 = cls.to_scalar().unwrap();
+    let reg: f32 = reg.to_scalar().unwrap();
+    assert!((cls - 3f32.ln()).abs() < 1e-6, "{cls}");
+    assert!((reg - 0.5).abs() < 1e-6, "{reg}");
+    // The torchvision shape of the regressor is an error for mmdet.
+    let err = fastrcnn_loss(Flavor::Torchvision, &head, &[t])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("box_regression"), "{err}");
 }

@@ -377,6 +377,21 @@ fn mask_head_targets_and_loss_match_torchvision() {
     let targets = Tensor::cat(&all_targets, 0).unwrap();
     let err = relative_error(&targets, &golden.get("train.mask_targets"));
     assert!(err <= 1e-5, "mask targets: relative error {err:e}");
+    // mmdet 2.x's mask_target (clip, aligned RoIAlign, binarise), rewritten in the script.
+    let mut mmdet_targets = Vec::new();
+    for i in 0..2 {
+        let (props, gts, _) = positives(&golden, i);
+        let masks = golden.get(&format!("gt.{i}.masks"));
+        mmdet_targets.push(mask_targets(Flavor::Mmdet, &masks, &props, &gts, 28).unwrap());
+    }
+    let mmdet_targets = Tensor::cat(&mmdet_targets, 0).unwrap();
+    assert_close(
+        "mmdet mask targets",
+        &mmdet_targets,
+        &golden.get("train.mmdet_mask_targets"),
+        0.0,
+        0.0,
+    );
     let pooled = Pooler::mask_pooler(Flavor::Torchvision)
         .forward(&feats, &all_props)
         .unwrap();
@@ -566,6 +581,16 @@ fn paste_matches_torchvision_paste_masks_in_image() {
     let want = golden.get("pasted").squeeze(1).unwrap();
     let err = relative_error(&pasted, &want);
     assert!(err <= 1e-6, "pasted masks: relative error {err:e}");
+    // mmdet 2.x's grid_sample paste, rewritten in the fixture script with F.grid_sample.
+    let pasted = paste_masks(
+        Flavor::Mmdet,
+        &golden.get("masks"),
+        &golden.get("boxes"),
+        (64, 80),
+    )
+    .unwrap();
+    let err = relative_error(&pasted, &golden.get("mmdet_pasted"));
+    assert!(err <= 1e-5, "mmdet pasted masks: relative error {err:e}");
 }
 
 #[test]

@@ -24,10 +24,22 @@ Files (float32 unless noted; integer results int64, bitmaps uint8):
     train.<i>.{matched_idxs, labels, regression_targets}
     train.class_logits, train.box_regression, train.loss_classifier, train.loss_box_reg
     train.mask_targets, train.loss_mask   (positives only, in image order)
+    mmdet_det.<i>.{boxes, scores, labels}  mmdet 2.x's get_bboxes + multiclass_nms (rewritten
+                       below) on the same head outputs under mmdet's class order (labels 0-based)
+    train.mmdet_mask_targets  mmdet 2.x's mask_target (rewritten below) of the same positives
   paste.safetensors
-    masks [M, 1, 28, 28] probabilities, boxes [M, 4], pasted [M, 1, 64, 80]
+    masks [M, 1, 28, 28] probabilities, boxes [M, 4], pasted [M, 1, 64, 80],
+    mmdet_pasted [M, 64, 80] (mmdet 2.x's _do_paste_mask, skip_empty=False, rewritten below)
+
+mmdet is not installed here: its rules are rewritten from mmdet 2.x's source
+(mmdet/core/bbox/coder/delta_xywh_bbox_coder.py delta2bbox, mmdet/core/post_processing/
+bbox_nms.py multiclass_nms with mmcv's batched_nms coordinate offsets, mmdet/core/mask/
+mask_target.py + BitmapMasks.crop_and_resize, mmdet/models/roi_heads/mask_heads/
+fcn_mask_head.py _do_paste_mask); mmcv's CPU nms is replaced by torchvision's, which keeps
+the same boxes (IoU > threshold suppresses, no +1 offset).
 """
 
+import math
 import os
 
 import torch
@@ -42,7 +54,7 @@ from torchvision.models.detection.roi_heads import (
     paste_masks_in_image,
     project_masks_on_boxes,
 )
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign, nms, roi_align
 from torchvision.ops.poolers import LevelMapper
 
 OUT = os.path.dirname(os.path.abspath(__file__))
@@ -77,6 +89,67 @@ def clustered(n, h, w):
     x1 = torch.minimum(out[:, 0], out[:, 2] - 2)
     y1 = torch.minimum(out[:, 1], out[:, 3] - 2)
     return torch.stack([x1, y1, out[:, 2], out[:, 3]], 1)
+
+
+def mmdet_delta2bbox(rois, deltas, max_shape, stds=(0.1, 0.1, 0.2, 0.2)):
+    m = deltas.size(1) // 4
+    stds = deltas.new_tensor(stds).view(1, -1).repeat(1, m)
+    denorm = deltas * stds
+    dx, dy, dw, dh = denorm[:, 0::4], denorm[:, 1::4], denorm[:, 2::4], denorm[:, 3::4]
+    max_ratio = abs(math.log(16 / 1000))
+    dw = dw.clamp(min=-max_ratio, max=max_ratio)
+    dh = dh.clamp(min=-max_ratio, max=max_ratio)
+    px = ((rois[:, 0] + rois[:, 2]) * 0.5).unsqueeze(1).expand_as(dx)
+    py = ((rois[:, 1] + rois[:, 3]) * 0.5).unsqueeze(1).expand_as(dy)
+    pw = (rois[:, 2] - rois[:, 0]).unsqueeze(1).expand_as(dw)
+    ph = (rois[:, 3] - rois[:, 1]).unsqueeze(1).expand_as(dh)
+    gw, gh = pw * dw.exp(), ph * dh.exp()
+    gx, gy = px + pw * dx, py + ph * dy
+    x1 = (gx - gw * 0.5).clamp(min=0, max=max_shape[1])
+    y1 = (gy - gh * 0.5).clamp(min=0, max=max_shape[0])
+    x2 = (gx + gw * 0.5).clamp(min=0, max=max_shape[1])
+    y2 = (gy + gh * 0.5).clamp(min=0, max=max_shape[0])
+    return torch.stack([x1, y1, x2, y2], dim=-1).view(deltas.size())
+
+
+def mmdet_multiclass_nms(multi_bboxes, multi_scores, score_thr=0.05, iou_thr=0.5, max_num=100):
+    num_classes = multi_scores.size(1) - 1
+    bboxes = multi_bboxes.view(multi_scores.size(0), -1, 4)
+    scores = multi_scores[:, :-1]
+    labels = torch.arange(num_classes).view(1, -1).expand_as(scores)
+    bboxes, scores, labels = bboxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
+    inds = (scores > score_thr).nonzero(as_tuple=False).squeeze(1)
+    bboxes, scores, labels = bboxes[inds], scores[inds], labels[inds]
+    # mmcv batched_nms: offset each class's boxes by (max coordinate + 1) · class.
+    offsets = labels.to(bboxes) * (bboxes.max() + 1)
+    keep = nms(bboxes + offsets[:, None], scores, iou_thr)[:max_num]
+    return bboxes[keep], scores[keep], labels[keep]
+
+
+def mmdet_mask_target(proposals, assigned, gt_masks, size=28):
+    h, w = gt_masks.shape[-2:]
+    p = proposals.clone()
+    p[:, [0, 2]] = p[:, [0, 2]].clamp(0, w)
+    p[:, [1, 3]] = p[:, [1, 3]].clamp(0, h)
+    rois = torch.cat([torch.arange(p.shape[0]).to(p)[:, None], p], 1)
+    masks = gt_masks.index_select(0, assigned)[:, None].to(p)
+    targets = roi_align(masks, rois, (size, size), 1.0, 0, True)[:, 0]
+    return (targets >= 0.5).to(torch.float32)
+
+
+def mmdet_do_paste_mask(masks, boxes, img_h, img_w):
+    x0, y0, x1, y1 = torch.split(boxes, 1, dim=1)
+    n = masks.shape[0]
+    img_y = torch.arange(0, img_h).to(torch.float32) + 0.5
+    img_x = torch.arange(0, img_w).to(torch.float32) + 0.5
+    img_y = (img_y - y0) / (y1 - y0) * 2 - 1
+    img_x = (img_x - x0) / (x1 - x0) * 2 - 1
+    img_x[torch.isinf(img_x)] = 0
+    img_y[torch.isinf(img_y)] = 0
+    gx = img_x[:, None, :].expand(n, img_y.size(1), img_x.size(1))
+    gy = img_y[:, :, None].expand(n, img_y.size(1), img_x.size(1))
+    grid = torch.stack([gx, gy], dim=3)
+    return torch.nn.functional.grid_sample(masks.to(torch.float32), grid, align_corners=False)[:, 0]
 
 
 def main():
@@ -133,6 +206,19 @@ def main():
             out[f"det.{i}.boxes"] = r["boxes"]
             out[f"det.{i}.scores"] = r["scores"]
             out[f"det.{i}.labels"] = r["labels"]
+        # mmdet's flavor on the same weights: background last, no background deltas.
+        cls_mm = torch.cat([class_logits[:, 1:], class_logits[:, :1]], 1)
+        reg_mm = box_regression[:, 4:]
+        start = 0
+        for i, (p, shape) in enumerate(zip(proposals, IMAGE_SHAPES)):
+            k = p.shape[0]
+            scores = torch.softmax(cls_mm[start : start + k], 1)
+            boxes = mmdet_delta2bbox(p, reg_mm[start : start + k], shape)
+            b, sc, lab = mmdet_multiclass_nms(boxes, scores)
+            out[f"mmdet_det.{i}.boxes"] = b
+            out[f"mmdet_det.{i}.scores"] = sc
+            out[f"mmdet_det.{i}.labels"] = lab.to(torch.int64)
+            start += k
         det_boxes = [r["boxes"] for r in result]
         mask_feats = mask_pool(x, det_boxes, IMAGE_SHAPES)
         out["det_mask_logits"] = mask_predictor(mask_head(mask_feats))[:12]
@@ -189,6 +275,9 @@ def main():
             [project_masks_on_boxes(m, p, i, 28) for m, p, i in zip(gt_masks, pos_props, pos_matched)]
         )
         out["train.mask_targets"] = targets
+        out["train.mmdet_mask_targets"] = torch.cat(
+            [mmdet_mask_target(p, i, m) for m, p, i in zip(gt_masks, pos_props, pos_matched)]
+        )
         out["train.loss_mask"] = loss_mask.reshape(1)
     save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(OUT, "roi_heads.safetensors"))
 
@@ -208,7 +297,12 @@ def main():
     )
     pasted = paste_masks_in_image(masks, boxes, (64, 80), padding=1)
     save_file(
-        {"masks": masks.contiguous(), "boxes": boxes, "pasted": pasted.contiguous()},
+        {
+            "masks": masks.contiguous(),
+            "boxes": boxes,
+            "pasted": pasted.contiguous(),
+            "mmdet_pasted": mmdet_do_paste_mask(masks, boxes, 64, 80).contiguous(),
+        },
         os.path.join(OUT, "paste.safetensors"),
     )
 

@@ -832,3 +832,50 @@ fn sampling_adds_gts_and_caps_positives_and_mmdet_losses_follow_mmdet() {
         .to_string();
     assert!(err.contains("box_regression"), "{err}");
 }
+
+#[test]
+fn every_head_parameter_and_the_features_get_a_gradient_in_both_flavors() {
+    let golden = Golden::load("roi_heads");
+    let gts: Vec<GtInstances> = (0..2).map(|i| gt_instances(&golden, i)).collect();
+    let props: Vec<Tensor> = (0..2)
+        .map(|i| golden.get(&format!("train.{i}.proposals")))
+        .collect();
+    for flavor in [Flavor::Torchvision, Flavor::Mmdet] {
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let mut cfg = RoiHeadsConfig::mask_rcnn(flavor, 4, 3);
+        cfg.box_head = cfg.box_head.with_representation(16);
+        cfg.mask_head = cfg.mask_head.with_conv_channels(8);
+        cfg.sampler = SamplerConfig::new(64, 0.25).unwrap();
+        let heads = RoiHeads::new(&cfg, &vb).unwrap();
+        let feats: Vec<candle_core::Var> = features(&golden)
+            .iter()
+            .map(|f| candle_core::Var::from_tensor(f).unwrap())
+            .collect();
+        let feat_tensors: Vec<Tensor> = feats.iter().map(|v| v.as_tensor().clone()).collect();
+        let losses = heads.forward_train(&feat_tensors, &props, &gts, 3).unwrap();
+        let total = ((&losses.classifier + &losses.box_reg).unwrap() + &losses.mask).unwrap();
+        let grads = total.backward().unwrap();
+        let data = varmap.data().lock().unwrap();
+        assert_eq!(data.len(), 2 * 4 + 2 * 6, "{flavor:?}: parameter count");
+        for (name, var) in data.iter() {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{flavor:?}: no gradient for {name}"));
+            let norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+            assert!(
+                norm > 0.0 && norm.is_finite(),
+                "{flavor:?}: {name} gradient {norm}"
+            );
+        }
+        // Every training RoI is sampled here (fewer than 64 per image): exactly the levels
+        // they map to get a gradient (P4 and P5 may have none: no RoI there).
+        let pooled_from = Pooler::box_pooler(flavor).levels(&props).unwrap();
+        for (l, f) in feats.iter().enumerate() {
+            let reached = grads.get(f.as_tensor()).is_some();
+            if pooled_from.contains(&l) {
+                assert!(reached, "{flavor:?}: level {l} has no gradient");
+            }
+        }
+    }
+}

@@ -272,6 +272,19 @@ pub fn postprocess_detections(
             counts,
         ));
     }
+    if total == 0 {
+        // candle cannot reduce an empty tensor: nothing to score.
+        return proposals
+            .iter()
+            .map(|p| {
+                Ok(Detections {
+                    boxes: Tensor::zeros((0, 4), DType::F32, p.device())?,
+                    scores: Tensor::zeros(0, DType::F32, p.device())?,
+                    labels: Vec::new(),
+                })
+            })
+            .collect();
+    }
     let scores = candle_nn::ops::softmax(&head.class_logits.to_dtype(DType::F32)?, D::Minus1)?;
     let coder = BoxCoder::roi_heads(flavor);
     let mut out = Vec::with_capacity(proposals.len());

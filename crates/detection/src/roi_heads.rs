@@ -210,8 +210,16 @@ pub fn fastrcnn_loss(
 ) -> Result<(Tensor, Tensor)> {
     const OP: &str = "fastrcnn_loss";
     let (s, classes_with_bg) = match head.class_logits.dims() {
-        [s, c] if *c >= 2 => (*s, *c),
-        dims => return Err(shape(OP, "class_logits", "[S, C + 1] with C ≥ 1", dims)),
+        [s, c] if *s > 0 && *c >= 2 => (*s, *c),
+        dims => {
+            return Err(shape(
+                OP,
+                "class_logits",
+                "[S, C + 1] with S ≥ 1 sampled RoIs (an image with neither proposals nor \
+                 objects has none; mmdet skips such images in training) and C ≥ 1",
+                dims,
+            ));
+        }
     };
     let c = classes_with_bg - 1;
     let blocks = match flavor {
@@ -530,6 +538,19 @@ impl RoiHeads {
             &self.cfg.inference,
         )?;
         let boxes: Vec<Tensor> = dets.iter().map(|d| d.boxes.clone()).collect();
+        if dets.iter().all(|d| d.labels.is_empty()) {
+            let m = 2 * self.mask_pooler.output_size();
+            return dets
+                .into_iter()
+                .map(|det| {
+                    let masks = Tensor::zeros((0, m, m), DType::F32, det.boxes.device())?;
+                    Ok(InstanceDetections {
+                        detections: det,
+                        masks,
+                    })
+                })
+                .collect();
+        }
         let logits = self
             .mask_head
             .forward(&self.mask_pooler.forward(features, &boxes)?)?;

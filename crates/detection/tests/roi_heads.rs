@@ -879,3 +879,47 @@ fn every_head_parameter_and_the_features_get_a_gradient_in_both_flavors() {
         }
     }
 }
+
+#[test]
+fn images_without_proposals_or_objects_are_handled() {
+    // An image with no ground truth trains its RoIs as background (zero box and mask
+    // losses, still in the graph); an image without proposals detects nothing.
+    let golden = Golden::load("roi_heads");
+    let dev = Device::Cpu;
+    for flavor in [Flavor::Torchvision, Flavor::Mmdet] {
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        let mut cfg = RoiHeadsConfig::mask_rcnn(flavor, 4, 3);
+        cfg.box_head = cfg.box_head.with_representation(8);
+        cfg.mask_head = cfg.mask_head.with_conv_channels(4);
+        let heads = RoiHeads::new(&cfg, &vb).unwrap();
+        let feats = features(&golden);
+        let empty_gt = GtInstances {
+            boxes: Tensor::zeros((0, 4), DType::F32, &dev).unwrap(),
+            labels: vec![],
+            masks: Tensor::zeros((0, 160, 160), DType::U8, &dev).unwrap(),
+        };
+        let props = vec![golden.get("proposals.0"), golden.get("proposals.1")];
+        let gts = vec![empty_gt.clone(), empty_gt];
+        let losses = heads.forward_train(&feats, &props, &gts, 0).unwrap();
+        let box_reg: f32 = losses.box_reg.to_scalar().unwrap();
+        let mask: f32 = losses.mask.to_scalar().unwrap();
+        let cls: f32 = losses.classifier.to_scalar().unwrap();
+        assert_eq!((box_reg, mask), (0.0, 0.0), "{flavor:?}");
+        assert!(cls > 0.0 && cls.is_finite(), "{flavor:?}: {cls}");
+
+        let none = vec![
+            Tensor::zeros((0, 4), DType::F32, &dev).unwrap(),
+            golden.get("proposals.1"),
+        ];
+        let out = heads.forward(&feats, &none, &image_sizes(&golden)).unwrap();
+        assert_eq!(out[0].detections.labels.len(), 0);
+        assert_eq!(out[0].masks.dims()[0], 0);
+        assert_eq!(out[1].masks.dims()[0], out[1].detections.labels.len());
+        let nothing = vec![none[0].clone(), none[0].clone()];
+        let out = heads
+            .forward(&feats, &nothing, &image_sizes(&golden))
+            .unwrap();
+        assert!(out.iter().all(|o| o.masks.dims() == [0, 28, 28]));
+    }
+}

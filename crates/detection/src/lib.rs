@@ -11,7 +11,13 @@
 //! - [`matcher`]: max-IoU assignment (torchvision's `Matcher`, mmdet's `MaxIoUAssigner`);
 //! - [`sampler`]: seeded random positive/negative sampling;
 //! - [`fpn`]: the FPN neck over C2..C5 (P2–P6), with torchvision's and mmdet's key names;
-//! - [`rpn`]: the RPN head and the proposal layer in both flavors.
+//! - [`rpn`]: the RPN head and the proposal layer in both flavors;
+//! - [`poolers`]: multi-level RoIAlign for the box (7×7) and mask (14×14) branches;
+//! - [`box_head`]: the shared-2fc box head and its inference (scores, decoding, class-wise NMS);
+//! - [`mask_head`]: the 4-conv + deconv mask head, mask targets and the mask loss;
+//! - [`paste`]: mask probabilities pasted back into the image (both references' rules);
+//! - [`roi_heads`]: training targets and losses of both branches, and [`roi_heads::RoiHeads`]
+//!   (poolers, heads, losses and inference together).
 //!
 //! Coder, matcher and sampler are pure functions of their inputs and settings, shared by the
 //! RPN and the RoI heads with different settings. Every op with a backward goes through
@@ -54,9 +60,14 @@
 
 pub mod anchors;
 pub mod box_coder;
+pub mod box_head;
 pub mod error;
 pub mod fpn;
+pub mod mask_head;
 pub mod matcher;
+pub mod paste;
+pub mod poolers;
+pub mod roi_heads;
 pub mod rpn;
 pub mod sampler;
 

@@ -11,7 +11,7 @@
 //! - [`matcher`]: max-IoU assignment (torchvision's `Matcher`, mmdet's `MaxIoUAssigner`);
 //! - [`sampler`]: seeded random positive/negative sampling;
 //! - [`fpn`]: the FPN neck over C2..C5 (P2–P6), with torchvision's and mmdet's key names;
-//! - [`rpn`]: the RPN head and the proposal layer in both flavors;
+//! - [`rpn`]: the RPN head, the proposal layer, anchor targets and losses in both flavors;
 //! - [`poolers`]: multi-level RoIAlign for the box (7×7) and mask (14×14) branches;
 //! - [`box_head`]: the shared-2fc box head and its inference (scores, decoding, class-wise NMS);
 //! - [`mask_head`]: the 4-conv + deconv mask head, mask targets and the mask loss;

@@ -26,19 +26,37 @@
 //! | small boxes | `w ≥ 1e-3 and h ≥ 1e-3` | none with `min_bbox_size` 0 (2.x ≥ 2.18 drop `w ≤ 0` or `h ≤ 0`) |
 //! | score threshold | 0.0 | none |
 //!
+//! **Losses** ([`rpn_targets`], [`rpn_loss`], [`Rpn::forward_train`]), per image: every
+//! anchor (none dropped at the border: torchvision never does, mmdet's `allowed_border` is
+//! −1) is matched to the ground truths with [`Matcher::rpn`] (≥ 0.7 positive, < 0.3
+//! negative, low-quality matches kept), 256 are sampled with at most half positive
+//! ([`SamplerConfig::rpn`]), and each positive's target is its ground truth encoded against
+//! it (weights 1). Over the batch's `S` sampled anchors:
+//!
+//! | | mmdet 2.x | torchvision |
+//! |---|---|---|
+//! | objectness | BCE with logits (sigmoid), summed, `/ S` | the same (`mean` over the sampled) |
+//! | box | L1 of the positives' deltas, summed, `/ S` | smooth-L1 (β = 1/9), summed, `/ S` |
+//!
 //! Ranking logits or sigmoid scores only differs for logits whose sigmoids round to the same
 //! f32 (beyond ±17), where the references break ties differently anyway. Proposals carry no
 //! gradient (both references detach them).
 
 use candle_core::{D, DType, Module, Tensor};
 use candle_nn::{Init, VarBuilder};
+use rtb_nn::boxes::box_iou;
 use rtb_nn::conv::{Conv2d, Conv2dConfig};
+use rtb_nn::loss::{
+    BceWithLogitsOptions, Reduction, binary_cross_entropy_with_logits, l1_loss, smooth_l1_loss,
+};
 use rtb_nn::nms::batched_nms_indices_f32;
 
 use crate::Flavor;
 use crate::anchors::AnchorGenerator;
 use crate::box_coder::BoxCoder;
 use crate::error::{Result, config, shape};
+use crate::matcher::{Match, Matcher};
+use crate::sampler::{Sample, SamplerConfig, sample};
 
 /// The RPN head's parameter names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -490,6 +508,272 @@ impl Rpn {
             output,
             anchors,
             proposals,
+        })
+    }
+}
+
+/// The sampled anchors of one image with their training targets.
+#[derive(Debug, Clone)]
+pub struct RpnTargets {
+    /// Indices of the sampled positive anchors (into the image's anchors of all levels).
+    pub positives: Vec<usize>,
+    /// Indices of the sampled negative anchors.
+    pub negatives: Vec<usize>,
+    /// Regression targets `[P, 4]` of the positives, in the order of `positives`.
+    pub regression_targets: Tensor,
+}
+
+/// The RPN's training targets of one image: its anchors `[A, 4]` (all levels, in
+/// [`flatten_levels`]' order) matched to `gt_boxes` `[G, 4]` (`G` may be 0: every anchor is
+/// then a negative) and sampled by `sampler` with the draws of `seed`.
+pub fn rpn_targets(
+    flavor: Flavor,
+    anchors: &Tensor,
+    gt_boxes: &Tensor,
+    sampler: &SamplerConfig,
+    seed: u64,
+) -> Result<RpnTargets> {
+    let matches = match_anchors(flavor, anchors, gt_boxes)?;
+    let picked = sample(&matches, sampler, seed);
+    rpn_targets_sampled(flavor, anchors, gt_boxes, &matches, &picked)
+}
+
+/// The anchors' matches to `gt_boxes` with [`Matcher::rpn`] of `flavor`.
+pub fn match_anchors(flavor: Flavor, anchors: &Tensor, gt_boxes: &Tensor) -> Result<Vec<Match>> {
+    const OP: &str = "rpn::match_anchors";
+    let n = match anchors.dims() {
+        [n, 4] => *n,
+        dims => return Err(shape(OP, "anchors", "[A, 4] (x1, y1, x2, y2)", dims)),
+    };
+    match gt_boxes.dims() {
+        [0, 4] | [0] => return Ok(vec![Match::Negative; n]),
+        [_, 4] => {}
+        dims => return Err(shape(OP, "gt_boxes", "[G, 4] (x1, y1, x2, y2)", dims)),
+    }
+    let gt = gt_boxes.to_dtype(anchors.dtype())?;
+    Matcher::rpn(flavor).match_iou(&box_iou(&gt, anchors)?)
+}
+
+/// [`rpn_targets`] on given matches and sampled indices (for parity with a reference whose
+/// sampler draws differently).
+pub fn rpn_targets_sampled(
+    flavor: Flavor,
+    anchors: &Tensor,
+    gt_boxes: &Tensor,
+    matches: &[Match],
+    picked: &Sample,
+) -> Result<RpnTargets> {
+    const OP: &str = "rpn_targets_sampled";
+    let n = match anchors.dims() {
+        [n, 4] => *n,
+        dims => return Err(shape(OP, "anchors", "[A, 4] (x1, y1, x2, y2)", dims)),
+    };
+    if matches.len() != n {
+        return Err(shape(
+            OP,
+            "matches",
+            format!("{n} (one per anchor)"),
+            matches.len(),
+        ));
+    }
+    let mut gt_rows = Vec::with_capacity(picked.positives.len());
+    for &i in &picked.positives {
+        match matches.get(i) {
+            Some(Match::Gt(g)) => gt_rows.push(*g as u32),
+            _ => {
+                return Err(config(
+                    OP,
+                    "picked.positives",
+                    format!(
+                        "anchor {i} is sampled as a positive but not matched to a ground truth"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(&i) = picked
+        .negatives
+        .iter()
+        .find(|&&i| matches.get(i) != Some(&Match::Negative))
+    {
+        return Err(config(
+            OP,
+            "picked.negatives",
+            format!("anchor {i} is sampled as a negative but is not one"),
+        ));
+    }
+    let device = anchors.device();
+    let regression_targets = if gt_rows.is_empty() {
+        Tensor::zeros((0, 4), anchors.dtype(), device)?
+    } else {
+        let g = match gt_boxes.dims() {
+            [g, 4] => *g,
+            dims => return Err(shape(OP, "gt_boxes", "[G, 4] (x1, y1, x2, y2)", dims)),
+        };
+        if let Some(bad) = gt_rows.iter().find(|&&r| r as usize >= g) {
+            return Err(shape(
+                OP,
+                "matches",
+                format!("ground truths below {g}"),
+                bad,
+            ));
+        }
+        let rows: Vec<u32> = picked.positives.iter().map(|&i| i as u32).collect();
+        let pos = anchors.index_select(&Tensor::new(rows.as_slice(), device)?, 0)?;
+        let gt = gt_boxes
+            .to_dtype(anchors.dtype())?
+            .index_select(&Tensor::new(gt_rows.as_slice(), device)?, 0)?;
+        BoxCoder::rpn(flavor).encode(&pos, &gt)?
+    };
+    Ok(RpnTargets {
+        positives: picked.positives.clone(),
+        negatives: picked.negatives.clone(),
+        regression_targets,
+    })
+}
+
+/// The RPN's losses `(objectness, box)` of flattened logits `[N, A]` and deltas `[N, A, 4]`
+/// ([`flatten_levels`]) against `targets[i]` of image `i`, as `flavor` computes them
+/// (module docs). An error when no anchor at all is sampled.
+pub fn rpn_loss(
+    flavor: Flavor,
+    objectness: &Tensor,
+    deltas: &Tensor,
+    targets: &[RpnTargets],
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "rpn_loss";
+    let (n, a) = match objectness.dims() {
+        [n, a] => (*n, *a),
+        dims => return Err(shape(OP, "objectness", "[N, A] (flatten_levels)", dims)),
+    };
+    if deltas.dims() != [n, a, 4] {
+        return Err(shape(OP, "deltas", format!("[{n}, {a}, 4]"), deltas.dims()));
+    }
+    if targets.len() != n {
+        return Err(shape(
+            OP,
+            "targets",
+            format!("{n} (one per image)"),
+            targets.len(),
+        ));
+    }
+    let mut sampled = Vec::new();
+    let mut labels = Vec::new();
+    let mut positives = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        if let Some(bad) = t.positives.iter().chain(&t.negatives).find(|&&j| j >= a) {
+            return Err(shape(
+                OP,
+                "targets",
+                format!("anchor indices below {a}"),
+                bad,
+            ));
+        }
+        if t.regression_targets.dims() != [t.positives.len(), 4] {
+            return Err(shape(
+                OP,
+                "targets.regression_targets",
+                format!("[{}, 4] (one row per positive)", t.positives.len()),
+                t.regression_targets.dims(),
+            ));
+        }
+        for &j in &t.positives {
+            sampled.push((i * a + j) as u32);
+            positives.push((i * a + j) as u32);
+            labels.push(1f32);
+        }
+        for &j in &t.negatives {
+            sampled.push((i * a + j) as u32);
+            labels.push(0f32);
+        }
+    }
+    let s = sampled.len();
+    if s == 0 {
+        return Err(config(
+            OP,
+            "targets",
+            "no anchor is sampled in the whole batch",
+        ));
+    }
+    let device = objectness.device();
+    let logits = objectness
+        .reshape(n * a)?
+        .index_select(&Tensor::new(sampled.as_slice(), device)?, 0)?;
+    let labels = Tensor::new(labels.as_slice(), device)?.to_dtype(logits.dtype())?;
+    let objectness_loss =
+        binary_cross_entropy_with_logits(&logits, &labels, &BceWithLogitsOptions::default())?;
+    if positives.is_empty() {
+        return Ok((objectness_loss, (deltas.sum_all()? * 0.0)?));
+    }
+    let predicted = deltas
+        .reshape((n * a, 4))?
+        .index_select(&Tensor::new(positives.as_slice(), device)?, 0)?;
+    let wanted: Vec<&Tensor> = targets.iter().map(|t| &t.regression_targets).collect();
+    let wanted = Tensor::cat(&wanted, 0)?
+        .to_dtype(predicted.dtype())?
+        .detach();
+    let summed = match flavor {
+        Flavor::Torchvision => smooth_l1_loss(&predicted, &wanted, 1.0 / 9.0, Reduction::Sum)?,
+        Flavor::Mmdet => l1_loss(&predicted, &wanted, Reduction::Sum)?,
+    };
+    Ok((objectness_loss, (summed / s as f64)?))
+}
+
+/// What [`Rpn::forward_train`] gives: the forward pass (proposals with the training
+/// settings) and the two losses.
+#[derive(Debug, Clone)]
+pub struct RpnTrainOutput {
+    /// Head outputs, anchors and proposals (detached).
+    pub forward: RpnForward,
+    /// Objectness loss (scalar).
+    pub objectness: Tensor,
+    /// Box regression loss (scalar).
+    pub rpn_box: Tensor,
+}
+
+impl Rpn {
+    /// Training: [`Self::forward`] with the training settings, then the losses against
+    /// `gt_boxes[i]` `[G_i, 4]` of each image, whose anchors are sampled with seed `seed + i`.
+    pub fn forward_train(
+        &self,
+        features: &[Tensor],
+        image_sizes: &[(usize, usize)],
+        padded_size: (usize, usize),
+        gt_boxes: &[Tensor],
+        seed: u64,
+    ) -> Result<RpnTrainOutput> {
+        if gt_boxes.len() != image_sizes.len() {
+            return Err(shape(
+                "Rpn::forward_train",
+                "gt_boxes",
+                format!("{} (one per image)", image_sizes.len()),
+                gt_boxes.len(),
+            ));
+        }
+        let forward = self.forward(features, image_sizes, padded_size, true)?;
+        let anchors = Tensor::cat(&forward.anchors, 0)?;
+        let sampler = SamplerConfig::rpn();
+        let targets = gt_boxes
+            .iter()
+            .enumerate()
+            .map(|(i, gt)| {
+                rpn_targets(
+                    self.anchors.flavor(),
+                    &anchors,
+                    gt,
+                    &sampler,
+                    seed.wrapping_add(i as u64),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (objectness, deltas) =
+            flatten_levels(&forward.output.objectness, &forward.output.deltas)?;
+        let (objectness, rpn_box) =
+            rpn_loss(self.anchors.flavor(), &objectness, &deltas, &targets)?;
+        Ok(RpnTrainOutput {
+            forward,
+            objectness,
+            rpn_box,
         })
     }
 }

@@ -34,6 +34,9 @@ pub enum DetectionError {
         /// The full key.
         key: String,
     },
+    /// An error from the backbone (rtb-models).
+    #[error(transparent)]
+    Model(#[from] rtb_models::ModelError),
     /// An error from candle or rtb-nn (tensor ops).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -17,7 +17,11 @@
 //! - [`mask_head`]: the 4-conv + deconv mask head, mask targets and the mask loss;
 //! - [`paste`]: mask probabilities pasted back into the image (both references' rules);
 //! - [`roi_heads`]: training targets and losses of both branches, and [`roi_heads::RoiHeads`]
-//!   (poolers, heads, losses and inference together).
+//!   (poolers, heads, losses and inference together);
+//! - [`image_batch`]: images of different sizes padded into one batch;
+//! - [`mask_rcnn`]: the defaults of each flavor and [`mask_rcnn::MaskRcnn`] (backbone, FPN,
+//!   RPN and RoI heads; `forward_train` → five losses, `forward` → detections in the
+//!   original image size).
 //!
 //! Coder, matcher and sampler are pure functions of their inputs and settings, shared by the
 //! RPN and the RoI heads with different settings. Every op with a backward goes through
@@ -63,7 +67,9 @@ pub mod box_coder;
 pub mod box_head;
 pub mod error;
 pub mod fpn;
+pub mod image_batch;
 pub mod mask_head;
+pub mod mask_rcnn;
 pub mod matcher;
 pub mod paste;
 pub mod poolers;

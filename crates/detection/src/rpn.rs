@@ -733,13 +733,15 @@ pub struct RpnTrainOutput {
 
 impl Rpn {
     /// Training: [`Self::forward`] with the training settings, then the losses against
-    /// `gt_boxes[i]` `[G_i, 4]` of each image, whose anchors are sampled with seed `seed + i`.
+    /// `gt_boxes[i]` `[G_i, 4]` of each image, whose anchors `sampler` draws with seed `seed + i`
+    /// ([`SamplerConfig::rpn`] for Mask R-CNN).
     pub fn forward_train(
         &self,
         features: &[Tensor],
         image_sizes: &[(usize, usize)],
         padded_size: (usize, usize),
         gt_boxes: &[Tensor],
+        sampler: &SamplerConfig,
         seed: u64,
     ) -> Result<RpnTrainOutput> {
         if gt_boxes.len() != image_sizes.len() {
@@ -752,7 +754,6 @@ impl Rpn {
         }
         let forward = self.forward(features, image_sizes, padded_size, true)?;
         let anchors = Tensor::cat(&forward.anchors, 0)?;
-        let sampler = SamplerConfig::rpn();
         let targets = gt_boxes
             .iter()
             .enumerate()
@@ -761,7 +762,7 @@ impl Rpn {
                     self.anchors.flavor(),
                     &anchors,
                     gt,
-                    &sampler,
+                    sampler,
                     seed.wrapping_add(i as u64),
                 )
             })

@@ -18,6 +18,7 @@
 //! - [`paste`]: mask probabilities pasted back into the image (both references' rules);
 //! - [`roi_heads`]: training targets and losses of both branches, and [`roi_heads::RoiHeads`]
 //!   (poolers, heads, losses and inference together);
+//! - [`import`]: torchvision Mask R-CNN state dicts split into backbone and heads;
 //! - [`image_batch`]: images of different sizes padded into one batch;
 //! - [`mask_rcnn`]: the defaults of each flavor and [`mask_rcnn::MaskRcnn`] (backbone, FPN,
 //!   RPN and RoI heads; `forward_train` → five losses, `forward` → detections in the
@@ -68,6 +69,7 @@ pub mod box_head;
 pub mod error;
 pub mod fpn;
 pub mod image_batch;
+pub mod import;
 pub mod mask_head;
 pub mod mask_rcnn;
 pub mod matcher;

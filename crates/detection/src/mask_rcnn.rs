@@ -33,9 +33,9 @@ use crate::fpn::{Fpn, FpnConfig, FpnLayout};
 use crate::image_batch::ImageBatch;
 use crate::mask_head::MaskHeadConfig;
 use crate::paste::paste_masks;
-use crate::roi_heads::{GtInstances, InstanceDetections, RoiHeads, RoiHeadsConfig};
+use crate::roi_heads::{GtInstances, InstanceDetections, RoiHeads, RoiHeadsConfig, RoiTargets};
 use crate::rpn::{ProposalConfig, Rpn};
-use crate::sampler::SamplerConfig;
+use crate::sampler::{Sample, SamplerConfig};
 
 /// Settings of a Mask R-CNN; [`MaskRcnnConfig::new`] gives the paper's (mmdet 2.x R50-FPN
 /// 1x) or torchvision's `maskrcnn_resnet50_fpn` defaults.
@@ -207,14 +207,7 @@ impl MaskRcnn {
         targets: &[GtInstances],
         seed: u64,
     ) -> Result<Losses> {
-        if targets.len() != batch.len() {
-            return Err(shape(
-                "MaskRcnn::forward_train",
-                "targets",
-                format!("{} (one per image)", batch.len()),
-                targets.len(),
-            ));
-        }
+        self.check_targets("MaskRcnn::forward_train", batch, targets)?;
         let features = self.features(batch, Mode::Train { seed })?;
         let gt_boxes: Vec<Tensor> = targets.iter().map(|t| t.boxes.clone()).collect();
         let rpn = self.rpn.forward_train(
@@ -241,6 +234,66 @@ impl MaskRcnn {
             box_reg: roi.box_reg,
             mask: roi.mask,
         })
+    }
+
+    /// [`Self::forward_train`] on given samples (for parity with a reference whose samplers
+    /// draw differently): `rpn_samples[i]` the sampled anchors of image `i` (indices into its
+    /// anchors of all levels), `roi_targets[i]` its sampled RoIs with their targets
+    /// ([`crate::roi_heads::roi_targets`]). The RPN's proposals are computed but not used.
+    pub fn forward_train_sampled(
+        &self,
+        batch: &ImageBatch,
+        targets: &[GtInstances],
+        rpn_samples: &[Sample],
+        roi_targets: &[RoiTargets],
+        seed: u64,
+    ) -> Result<Losses> {
+        const OP: &str = "MaskRcnn::forward_train_sampled";
+        self.check_targets(OP, batch, targets)?;
+        if roi_targets.len() != batch.len() {
+            return Err(shape(
+                OP,
+                "roi_targets",
+                format!("{} (one per image)", batch.len()),
+                roi_targets.len(),
+            ));
+        }
+        let features = self.features(batch, Mode::Train { seed })?;
+        let gt_boxes: Vec<Tensor> = targets.iter().map(|t| t.boxes.clone()).collect();
+        let rpn = self.rpn.forward_train_sampled(
+            &features,
+            &batch.image_sizes,
+            batch.padded_size()?,
+            &gt_boxes,
+            rpn_samples,
+        )?;
+        let roi = self
+            .roi_heads
+            .forward_train_sampled(&features, roi_targets, targets)?;
+        Ok(Losses {
+            objectness: rpn.objectness,
+            rpn_box: rpn.rpn_box,
+            classifier: roi.classifier,
+            box_reg: roi.box_reg,
+            mask: roi.mask,
+        })
+    }
+
+    fn check_targets(
+        &self,
+        op: &'static str,
+        batch: &ImageBatch,
+        targets: &[GtInstances],
+    ) -> Result<()> {
+        if targets.len() != batch.len() {
+            return Err(shape(
+                op,
+                "targets",
+                format!("{} (one per image)", batch.len()),
+                targets.len(),
+            ));
+        }
+        Ok(())
     }
 
     /// Detections of each image of `batch` (no gradient graph): boxes `[D, 4]` and scores by

@@ -744,6 +744,47 @@ impl Rpn {
         sampler: &SamplerConfig,
         seed: u64,
     ) -> Result<RpnTrainOutput> {
+        self.train_with(
+            features,
+            image_sizes,
+            padded_size,
+            gt_boxes,
+            &|i, matches| Ok(sample(matches, sampler, seed.wrapping_add(i as u64))),
+        )
+    }
+
+    /// [`Self::forward_train`] with given sampled anchors `samples[i]` of each image (indices
+    /// into the anchors of all levels, for parity with a reference whose sampler draws
+    /// differently); the matching is still this flavor's.
+    pub fn forward_train_sampled(
+        &self,
+        features: &[Tensor],
+        image_sizes: &[(usize, usize)],
+        padded_size: (usize, usize),
+        gt_boxes: &[Tensor],
+        samples: &[Sample],
+    ) -> Result<RpnTrainOutput> {
+        if samples.len() != image_sizes.len() {
+            return Err(shape(
+                "Rpn::forward_train_sampled",
+                "samples",
+                format!("{} (one per image)", image_sizes.len()),
+                samples.len(),
+            ));
+        }
+        self.train_with(features, image_sizes, padded_size, gt_boxes, &|i, _| {
+            Ok(samples[i].clone())
+        })
+    }
+
+    fn train_with(
+        &self,
+        features: &[Tensor],
+        image_sizes: &[(usize, usize)],
+        padded_size: (usize, usize),
+        gt_boxes: &[Tensor],
+        pick: &dyn Fn(usize, &[Match]) -> Result<Sample>,
+    ) -> Result<RpnTrainOutput> {
         if gt_boxes.len() != image_sizes.len() {
             return Err(shape(
                 "Rpn::forward_train",
@@ -752,25 +793,21 @@ impl Rpn {
                 gt_boxes.len(),
             ));
         }
+        let flavor = self.anchors.flavor();
         let forward = self.forward(features, image_sizes, padded_size, true)?;
         let anchors = Tensor::cat(&forward.anchors, 0)?;
         let targets = gt_boxes
             .iter()
             .enumerate()
             .map(|(i, gt)| {
-                rpn_targets(
-                    self.anchors.flavor(),
-                    &anchors,
-                    gt,
-                    sampler,
-                    seed.wrapping_add(i as u64),
-                )
+                let matches = match_anchors(flavor, &anchors, gt)?;
+                let picked = pick(i, &matches)?;
+                rpn_targets_sampled(flavor, &anchors, gt, &matches, &picked)
             })
             .collect::<Result<Vec<_>>>()?;
         let (objectness, deltas) =
             flatten_levels(&forward.output.objectness, &forward.output.deltas)?;
-        let (objectness, rpn_box) =
-            rpn_loss(self.anchors.flavor(), &objectness, &deltas, &targets)?;
+        let (objectness, rpn_box) = rpn_loss(flavor, &objectness, &deltas, &targets)?;
         Ok(RpnTrainOutput {
             forward,
             objectness,

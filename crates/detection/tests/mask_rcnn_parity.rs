@@ -1,7 +1,8 @@
 //! The torchvision flavor of Mask R-CNN against torchvision's `MaskRCNN` in eval mode, end to
 //! end on shared random weights (fixture: `golden/make_golden_mask_rcnn.py`, a tiny
 //! torchvision-style ResNet-50 layout = rtb-models' `ResNetConfig::tiny()`): RPN proposals,
-//! final boxes, scores, labels and pasted masks of two images of different sizes.
+//! final boxes, scores, labels and pasted masks of two images of different sizes, the
+//! state-dict import, and the five training losses on torchvision's sampled anchors and RoIs.
 //!
 //! Tolerances: proposals and boxes within 1e-3 px absolute + 1e-4 relative; scores within
 //! 1e-5 absolute; pasted mask probabilities within 1e-4 absolute; counts and labels exact.
@@ -14,6 +15,9 @@ use rtb_detection::Flavor;
 use rtb_detection::image_batch::ImageBatch;
 use rtb_detection::import::import_torchvision;
 use rtb_detection::mask_rcnn::{MaskRcnn, MaskRcnnConfig};
+use rtb_detection::matcher::Match;
+use rtb_detection::roi_heads::{GtInstances, RoiTargets, roi_targets};
+use rtb_detection::sampler::Sample;
 use rtb_models::{Backbone, Freeze, Mode, ResNet, ResNetConfig};
 use support::{Golden, assert_close};
 
@@ -146,4 +150,100 @@ fn imported_torchvision_state_dict_gives_the_same_detections() {
     ));
     let err = import_torchvision(bad).unwrap_err();
     assert!(err.to_string().contains("transform.something"), "{err}");
+}
+
+fn gt(golden: &Golden, i: usize) -> GtInstances {
+    let labels: Vec<i64> = golden
+        .get(&format!("train.gt.{i}.labels"))
+        .to_vec1()
+        .unwrap();
+    GtInstances {
+        boxes: golden.get(&format!("train.gt.{i}.boxes")),
+        labels: labels.iter().map(|&l| l as usize - 1).collect(),
+        masks: golden.get(&format!("train.gt.{i}.masks")),
+    }
+}
+
+fn indices(t: &Tensor) -> Vec<usize> {
+    t.to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|i| i as usize)
+        .collect()
+}
+
+/// Training losses on torchvision's sampled anchors and RoIs (its samplers draw from torch's
+/// generator; rtb's are seeded), the backbone body with BatchNorm running statistics on both
+/// sides. Tolerance: 1e-5 relative on each loss; training proposals as at inference.
+#[test]
+fn torchvision_flavor_training_losses_equal_torchvision_on_the_same_samples() {
+    let golden = Golden::load("mask_rcnn");
+    let model = torchvision_model(&golden);
+    let images: Vec<Tensor> = (0..2).map(|i| golden.get(&format!("image.{i}"))).collect();
+    let batch = ImageBatch::from_images(&images, 32).unwrap();
+    let gts: Vec<GtInstances> = (0..2).map(|i| gt(&golden, i)).collect();
+
+    let out = model
+        .backbone
+        .forward(&batch.tensor, Mode::Inference)
+        .unwrap();
+    let features = model.fpn.forward(&out.features.levels).unwrap();
+    let rpn = model
+        .rpn
+        .forward(&features, &batch.image_sizes, (64, 64), true)
+        .unwrap();
+    for (i, p) in rpn.proposals.iter().enumerate() {
+        let want = golden.get(&format!("train.proposals.{i}"));
+        assert_eq!(
+            p.boxes.dims(),
+            want.dims(),
+            "image {i}: training proposal count"
+        );
+        assert_close(&format!("train.proposals.{i}"), &p.boxes, &want, 1e-4, 1e-3);
+    }
+
+    let rpn_samples: Vec<Sample> = (0..2)
+        .map(|i| Sample {
+            positives: indices(&golden.get(&format!("train.rpn_pos.{i}"))),
+            negatives: indices(&golden.get(&format!("train.rpn_neg.{i}"))),
+        })
+        .collect();
+    let roi_targets: Vec<RoiTargets> = (0..2)
+        .map(|i| {
+            let matched = indices(&golden.get(&format!("train.roi_matched.{i}")));
+            let labels = indices(&golden.get(&format!("train.roi_labels.{i}")));
+            let matches: Vec<Match> = matched
+                .iter()
+                .zip(&labels)
+                .map(|(&g, &l)| if l > 0 { Match::Gt(g) } else { Match::Negative })
+                .collect();
+            roi_targets(
+                Flavor::Torchvision,
+                &golden.get(&format!("train.rois.{i}")),
+                &gts[i],
+                &matches,
+            )
+            .unwrap()
+        })
+        .collect();
+    let losses = model
+        .forward_train_sampled(&batch, &gts, &rpn_samples, &roi_targets, 0)
+        .unwrap();
+    for (name, got) in [
+        ("objectness", &losses.objectness),
+        ("rpn_box", &losses.rpn_box),
+        ("classifier", &losses.classifier),
+        ("box_reg", &losses.box_reg),
+        ("mask", &losses.mask),
+    ] {
+        let got = got.to_scalar::<f32>().unwrap() as f64;
+        let want = golden
+            .get(&format!("train.loss.{name}"))
+            .to_vec1::<f32>()
+            .unwrap()[0] as f64;
+        assert!(
+            (got - want).abs() <= 1e-5 * want.abs(),
+            "{name}: {got} vs torchvision {want}"
+        );
+    }
 }

@@ -17,6 +17,13 @@ File mask_rcnn.safetensors (float32):
   proposals.<i>                   RPN proposals of image i in eval mode [K_i, 4]
   boxes.<i>, scores.<i>, labels.<i> (int64, 1-based), masks.<i> [D_i, h_i, w_i] (pasted
                                   probabilities) of model(images)
+  train.gt.<i>.{boxes, labels (int64, 1-based), masks (uint8)}  ground truth of image i
+  train.proposals.<i>             RPN proposals in training mode (2000 / 2000)
+  train.rpn_pos.<i>, train.rpn_neg.<i>   anchors torchvision's RPN sampler drew (int64)
+  train.rois.<i>, train.roi_matched.<i>, train.roi_labels.<i>   the RoIs its RoI sampler drew,
+                                  their matched ground truth and label (0: background)
+  train.loss.<name>               the five losses of model(images, targets) with the
+                                  backbone body in eval mode (BatchNorm running statistics)
 """
 
 import os
@@ -110,7 +117,76 @@ def main():
         tensors[f"labels.{i}"] = out[i]["labels"].contiguous()
         tensors[f"masks.{i}"] = out[i]["masks"][:, 0].contiguous()
         print(i, proposals[i].shape, out[i]["boxes"].shape, out[i]["labels"].tolist(), out[i]["scores"].tolist())
+    train(model, images, tensors)
     save_file(tensors, os.path.join(OUT, "mask_rcnn.safetensors"))
+
+
+class Recorder:
+    """Wraps a sampler or method and keeps what it returned."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls = []
+
+    def __call__(self, *args, **kwargs):
+        out = self.inner(*args, **kwargs)
+        self.calls.append(out)
+        return out
+
+
+def box_masks(h, w, boxes):
+    masks = torch.zeros(len(boxes), h, w, dtype=torch.uint8)
+    for j, (x1, y1, x2, y2) in enumerate(boxes):
+        masks[j, y1:y2, x1:x2] = 1
+    return masks
+
+
+def train(model, images, tensors):
+    model.train()
+    model.backbone.body.eval()
+    gts = [
+        ([[4, 6, 30, 30], [20, 10, 54, 38]], [1, 3]),
+        ([[6, 4, 36, 44]], [2]),
+    ]
+    targets = []
+    for i, (boxes, labels) in enumerate(gts):
+        h, w = images[i].shape[-2:]
+        t = {
+            "boxes": torch.tensor(boxes, dtype=torch.float32),
+            "labels": torch.tensor(labels, dtype=torch.int64),
+            "masks": box_masks(h, w, boxes),
+        }
+        targets.append(t)
+        for k, v in t.items():
+            tensors[f"train.gt.{i}.{k}"] = v
+    rpn_sampler = Recorder(model.rpn.fg_bg_sampler)
+    model.rpn.fg_bg_sampler = rpn_sampler
+    select = Recorder(model.roi_heads.select_training_samples)
+    model.roi_heads.select_training_samples = select
+    filter_proposals = Recorder(model.rpn.filter_proposals)
+    model.rpn.filter_proposals = filter_proposals
+    torch.manual_seed(5)
+    losses = model(images, targets)
+    pos, neg = rpn_sampler.calls[0]
+    boxes, _ = filter_proposals.calls[0]
+    rois, matched, labels, _ = select.calls[0]
+    for i in range(2):
+        tensors[f"train.proposals.{i}"] = boxes[i].detach().contiguous()
+        tensors[f"train.rpn_pos.{i}"] = torch.where(pos[i])[0]
+        tensors[f"train.rpn_neg.{i}"] = torch.where(neg[i])[0]
+        tensors[f"train.rois.{i}"] = rois[i].detach().contiguous()
+        tensors[f"train.roi_matched.{i}"] = matched[i]
+        tensors[f"train.roi_labels.{i}"] = labels[i]
+    names = {
+        "loss_objectness": "objectness",
+        "loss_rpn_box_reg": "rpn_box",
+        "loss_classifier": "classifier",
+        "loss_box_reg": "box_reg",
+        "loss_mask": "mask",
+    }
+    for k, v in losses.items():
+        tensors[f"train.loss.{names[k]}"] = v.detach().reshape(1)
+    print({k: v.item() for k, v in losses.items()}, [r.shape for r in rois], [p.sum().item() for p in pos])
 
 
 if __name__ == "__main__":

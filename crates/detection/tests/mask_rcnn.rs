@@ -205,3 +205,35 @@ fn batch_pads_to_32_and_targets_must_match_the_batch() {
     let bad = Tensor::zeros((3, 8), DType::F32, &Device::Cpu).unwrap();
     assert!(ImageBatch::from_images(&[bad], 32).is_err());
 }
+
+fn scalars(l: &rtb_detection::mask_rcnn::Losses) -> Vec<f32> {
+    [
+        &l.objectness,
+        &l.rpn_box,
+        &l.classifier,
+        &l.box_reg,
+        &l.mask,
+    ]
+    .iter()
+    .map(|t| t.to_scalar::<f32>().unwrap())
+    .collect()
+}
+
+#[test]
+fn training_is_reproducible_by_seed_and_accepts_an_image_without_objects() {
+    for flavor in [Flavor::Mmdet, Flavor::Torchvision] {
+        let (model, _) = model(flavor, Freeze::all());
+        let batch = batch();
+        let a = scalars(&model.forward_train(&batch, &targets(), 3).unwrap());
+        let b = scalars(&model.forward_train(&batch, &targets(), 3).unwrap());
+        assert_eq!(a, b, "{flavor:?}: same seed, same losses");
+        let mut with_empty = targets();
+        with_empty[1] = GtInstances {
+            boxes: Tensor::zeros((0, 4), DType::F32, &Device::Cpu).unwrap(),
+            labels: vec![],
+            masks: Tensor::zeros((0, 56, 64), DType::U8, &Device::Cpu).unwrap(),
+        };
+        let l = scalars(&model.forward_train(&batch, &with_empty, 3).unwrap());
+        assert!(l.iter().all(|v| v.is_finite()), "{flavor:?}: {l:?}");
+    }
+}

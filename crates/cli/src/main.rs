@@ -8,6 +8,7 @@
 mod cmd;
 mod progress;
 mod study;
+mod tasks;
 
 use std::process::ExitCode;
 

@@ -12,7 +12,8 @@ use rtb_train::CellTask;
 pub fn runner(task: Task) -> Option<&'static dyn CellTask> {
     match task {
         Task::Cifar10 => Some(&rtb_cifar::CifarCell),
-        Task::Coco | Task::Ade20k => None,
+        Task::Ade20k => Some(&rtb_ade::AdeCell),
+        Task::Coco => None,
     }
 }
 

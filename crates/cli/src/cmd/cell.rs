@@ -67,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let arch = arch_of(&backbone.arch, &what)?;
-    let mut engine = engine_of(&regime.engine, regime.epochs, &what)?;
+    let mut engine = engine_of(regime.engine_of(arch.family()), regime.epochs, &what)?;
     if let Some(images) = regime.train_images {
         rtb_train::short_schedule(&mut engine, images, regime.batch_size);
     }

@@ -1,5 +1,5 @@
 //! `rtb prepare`: the data step of a preset. Synthetic presets get the shapes world's source
-//! task and CIFAR-format export, the corrupted source validation sets and CIFAR-10-C (both
+//! task and CIFAR-format export (and its ADE20K layout when the preset has an ade20k task), the corrupted source validation sets and CIFAR-10-C (both
 //! cached, so every backbone and cell evaluates on the same bytes); real-data presets
 //! download their datasets with checksums. A marker file written last says the step is done.
 
@@ -45,6 +45,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 spec.cifar_train,
                 spec.cifar_test
             );
+            if preset.task(rtb_results::Task::Ade20k).is_ok() {
+                let ade_dir = crate::tasks::data_dir(rtb_results::Task::Ade20k, &preset.data, data);
+                rtb_synth::write_ade(&config, &ade_dir)?;
+                tracing::info!(
+                    "ADE20K-layout export: {} + {} scenes of {}²",
+                    spec.ade_train,
+                    spec.ade_val,
+                    spec.ade_size
+                );
+            }
             let frost = args.step.frost_dir();
             let val = rtb_pretrain::Images::read(&source.val)?;
             let bar = crate::progress::bar(0, "source-C");

@@ -78,7 +78,7 @@ pub use dataset::{
 };
 pub use error::AdeTaskError;
 pub use photometric::{PhotometricConfig, PhotometricDraws, photometric_distortion};
-pub use pipeline::{build_task, evaluate, evaluate_task, train, train_task};
+pub use pipeline::{build_task, constant_baseline, evaluate, evaluate_task, train, train_task};
 pub use resize::{rescale_size, resize_linear, resize_nearest};
 pub use task::{AdeTask, BACKBONE_PREFIX, IouMetric, SegPredictions};
 pub use transforms::{

@@ -234,9 +234,10 @@ pub fn evaluate_task(
         )?;
         let mut metric = IouMetric::new(cfg.model.num_classes)?;
         run_eval(task, &loader, &mut metric, observer, phase)?;
-        Ok::<_, AdeTaskError>(metric.finish()?.metrics())
+        metric.finish()
     };
-    let clean = run_condition(test.clone(), "clean", observer)?;
+    let clean_areas = run_condition(test.clone(), "clean", observer)?;
+    let clean = clean_areas.metrics();
     tracing::info!("clean mIoU {:.4}", clean.m_iou);
     let table = |clean: f64| MetricTable {
         clean,
@@ -258,7 +259,7 @@ pub fn evaluate_task(
                 seed: cfg.eval.seed,
             };
             let phase = format!("{corruption} s{severity}");
-            let m = run_condition(test.clone().with_corruption(spec), &phase, observer)?;
+            let m = run_condition(test.clone().with_corruption(spec), &phase, observer)?.metrics();
             let s = severity.index();
             rows[0][s] = m.m_iou;
             rows[1][s] = m.a_acc;
@@ -286,6 +287,10 @@ pub fn evaluate_task(
         serde_json::json!([cfg.test.scale.0, cfg.test.scale.1]),
     );
     info.insert("inference".into(), "whole".into());
+    info.insert(
+        "constant_baseline_miou".into(),
+        constant_baseline(clean_areas.label_area()).into(),
+    );
     info.insert("seed".into(), cfg.seed.into());
     if !partial.is_empty() {
         info.insert("partial_severities".into(), Value::Object(partial));
@@ -299,4 +304,18 @@ pub fn evaluate_task(
         secondary,
         info,
     })
+}
+
+/// The clean mIoU of the best constant prediction (the most frequent labelled class at every
+/// pixel): its IoU is its share of the labelled pixels, every other present class scores 0,
+/// absent classes are NaN and left out. What a segmenter that learned nothing but the class
+/// prior reaches (ignored pixels — ADE20K's "other", the shapes world's background — count
+/// for nothing).
+pub fn constant_baseline(label_area: &[u64]) -> f64 {
+    let total: u64 = label_area.iter().sum();
+    let present = label_area.iter().filter(|&&a| a > 0).count();
+    match label_area.iter().max() {
+        Some(&most) if total > 0 => most as f64 / total as f64 / present as f64,
+        _ => f64::NAN,
+    }
 }

@@ -234,3 +234,11 @@ fn the_task_interface_builds_the_cell_config() {
         "{err}"
     );
 }
+
+#[test]
+fn the_constant_baseline_is_the_most_frequent_class_share_over_present_classes() {
+    // Classes 0 and 2 present (3 and 1 pixels), class 1 absent: predicting class 0 everywhere
+    // gives IoU 3/4 for class 0 and 0 for class 2.
+    assert_eq!(rtb_ade::constant_baseline(&[3, 0, 1]), 0.375);
+    assert!(rtb_ade::constant_baseline(&[0, 0]).is_nan());
+}

@@ -27,6 +27,10 @@ pub fn data_dir(task: Task, data: &DataSpec, root: &Path) -> PathBuf {
         Task::Coco if synthetic => root.join("coco"),
         Task::Coco => root.join("coco2017"),
         Task::Ade20k if synthetic => root.join("ade"),
-        Task::Ade20k => root.join("ade20k").join("ADEChallengeData2016"),
+        // ADEChallengeData2016.zip unpacked by `rtb prepare` (its one top-level folder).
+        Task::Ade20k => root
+            .join("ade20k")
+            .join("ADEChallengeData2016")
+            .join("ADEChallengeData2016"),
     }
 }

@@ -169,6 +169,9 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("INFO") && stderr.contains("layout"), "{stderr:?}");
+    assert!(
+        stderr.contains("INFO") && stderr.contains("layout"),
+        "{stderr:?}"
+    );
     assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
 }

@@ -89,10 +89,29 @@ pub enum AdeTaskError {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Building the backbone or reading its weights failed (boxed: model errors carry key
+    /// reports).
+    #[error(transparent)]
+    Model(Box<rtb_models::ModelError>),
+    /// The segmenter refused its input or configuration.
+    #[error(transparent)]
+    Segmentation(#[from] rtb_segmentation::SegError),
+    /// Writing or naming the results failed.
+    #[error(transparent)]
+    Results(#[from] rtb_results::ResultsError),
+    /// A file or folder the run needs is missing.
+    #[error("{path} is missing: {hint}")]
+    Missing {
+        /// The file or folder.
+        path: PathBuf,
+        /// What to do about it.
+        hint: String,
+    },
 }
 
 impl AdeTaskError {
-    pub(crate) fn config(field: &str, message: impl Into<String>) -> Self {
+    /// A [`AdeTaskError::Config`] error.
+    pub fn config(field: &str, message: impl Into<String>) -> Self {
         AdeTaskError::Config {
             field: field.to_string(),
             message: message.into(),

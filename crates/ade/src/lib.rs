@@ -15,6 +15,12 @@
 //!   wrong size, a label value out of range, an image that does not decode; a missing pair is
 //!   caught by rtb-ade-eval's `AdeDataset::open`), each an error naming the file.
 //!
+//! - the task: [`AdeTask`] (UperNet over any backbone on rtb-train's engine; fixed-feature or
+//!   full-network), [`AdeConfig`] (serde; `config.json` of a run), [`train`] (resumes bit for
+//!   bit on the CPU) and [`evaluate`] (mIoU primary, aAcc and mAcc secondary, clean and every
+//!   corruption × severity, `metrics.json` written atomically once complete), and
+//!   [`AdeCell`], the same behind rtb-train's `CellTask` (the study's task interface).
+//!
 //! The ADEChallengeData2016 layout itself (pairing, 8-bit PNGs, reduce_zero_label) is
 //! rtb-ade-eval's; the synthetic shapes world's ADE export loads through the same code.
 //!
@@ -22,9 +28,9 @@
 //! mmcv 2.1.0 and mmseg 1.2.2's own transforms on fixed images and draws; the fixtures are
 //! committed and `tests/golden.rs` requires byte equality.
 //!
-//! Architecture invariant: layer 3; it depends on rtb-ade-eval (layout, labels, metrics),
-//! rtb-train (datasets, seeds), rtb-corruption and candle, never on the CLI, another task or
-//! the report.
+//! Architecture invariant: layer 3; it depends on rtb-segmentation (UperNet), rtb-models,
+//! rtb-ade-eval (layout, labels, metrics), rtb-train (engine, datasets, seeds),
+//! rtb-results, rtb-corruption and candle, never on the CLI, another task or the report.
 //!
 //! ```
 //! use image::RgbImage;
@@ -54,19 +60,27 @@
 //! ```
 #![deny(missing_docs)]
 
+mod cell;
+mod config;
 pub mod dataset;
 mod error;
 pub mod photometric;
+mod pipeline;
 pub mod resize;
+mod task;
 pub mod transforms;
 
+pub use cell::{AdeCell, CELL_OPTIONS, config_from_cell, dataset_classes};
+pub use config::{AdeConfig, AdeEvalConfig};
 pub use dataset::{
     AdeRawSample, AdeTest, AdeTestBatch, AdeTestSample, AdeTrain, AdeTrainBatch, AdeTrainSample,
     LabelSpec, collate_test, collate_train, load_image, load_label, load_pair,
 };
 pub use error::AdeTaskError;
 pub use photometric::{PhotometricConfig, PhotometricDraws, photometric_distortion};
+pub use pipeline::{build_task, constant_baseline, evaluate, evaluate_task, train, train_task};
 pub use resize::{rescale_size, resize_linear, resize_nearest};
+pub use task::{AdeTask, BACKBONE_PREFIX, IouMetric, SegPredictions};
 pub use transforms::{
     ADE_MEAN, ADE_STD, IGNORE_INDEX, TestConfig, TrainConfig, TrainCrop, TrainDraws, normalize,
 };

@@ -165,7 +165,8 @@ pub fn hsv_to_rgb(pixels: &mut [u8], width: usize) {
 
 /// The parameters of mmseg's `PhotoMetricDistortion` (its defaults in
 /// [`PhotometricConfig::default`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PhotometricConfig {
     /// Brightness delta: β uniform in [−delta, delta). Default 32.
     pub brightness_delta: f64,

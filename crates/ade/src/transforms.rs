@@ -34,7 +34,8 @@ pub const ADE_STD: [f32; 3] = [58.395, 57.12, 57.375];
 pub const IGNORE_INDEX: u8 = 255;
 
 /// The train pipeline's settings; [`TrainConfig::default`] is mmseg's ADE20K 512 × 512 config.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// The base scale `(long, short)` that RandomResize multiplies by its ratio. (2048, 512).
     pub scale: (u32, u32),
@@ -408,7 +409,8 @@ pub fn pad_labels(label: &LabelMap, to: (usize, usize)) -> Vec<u8> {
 
 /// The test pipeline's settings; [`TestConfig::default`] is mmseg's ADE20K `Resize(scale=(2048,
 /// 512), keep_ratio=True)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TestConfig {
     /// The `(long, short)` scale the image is fitted into.
     pub scale: (u32, u32),

@@ -14,6 +14,8 @@
 //! - [`train`] and [`evaluate`]: the entry points behind `rtb train cifar` and
 //!   `rtb eval cifar`, driven by one serde [`CifarConfig`]; evaluation writes `metrics.json`
 //!   through rtb-results (mPC, rPC and drops are computed there, nowhere else).
+//! - [`CifarCell`]: the same behind rtb-train's `CellTask`, the study's one task interface
+//!   (a resolved `CellSpec` in, `metrics.json` out; options `augment`, `cache_features`).
 //!
 //! Depends on rtb-models, rtb-train, rtb-corruption, rtb-results and rtb-fetch; must not
 //! depend on the CLI, the other tasks or the report.
@@ -34,6 +36,7 @@
 #![deny(missing_docs)]
 
 mod binary;
+mod cell;
 pub mod cifar_c;
 mod config;
 mod download;
@@ -48,6 +51,7 @@ pub use binary::{
     ARCHIVE_FOLDER, Cifar10, CifarImages, IMAGE_BYTES, META_FILE, RECORD_BYTES, SIDE, TEST_FILE,
     TRAIN_FILES, encode_batch, read_batch, read_meta,
 };
+pub use cell::{CELL_OPTIONS, CifarCell, config_from_cell};
 pub use cifar_c::{CifarC, GenerateOptions};
 pub use config::{CifarCSource, CifarConfig, EvalConfig};
 pub use download::{

@@ -8,6 +8,7 @@
 mod cmd;
 mod progress;
 mod study;
+mod tasks;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,8 @@ enum Command {
     /// Evaluate a trained run clean and under corruptions into its metrics.json.
     #[command(subcommand)]
     Eval(cmd::eval::Args),
+    /// Segment a folder of images with an UperNet checkpoint into 8-bit label PNGs.
+    Segment(cmd::segment::Args),
     /// Inspect weight files and import them (PyTorch or safetensors) to canonical safetensors.
     #[command(subcommand)]
     Weights(cmd::weights::Args),
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cmd::report::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::Segment(args) => cmd::segment::run(args),
     };
     match result {
         Ok(code) => code,

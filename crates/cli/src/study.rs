@@ -71,8 +71,8 @@ pub fn engine_of(table: &Table, epochs: usize, what: &str) -> anyhow::Result<Eng
     serde_json::from_value(json).with_context(|| format!("{what}.engine"))
 }
 
-/// rtb-synth's config for a synthetic preset (the COCO and ADE exports, unused by the
-/// classification cells, keep rtb-synth's tiny sizes).
+/// rtb-synth's config for a synthetic preset (the COCO export, and the ADE export of a preset
+/// without ADE scenes, keep rtb-synth's tiny sizes).
 pub fn synth_config(spec: &SyntheticSpec) -> rtb_synth::SynthConfig {
     let mut config = rtb_synth::SynthConfig::tiny()
         .with_seed(spec.seed)
@@ -83,6 +83,12 @@ pub fn synth_config(spec: &SyntheticSpec) -> rtb_synth::SynthConfig {
     config.source.distractors = spec.source_distractors;
     config.cifar.train = spec.cifar_train;
     config.cifar.test = spec.cifar_test;
+    if spec.ade_train > 0 && spec.ade_val > 0 {
+        config.ade.train = spec.ade_train;
+        config.ade.val = spec.ade_val;
+        config.ade.width = spec.ade_size;
+        config.ade.height = spec.ade_size;
+    }
     config
 }
 

@@ -1,8 +1,9 @@
 //! The study end to end at toy scale (`presets/tiny.toml`), through rtb-study's orchestrator
 //! and this build's `rtb` binary, exactly as `cargo xtask reproduce --preset tiny` runs it:
 //!
-//! - every step succeeds, the report's files exist, and its numbers equal those recomputed
-//!   here from the raw metrics.json and backbone.json tables;
+//! - every step succeeds, the report's files exist, and its numbers (every cell, Table 2's
+//!   per-category drops of the ADE20K cells, Figure 1) equal those recomputed here from the
+//!   raw metrics.json and backbone.json tables;
 //! - a second run recomputes nothing (every step but the report is skipped, no result file
 //!   is rewritten);
 //! - a backbone step killed mid-training and restarted ends with the same bytes (weights,
@@ -139,8 +140,8 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
     let plan = Plan::new(&preset, Schedule::Paper, &Filter::default(), None).unwrap();
     assert_eq!(
         plan.cells().count(),
-        8,
-        "4 backbones × CIFAR-10 × 2 regimes"
+        16,
+        "4 backbones × (ADE20K + CIFAR-10) × 2 regimes"
     );
 
     let first = run(&orchestrator, &plan);
@@ -189,22 +190,84 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
         assert_eq!(row["Drop %"], format!("{drop:.2}"), "{cell}");
         assert_eq!(metrics["cell"]["preset"], "tiny");
     }
+    // Table 2 (ADE20K, fixed): each backbone's per-category drops, recomputed from the raw
+    // mIoU table of metrics.json; the secondary tables (aAcc, mAcc) hold every condition.
+    let start = index.find("# Table 2").expect("the report has Table 2");
+    let section = &index[start..];
+    let table2 = &section[..section[1..]
+        .find("\n#")
+        .map_or(section.len(), |end| end + 1)];
+    for backbone in ["regular", "ant", "deepaug", "swin"] {
+        let metrics = json(&runs.join(format!("tiny/{backbone}/ade20k/fixed/metrics.json")));
+        assert_eq!(metrics["metric"], "miou");
+        for name in ["aacc", "macc"] {
+            assert_eq!(
+                metrics["secondary"][name]["corrupted"]
+                    .as_object()
+                    .unwrap()
+                    .len(),
+                15,
+                "{backbone}: {name}"
+            );
+        }
+        let clean = metrics["clean"].as_f64().unwrap();
+        let corrupted = metrics["corrupted"].as_object().unwrap();
+        let drops: Vec<String> = ["noise", "blur", "digital", "weather"]
+            .iter()
+            .map(|category| {
+                let values: Vec<f64> = corrupted
+                    .iter()
+                    .filter(|(name, _)| {
+                        name.parse::<rtb_corruption::Corruption>()
+                            .unwrap()
+                            .category()
+                            .name()
+                            == *category
+                    })
+                    .flat_map(|(_, row)| {
+                        row.as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|v| v.as_f64().unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                let mean = values.iter().sum::<f64>() / values.len() as f64;
+                if clean > 0.0 {
+                    format!("{:.2}", 100.0 * (1.0 - mean / clean))
+                } else {
+                    "n/a".to_string()
+                }
+            })
+            .collect();
+        let line = table2
+            .lines()
+            .find(|l| l.starts_with(&format!("| {backbone} |")))
+            .unwrap_or_else(|| panic!("no Table 2 row for {backbone}:\n{table2}"));
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | backbone | paper row | noise (rtb) | noise (paper) | blur (rtb) | …
+        let ours: Vec<&str> = (0..4).map(|i| cells[3 + 2 * i]).collect();
+        assert_eq!(ours, drops, "{backbone}: {line}");
+    }
     // The long table repeats metrics.json's raw values.
     let long = csv_rows(&report.join("per_corruption.csv"));
-    let fog = long
-        .iter()
-        .find(|r| {
-            r["backbone"] == "swin"
-                && r["regime"] == "full"
-                && r["corruption"] == "fog"
-                && r["severity"] == "3"
-        })
-        .expect("swin/full fog severity 3");
-    let metrics = json(&runs.join("tiny/swin/cifar10/full/metrics.json"));
-    assert_eq!(
-        fog["value"].parse::<f64>().unwrap(),
-        metrics["corrupted"]["fog"][2].as_f64().unwrap()
-    );
+    for task in ["cifar10", "ade20k"] {
+        let fog = long
+            .iter()
+            .find(|r| {
+                r["backbone"] == "swin"
+                    && r["task"] == task
+                    && r["regime"] == "full"
+                    && r["corruption"] == "fog"
+                    && r["severity"] == "3"
+            })
+            .unwrap_or_else(|| panic!("swin/{task}/full fog severity 3"));
+        let metrics = json(&runs.join(format!("tiny/swin/{task}/full/metrics.json")));
+        assert_eq!(
+            fog["value"].parse::<f64>().unwrap(),
+            metrics["corrupted"]["fog"][2].as_f64().unwrap()
+        );
+    }
     // Figure 1's source columns come from backbone.json.
     for backbone in ["regular", "ant", "deepaug", "swin"] {
         let record = json(&runs.join(format!("tiny/{backbone}/backbone.json")));
@@ -272,6 +335,7 @@ fn a_killed_backbone_step_resumes_to_the_same_bytes() {
         [
             "data",
             "backbone deepaug",
+            "cell deepaug/ade20k/full",
             "cell deepaug/cifar10/full",
             "report"
         ]
@@ -341,6 +405,7 @@ fn a_killed_backbone_step_resumes_to_the_same_bytes() {
     for file in [
         "backbone.safetensors",
         "backbone.json",
+        "ade20k/full/metrics.json",
         "cifar10/full/metrics.json",
     ] {
         assert_eq!(

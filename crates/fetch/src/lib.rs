@@ -11,6 +11,9 @@
 //!   HTTP `Range` request (servers that ignore ranges are handled by starting over);
 //! - a destination that already holds the right bytes is never fetched again.
 //!
+//! [`extract_zip`] unpacks the zip archives datasets come in (stored and deflated entries,
+//! zip64, CRC-32 checked) into a folder that appears only once complete.
+//!
 //! The crate knows no URL of its own: callers pass them (xtask's asset manifest, the dataset
 //! manifests). It never prints; progress is reported through a callback so that binaries can
 //! draw a bar.
@@ -37,6 +40,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+mod unzip;
+pub use unzip::extract_zip;
 
 /// Errors from downloading or verifying a file. Each names the URL or path involved.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +71,15 @@ pub enum FetchError {
         /// The underlying error.
         #[source]
         source: io::Error,
+    },
+    /// An archive that cannot be unpacked (truncated, malformed, an entry that fails its
+    /// check); the message names the entry.
+    #[error("{path}: {message}")]
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
     },
     /// The bytes did not have the pinned sha256.
     #[error(

@@ -100,7 +100,7 @@ pub fn estimate(
                     let cifar_eval = cap(s.cifar_test);
                     let seconds = corrupt_seconds(source_eval, s.source_size)
                         + corrupt_seconds(cifar_eval, 32)
-                        + (s.source_train + s.cifar_train) as f64 * 2e-5;
+                        + (s.source_train + s.cifar_train + s.ade_train + s.ade_val) as f64 * 2e-5;
                     (seconds, 0, 0)
                 }
                 None => (0.0, 0, 0),
@@ -141,6 +141,7 @@ pub fn estimate(
                 let macs = costs.forward_macs(&backbone.arch, task.image_size)?;
                 let (train_split, test_split) = match (synthetic, cell.task) {
                     (Some(s), rtb_results::Task::Cifar10) => (s.cifar_train, s.cifar_test),
+                    (Some(s), rtb_results::Task::Ade20k) => (s.ade_train, s.ade_val),
                     _ => {
                         let sizes =
                             datasets
@@ -164,7 +165,13 @@ pub fn estimate(
                     rtb_results::Regime::Fixed => 1.0,
                     rtb_results::Regime::Full => 3.0,
                 };
-                let seconds = (train_factor * macs * train as f64 + macs * eval as f64) / rate;
+                let mut seconds = (train_factor * macs * train as f64 + macs * eval as f64) / rate;
+                if cell.task == rtb_results::Task::Ade20k {
+                    // Segmentation corrupts its evaluation images in the cell (at full
+                    // resolution, before the resize); CIFAR-10-C is made by the data step.
+                    let side = synthetic.map_or(task.image_size, |s| s.ade_size);
+                    seconds += corrupt_seconds(cap(test_split), side);
+                }
                 (seconds, train, eval)
             }
             Step::Report => (0.5, 0, 0),

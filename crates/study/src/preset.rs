@@ -140,6 +140,19 @@ pub struct SyntheticSpec {
     pub cifar_train: usize,
     /// CIFAR-format test images.
     pub cifar_test: usize,
+    /// ADE20K-layout training scenes (the segmentation cells; needed with an `ade20k` task).
+    #[serde(default)]
+    pub ade_train: usize,
+    /// ADE20K-layout validation scenes.
+    #[serde(default)]
+    pub ade_val: usize,
+    /// Side of the ADE20K-layout scenes (square).
+    #[serde(default = "default_ade_size")]
+    pub ade_size: usize,
+}
+
+fn default_ade_size() -> usize {
+    64
 }
 
 fn default_distractors() -> usize {
@@ -230,9 +243,21 @@ pub struct RegimeSpec {
     /// The training engine's table (rtb-train's `EngineConfig` without `epochs`).
     #[serde(default)]
     pub engine: Table,
+    /// Engine tables for the backbones of one architecture family (`swin`, `resnet`,
+    /// `convnext`), used instead of `engine` for them: mmseg trains UperNet with SGD on
+    /// ResNets and with AdamW on Swin.
+    #[serde(default)]
+    pub engine_for: BTreeMap<String, Table>,
     /// Task-specific settings handed to the task's crate (augmentation, head, …).
     #[serde(default)]
     pub options: Table,
+}
+
+impl RegimeSpec {
+    /// The engine table for a backbone of architecture family `family`.
+    pub fn engine_of(&self, family: &str) -> &Table {
+        self.engine_for.get(family).unwrap_or(&self.engine)
+    }
 }
 
 /// A downstream task and its schedules.
@@ -604,6 +629,20 @@ impl Preset {
                 || synthetic.cifar_test == 0
             {
                 return invalid("data", "every split needs at least one image".into());
+            }
+            let has_ade = self.tasks.iter().any(|t| t.task == Task::Ade20k);
+            if has_ade && (synthetic.ade_train == 0 || synthetic.ade_val == 0) {
+                return invalid(
+                    "data",
+                    "an ade20k task needs ade_train and ade_val scenes of the synthetic world"
+                        .into(),
+                );
+            }
+            if has_ade && synthetic.ade_size < 32 {
+                return invalid(
+                    "data.ade_size",
+                    format!("{} is below 32 (the backbones' stride)", synthetic.ade_size),
+                );
             }
         }
         Ok(())

@@ -21,9 +21,14 @@
 //! - [`DeviceChoice`] / [`Precision`]: CPU by default, CUDA with the `cuda` feature, f32 or
 //!   bf16 (CUDA only).
 //!
+//! - [`CellTask`] / [`CellSpec`] ([`cell`]): the one task interface of the study; a task
+//!   crate trains and evaluates a resolved cell into `metrics.json`, and the CLI dispatches
+//!   to it without task-specific code.
+//!
 //! Architecture invariant: this crate knows no concrete model, dataset or file format of a
-//! dataset. It depends on rtb-nn (optimizers, schedules, clipping) and rtb-corruption (for
-//! [`Corrupted`]); never on rtb-models, a task crate, the results store or the CLI.
+//! dataset. It depends on rtb-nn (optimizers, schedules, clipping), rtb-corruption (for
+//! [`Corrupted`]) and rtb-results (layer 1: the cell identity and `CellMetrics` that the task
+//! interface returns); never on rtb-models, a task crate or the CLI.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -74,6 +79,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cell;
 mod checkpoint;
 mod config;
 mod data;
@@ -85,6 +91,7 @@ mod observe;
 mod run;
 pub mod seed;
 
+pub use cell::{CellError, CellEval, CellSpec, CellTask, short_schedule};
 pub use checkpoint::{
     CHECKPOINT_FORMAT, Checkpoint, CheckpointRecord, Checkpointer, CheckpointingStrategy, KeepLast,
     TrainProgress,

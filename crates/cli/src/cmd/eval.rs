@@ -17,6 +17,67 @@ pub enum Args {
     Cifar(CifarArgs),
     /// Top-1 / top-5 of a classifier on ImageNet val and ImageNet-C (mCE, relative mCE).
     Imagenet(super::imagenet::Args),
+    /// mIoU (aAcc, mAcc) of a segmentation run on its validation split, clean and per
+    /// corruption × severity.
+    Ade(AdeArgs),
+}
+
+/// Arguments of `rtb eval ade`.
+#[derive(Debug, clap::Args)]
+pub struct AdeArgs {
+    /// The run directory written by `rtb train ade` or `rtb cell`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub run: PathBuf,
+    /// Comma-separated corruption names, `all` or `benchmark` (default: the run's config).
+    #[arg(long, value_delimiter = ',')]
+    pub corruptions: Vec<String>,
+    /// Comma-separated severities (default: the run's config).
+    #[arg(long, value_delimiter = ',')]
+    pub severities: Vec<u8>,
+    /// Evaluate the first N validation images.
+    #[arg(long)]
+    pub images: Option<usize>,
+    /// The frost textures' folder (default: RTB_FROST_DIR or the rtb cache).
+    #[arg(long, value_name = "DIR")]
+    pub frost_dir: Option<PathBuf>,
+}
+
+fn run_ade(args: AdeArgs) -> anyhow::Result<ExitCode> {
+    let cfg: rtb_ade::AdeConfig = rtb_train::RunDir::new(&args.run).read_config()?;
+    let mut eval = cfg.eval.clone();
+    if let Some(corruptions) = parse_corruptions(&args.corruptions)? {
+        eval.corruptions = corruptions;
+    }
+    if !args.severities.is_empty() {
+        eval.severities = args.severities;
+    }
+    if args.images.is_some() {
+        eval.images = args.images;
+    }
+    eval.frost_dir = args
+        .frost_dir
+        .or(eval.frost_dir)
+        .or_else(rtb_fetch::frost_dir);
+    let mut renderer = Renderer::default();
+    let metrics = rtb_ade::evaluate(&args.run, Some(&eval), &mut renderer)?;
+    println!("{}  mIoU", metrics.cell);
+    println!("{:<20} {:>8.4}", "clean", metrics.primary.clean);
+    for (corruption, values) in &metrics.primary.corrupted {
+        let row: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
+        println!("{:<20} {}", corruption.name(), row.join(" "));
+    }
+    match metrics.primary.robustness() {
+        Ok(r) => println!(
+            "mPC {:.4}  rPC {:.4}  drop {:.2} %",
+            r.mpc, r.rpc, r.drop_percent
+        ),
+        Err(err) => println!("mPC / rPC not computed: {err}"),
+    }
+    println!(
+        "wrote {}",
+        args.run.join(rtb_results::METRICS_FILE).display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `rtb eval cifar`.
@@ -76,6 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args {
         Args::Cifar(args) => run_cifar(args),
         Args::Imagenet(args) => super::imagenet::run(args),
+        Args::Ade(args) => run_ade(args),
     }
 }
 

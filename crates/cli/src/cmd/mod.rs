@@ -15,6 +15,7 @@ pub mod forward;
 pub mod imagenet;
 pub mod prepare;
 pub mod report;
+pub mod segment;
 pub mod synth;
 pub mod train;
 pub mod weights;

@@ -1,7 +1,8 @@
 //! `rtb prepare`: the data step of a preset. Synthetic presets get the shapes world's source
-//! task and CIFAR-format export, the corrupted source validation sets and CIFAR-10-C (both
+//! task and CIFAR-format export (and its ADE20K layout when the preset has an ade20k task), the corrupted source validation sets and CIFAR-10-C (both
 //! cached, so every backbone and cell evaluates on the same bytes); real-data presets
-//! download their datasets with checksums. A marker file written last says the step is done.
+//! download their datasets with checksums and unpack zip archives beside them
+//! (`<data>/<name>/<archive stem>/`). A marker file written last says the step is done.
 
 use std::process::ExitCode;
 
@@ -45,6 +46,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 spec.cifar_train,
                 spec.cifar_test
             );
+            if preset.task(rtb_results::Task::Ade20k).is_ok() {
+                let ade_dir = crate::tasks::data_dir(rtb_results::Task::Ade20k, &preset.data, data);
+                rtb_synth::write_ade(&config, &ade_dir)?;
+                tracing::info!(
+                    "ADE20K-layout export: {} + {} scenes of {}²",
+                    spec.ade_train,
+                    spec.ade_val,
+                    spec.ade_size
+                );
+            }
             let frost = args.step.frost_dir();
             let val = rtb_pretrain::Images::read(&source.val)?;
             let bar = crate::progress::bar(0, "source-C");
@@ -127,6 +138,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                             bar.set_position(p.done);
                         })?;
                         bar.finish_and_clear();
+                        // Zip archives are unpacked beside themselves, into a folder named
+                        // after the archive that appears only once complete.
+                        if let Some(stem) = file.file.strip_suffix(".zip") {
+                            let bar = crate::progress::bar(0, &format!("unpacking {}", file.file));
+                            let files = rtb_fetch::extract_zip(
+                                &dir.join(&file.file),
+                                &dir.join(stem),
+                                &mut |done, total| {
+                                    bar.set_length(total as u64);
+                                    bar.set_position(done as u64);
+                                },
+                            )?;
+                            bar.finish_and_clear();
+                            if files > 0 {
+                                tracing::info!("{}: {files} files unpacked", file.file);
+                            }
+                        }
                     }
                     tracing::info!("{name}: {} file(s) in {}", entry.files.len(), dir.display());
                 }

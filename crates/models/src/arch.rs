@@ -68,10 +68,19 @@ impl ArchConfig {
         }
     }
 
-    /// A preset name, or the path of a JSON file holding an architecture config. `what`
-    /// names the argument or field in errors.
+    /// A preset name, an inline JSON config (`{"family": …}`), or the path of a JSON file
+    /// holding one; the config is checked against its family.
     pub fn resolve(name_or_path: &str) -> Result<Self> {
         if let Some(config) = Self::from_name(name_or_path) {
+            return Ok(config);
+        }
+        if name_or_path.trim_start().starts_with('{') {
+            let config: Self =
+                serde_json::from_str(name_or_path).map_err(|e| ModelError::Arch {
+                    family: "inline".into(),
+                    message: format!("not an architecture config: {e}"),
+                })?;
+            config.check()?;
             return Ok(config);
         }
         let path = Path::new(name_or_path);

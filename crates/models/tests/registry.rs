@@ -33,6 +33,11 @@ fn every_preset_builds_costs_and_round_trips() {
             assert!(json.contains(&format!("\"family\":\"{}\"", summary.family)));
             let back: ArchConfig = serde_json::from_str(&json).unwrap();
             assert_eq!(back, arch);
+            assert_eq!(
+                ArchConfig::resolve(&json).unwrap(),
+                arch,
+                "{name}: inline JSON"
+            );
             back.check().unwrap();
             // The estimate's cost.
             let macs = arch.forward_macs(64, 96).unwrap();

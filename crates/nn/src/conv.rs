@@ -18,6 +18,7 @@
 //! used elsewhere keeps `cols` alive until the backward pass (kh·kw times the input's size).
 //! [`conv2d_grads`] runs the backward kernels alone.
 
+use crate::ops::float_pair;
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Result, Shape, Tensor, WithDType,
@@ -26,7 +27,7 @@ use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
 use crate::ops::gemm::{GemmScalar, MatRef, gemm, gemm_threaded};
-use crate::ops::{CpuKernel1, contiguous_slice, dims4, shape_error, strided_narrow};
+use crate::ops::{CpuKernel1, dims4, shape_error, strided_narrow};
 
 /// Stride, padding, dilation and groups of a convolution (PyTorch's meaning and defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1011,30 +1012,6 @@ impl ConvPlan {
             self.geometry.kernel.1,
         ))
     }
-}
-
-/// Runs `f` on the f32 or f64 contiguous slices of two CPU storages.
-macro_rules! float_pair {
-    ($op:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
-        match ($s1, $s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(y)) => {
-                let $a = contiguous_slice($op, x, $l1)?;
-                let $b = contiguous_slice($op, y, $l2)?;
-                CpuStorage::F32($body)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(y)) => {
-                let $a = contiguous_slice($op, x, $l1)?;
-                let $b = contiguous_slice($op, y, $l2)?;
-                CpuStorage::F64($body)
-            }
-            (x, y) => candle_core::bail!(
-                "{}: needs two f32 or two f64 tensors, got {:?} and {:?}",
-                $op,
-                x.dtype(),
-                y.dtype()
-            ),
-        }
-    };
 }
 
 impl CustomOp2 for ConvCpu {

@@ -33,13 +33,14 @@
 //! assert_eq!(rows[3], vec![3., 3., 4., 4.]);
 //! ```
 
+use crate::ops::float_pair;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor, WithDType};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
 use crate::ops::gemm::{GemmScalar, MatRef, gemm_threaded};
-use crate::ops::{contiguous_slice, dims4, shape_error};
+use crate::ops::{dims4, shape_error};
 
 const OP: &str = "conv_transpose2d";
 
@@ -289,29 +290,6 @@ impl DeconvPlan {
     }
 }
 
-/// Runs `$body` on the f32 or f64 contiguous slices of two CPU storages.
-macro_rules! float_pair {
-    ($s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
-        match ($s1, $s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(y)) => {
-                let $a = contiguous_slice(OP, x, $l1)?;
-                let $b = contiguous_slice(OP, y, $l2)?;
-                CpuStorage::F32($body)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(y)) => {
-                let $a = contiguous_slice(OP, x, $l1)?;
-                let $b = contiguous_slice(OP, y, $l2)?;
-                CpuStorage::F64($body)
-            }
-            (x, y) => candle_core::bail!(
-                "{OP}: needs two f32 or two f64 tensors, got {:?} and {:?}",
-                x.dtype(),
-                y.dtype()
-            ),
-        }
-    };
-}
-
 /// `(xs, weight)` → `ys` without bias.
 #[derive(Debug, Clone, Copy)]
 struct DeconvCpu(DeconvPlan);
@@ -333,7 +311,7 @@ impl CustomOp2 for DeconvCpu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = float_pair!(s1, l1, s2, l2, |xs, w| self.0.forward(xs, w)?);
+        let out = float_pair!(OP, s1, l1, s2, l2, |xs, w| self.0.forward(xs, w)?);
         Ok((out, self.0.out_shape()))
     }
     fn bwd(
@@ -370,7 +348,7 @@ impl CustomOp2 for DeconvGradInput {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = float_pair!(s1, l1, s2, l2, |g, w| self.0.grad_input(g, w)?);
+        let out = float_pair!(OP, s1, l1, s2, l2, |g, w| self.0.grad_input(g, w)?);
         Ok((out, self.0.in_shape()))
     }
 }
@@ -386,7 +364,7 @@ impl CustomOp2 for DeconvGradWeight {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = float_pair!(s1, l1, s2, l2, |xs, g| self.0.grad_weight(xs, g)?);
+        let out = float_pair!(OP, s1, l1, s2, l2, |xs, g| self.0.grad_weight(xs, g)?);
         Ok((out, self.0.weight_shape()))
     }
 }

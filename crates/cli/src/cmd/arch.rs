@@ -41,18 +41,6 @@ pub enum Args {
     },
 }
 
-/// A preset, a JSON file or inline JSON (what `cargo xtask reproduce` passes for a preset's
-/// table-valued `arch`).
-fn arch_from(text: &str) -> anyhow::Result<ArchConfig> {
-    if text.trim_start().starts_with('{') {
-        let arch: ArchConfig =
-            serde_json::from_str(text).context("--arch: not an architecture config")?;
-        arch.check()?;
-        return Ok(arch);
-    }
-    Ok(ArchConfig::resolve(text)?)
-}
-
 fn parse_size(size: &str) -> anyhow::Result<(usize, usize)> {
     let parse = |s: &str| {
         s.trim()
@@ -101,11 +89,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         Args::Show { arch } => {
-            let arch = arch_from(&arch)?;
+            let arch = ArchConfig::resolve(&arch)?;
             println!("{}", serde_json::to_string_pretty(&arch)?);
         }
         Args::Macs { arch, size, json } => {
-            let config = arch_from(&arch)?;
+            let config = ArchConfig::resolve(&arch)?;
             let (height, width) = parse_size(&size)?;
             let macs = config.forward_macs(height, width)?;
             if json {

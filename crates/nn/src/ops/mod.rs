@@ -188,3 +188,28 @@ pub(crate) fn strided_narrow(
         .narrow(dim + 1, 0, 1)?
         .squeeze(dim + 1)
 }
+
+/// Runs `f` on the f32 or f64 contiguous slices of two CPU storages.
+macro_rules! float_pair {
+    ($op:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
+        match ($s1, $s2) {
+            (candle_core::CpuStorage::F32(x), candle_core::CpuStorage::F32(y)) => {
+                let $a = $crate::ops::contiguous_slice($op, x, $l1)?;
+                let $b = $crate::ops::contiguous_slice($op, y, $l2)?;
+                candle_core::CpuStorage::F32($body)
+            }
+            (candle_core::CpuStorage::F64(x), candle_core::CpuStorage::F64(y)) => {
+                let $a = $crate::ops::contiguous_slice($op, x, $l1)?;
+                let $b = $crate::ops::contiguous_slice($op, y, $l2)?;
+                candle_core::CpuStorage::F64($body)
+            }
+            (x, y) => candle_core::bail!(
+                "{}: needs two f32 or two f64 tensors, got {:?} and {:?}",
+                $op,
+                x.dtype(),
+                y.dtype()
+            ),
+        }
+    };
+}
+pub(crate) use float_pair;

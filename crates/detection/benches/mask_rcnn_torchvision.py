@@ -3,8 +3,8 @@
 - infer: one 800×1333 image (the transform's resize is disabled: min_size 800, max_size 1333
   keep the size), eval mode, torch.inference_mode();
 - train: one step at batch 2 (two 800×1333 images, 4 boxes with masks each), the five losses,
-  backward, SGD with momentum (trainable_backbone_layers=3: stem and stage 1 frozen, frozen
-  BatchNorm as torchvision's detection ResNet).
+  backward, SGD with momentum (trainable_backbone_layers=3: stem and stage 1 frozen,
+  FrozenBatchNorm2d, as torchvision builds it around pretrained weights).
 
 Seeded random weights (weights=None, weights_backbone=None). Stack: requirements.txt beside
 tests/golden/make_golden.py.
@@ -17,15 +17,21 @@ import time
 
 import torch
 import torchvision
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 HEIGHT, WIDTH = 800, 1333
 
 
 def model():
+    # What maskrcnn_resnet50_fpn builds around pretrained weights (FrozenBatchNorm2d, stem and
+    # stage 1 frozen), with seeded random weights: the builder itself would make every layer
+    # trainable with plain BatchNorm when no weights are given.
     torch.manual_seed(0)
-    return torchvision.models.detection.maskrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None, num_classes=91, trainable_backbone_layers=3
-    )
+    resnet = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    backbone = _resnet_fpn_extractor(resnet, trainable_layers=3)
+    return MaskRCNN(backbone, num_classes=91)
 
 
 def image(seed):

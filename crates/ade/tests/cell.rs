@@ -65,6 +65,7 @@ fn config(data: &Path, regime: Regime, epochs: usize) -> AdeConfig {
         images: Some(2),
         frost_dir: None,
         batch_size: 2,
+        bootstrap: 8,
     };
     cfg
 }
@@ -213,6 +214,7 @@ fn the_task_interface_builds_the_cell_config() {
             corruptions: vec![Corruption::Fog],
             severities: vec![1, 2, 3, 4, 5],
             seed: 0,
+            bootstrap: 0,
             images: Some(2),
             frost_dir: None,
         },

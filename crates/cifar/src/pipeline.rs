@@ -10,7 +10,7 @@ use rtb_corruption::{Corruption, Severity};
 use rtb_results::{CellId, CellMetrics, METRICS_FILE, MetricTable, Replicates, Resampler, Task};
 use rtb_train::{
     Checkpointer, ClassPredictions, Corrupted, CorruptionSpec, DatasetExt, EvalTask, SampleCorrectness,
-    FitSummary, LoaderConfig, Metric, Observer, RunDir, TrainTask, Trainer, evaluate as run_eval,
+    FitSummary, LoaderConfig, Observer, RunDir, TrainTask, Trainer, evaluate as run_eval,
 };
 use serde_json::Value;
 

@@ -124,16 +124,18 @@ pub struct Interval {
 }
 
 impl Interval {
-    /// The 2.5th and 97.5th percentiles of `values` (numpy's default linear interpolation);
-    /// NaN bounds if `values` is empty or holds a NaN.
+    /// The 2.5th and 97.5th percentiles of `values` (numpy's default linear interpolation),
+    /// NaN values left out as numpy's `nanpercentile` does (a replicate whose metric is
+    /// undefined: a resample with a clean metric of 0, or without any labelled class); NaN
+    /// bounds if no value is left.
     pub fn percentile_95(values: &[f64]) -> Self {
-        if values.is_empty() || values.iter().any(|v| v.is_nan()) {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+        if sorted.is_empty() {
             return Self {
                 low: f64::NAN,
                 high: f64::NAN,
             };
         }
-        let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
         Self {
             low: percentile(&sorted, 2.5),
@@ -250,7 +252,8 @@ impl MetricTable {
     /// when the table has none (files written before rtb stored them). Replicate `b` of a
     /// drop comes from replicate `b` of every condition ([`MetricTable::robustness`] on
     /// [`Replicates::table`]). An error if the replicates are inconsistent or a benchmark
-    /// corruption is missing; a replicate whose clean metric is 0 makes the drop's bounds NaN.
+    /// corruption is missing; replicates whose value is undefined (NaN, or a drop of a
+    /// resample whose clean metric is 0) are left out of the percentiles.
     pub fn intervals(&self) -> Result<Option<RobustnessIntervals>, ResultsError> {
         let Some(replicates) = &self.replicates else {
             return Ok(None);
@@ -382,7 +385,10 @@ mod tests {
         let i = Interval::percentile_95(&[1.0, 4.0, 2.0]);
         assert!((i.low - 1.05).abs() < 1e-12 && (i.high - 3.9).abs() < 1e-12);
         assert!(Interval::percentile_95(&[]).low.is_nan());
-        assert!(Interval::percentile_95(&[1.0, f64::NAN]).high.is_nan());
+        // np.nanpercentile([1.0, nan, 3.0], [2.5, 97.5]) == [1.05, 2.95]
+        let i = Interval::percentile_95(&[1.0, f64::NAN, 3.0]);
+        assert!((i.low - 1.05).abs() < 1e-12 && (i.high - 2.95).abs() < 1e-12);
+        assert!(Interval::percentile_95(&[f64::NAN]).high.is_nan());
     }
 
     /// A table whose conditions score per-image correctness vectors, with replicates.

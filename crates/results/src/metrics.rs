@@ -124,14 +124,24 @@ struct SummaryJson {
     drop_percent_ci95: Option<[f64; 2]>,
 }
 
-// The replicates: `replicates` values per condition, resampled from `seed` and `images`.
+// The replicates: `replicates` values per condition, resampled from `seed` and `images`. A
+// replicate can be NaN (an mIoU of a resample without any labelled class); JSON has no NaN,
+// so it is written as null and read back as NaN.
 #[derive(Serialize, Deserialize)]
 struct BootstrapJson {
     seed: u64,
     images: usize,
     replicates: usize,
-    clean: Vec<f64>,
-    corrupted: BTreeMap<String, [Vec<f64>; 5]>,
+    clean: Vec<Option<f64>>,
+    corrupted: BTreeMap<String, [Vec<Option<f64>>; 5]>,
+}
+
+fn to_nullable(values: &[f64]) -> Vec<Option<f64>> {
+    values.iter().map(|v| v.is_finite().then_some(*v)).collect()
+}
+
+fn from_nullable(values: Vec<Option<f64>>) -> Vec<f64> {
+    values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,7 +167,9 @@ pub(crate) fn table_to_json(table: &MetricTable) -> TableJson {
             .collect(),
         summary: table.robustness().ok().map(|r| {
             let intervals = table.intervals().ok().flatten();
-            let pair = |i: Interval| [i.low, i.high];
+            // Undefined bounds (a resample with a clean metric of 0) are left out.
+            let pair =
+                |i: Interval| (i.low.is_finite() && i.high.is_finite()).then_some([i.low, i.high]);
             SummaryJson {
                 mpc: r.mpc,
                 rpc: r.rpc,
@@ -167,19 +179,24 @@ pub(crate) fn table_to_json(table: &MetricTable) -> TableJson {
                     .iter()
                     .map(|(c, v)| (c.name().to_string(), *v))
                     .collect(),
-                mpc_ci95: intervals.as_ref().map(|i| pair(i.mpc)),
-                drop_percent_ci95: intervals.as_ref().map(|i| pair(i.drop_percent)),
+                mpc_ci95: intervals.as_ref().and_then(|i| pair(i.mpc)),
+                drop_percent_ci95: intervals.as_ref().and_then(|i| pair(i.drop_percent)),
             }
         }),
         bootstrap: table.replicates.as_ref().map(|r| BootstrapJson {
             seed: r.seed,
             images: r.images,
             replicates: r.count(),
-            clean: r.clean.clone(),
+            clean: to_nullable(&r.clean),
             corrupted: r
                 .corrupted
                 .iter()
-                .map(|(c, rows)| (c.name().to_string(), rows.clone()))
+                .map(|(c, rows)| {
+                    (
+                        c.name().to_string(),
+                        std::array::from_fn(|s| to_nullable(&rows[s])),
+                    )
+                })
                 .collect(),
         }),
     }
@@ -200,10 +217,11 @@ pub(crate) fn table_from_json(json: TableJson, path: &Path) -> Result<MetricTabl
             let mut replicates = Replicates {
                 seed: b.seed,
                 images: b.images,
-                clean: b.clean,
+                clean: from_nullable(b.clean),
                 corrupted: BTreeMap::new(),
             };
             for (name, rows) in b.corrupted {
+                let rows = rows.map(from_nullable);
                 let corruption: Corruption = name.parse().map_err(|_| ResultsError::Invalid {
                     path: path.to_path_buf(),
                     message: format!("unknown corruption {name:?} in \"bootstrap.corrupted\""),
@@ -471,11 +489,12 @@ mod tests {
             .corrupted
             .retain(|c, _| c.category() != Category::Extra);
         let resampler = Resampler::new(3, 10, 4);
+        // A NaN replicate (an mIoU with no class present) is written as null.
         let mut replicates = Replicates::new(&resampler, vec![0.5, 0.6, 0.4, 0.5]);
         for c in Corruption::BENCHMARK {
             replicates.corrupted.insert(
                 c,
-                std::array::from_fn(|s| vec![0.4 - 0.05 * s as f64, 0.45, 0.3, 0.4]),
+                std::array::from_fn(|s| vec![0.4 - 0.05 * s as f64, 0.45, f64::NAN, 0.4]),
             );
         }
         primary.replicates = Some(replicates);
@@ -486,11 +505,16 @@ mod tests {
             info: BTreeMap::new(),
         };
         let text = metrics.to_json();
-        assert!(text.contains("\"drop_percent_ci95\""), "{text}");
+        assert!(text.contains("\"mpc_ci95\""), "{text}");
+        assert!(text.contains("null"), "{text}");
         let path = Path::new("metrics.json");
         let read = CellMetrics::from_json(&text, path).unwrap();
-        assert_eq!(read, metrics);
+        // NaN != NaN, so compare the text and the NaN's position.
         assert_eq!(read.to_json(), text);
+        assert!(
+            read.primary.replicates.as_ref().unwrap().corrupted[&Corruption::Fog][1][2].is_nan()
+        );
+        assert_eq!(read.primary.corrupted, metrics.primary.corrupted);
 
         // A file written before replicates existed: no "bootstrap", no intervals.
         let mut old: Value = serde_json::from_str(&text).unwrap();

@@ -33,7 +33,11 @@ fn paired_bootstrap_intervals_equal_numpys() {
     let path = rtb_tests::repo_root().join("tests/golden/bootstrap_golden.json");
     let golden: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let count = |key: &str| golden[key].as_u64().unwrap() as usize;
-    let resampler = Resampler::new(golden["seed"].as_u64().unwrap(), count("images"), count("replicates"));
+    let resampler = Resampler::new(
+        golden["seed"].as_u64().unwrap(),
+        count("images"),
+        count("replicates"),
+    );
     let first: Vec<usize> = golden["first_indices"]
         .as_array()
         .unwrap()
@@ -83,7 +87,6 @@ fn paired_bootstrap_intervals_equal_numpys() {
     assert!(intervals.drop_percent.low <= robustness.drop_percent);
     assert!(robustness.drop_percent <= intervals.drop_percent.high);
     assert!(
-        intervals.rpc.half_width() / robustness.rpc
-            < intervals.clean.half_width() / table.clean
+        intervals.rpc.half_width() / robustness.rpc < intervals.clean.half_width() / table.clean
     );
 }

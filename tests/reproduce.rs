@@ -212,11 +212,20 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
             preset.evaluation.bootstrap,
             "{cell}"
         );
-        assert_eq!(bootstrap["corrupted"].as_object().unwrap().len(), 15, "{cell}");
+        assert_eq!(
+            bootstrap["corrupted"].as_object().unwrap().len(),
+            15,
+            "{cell}"
+        );
         let table = CellMetrics::read(&cell.dir(&runs).join("metrics.json"))
             .unwrap()
             .primary;
-        let key = format!("{},{},{},", cell.backbone, cell.task.name(), cell.regime.name());
+        let key = format!(
+            "{},{},{},",
+            cell.backbone,
+            cell.task.name(),
+            cell.regime.name()
+        );
         if clean > 0.0 {
             let intervals = table.intervals().unwrap().unwrap();
             let (shown, pm) = with_plus_minus(&report.join("cells.csv"), &key, "Drop %");
@@ -230,7 +239,11 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
         let record =
             BackboneRecord::read(&runs.join(format!("tiny/{backbone}/backbone.json"))).unwrap();
         let replicates = record.source.unwrap().replicates.unwrap();
-        assert_eq!(replicates.count(), preset.evaluation.bootstrap, "{backbone}");
+        assert_eq!(
+            replicates.count(),
+            preset.evaluation.bootstrap,
+            "{backbone}"
+        );
         assert_eq!(replicates.corrupted.len(), 15, "{backbone}");
     }
     // Table 2 (ADE20K, fixed): each backbone's per-category drops, recomputed from the raw

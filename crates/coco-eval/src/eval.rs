@@ -662,8 +662,10 @@ impl Evaluation {
     /// `i` (its ground truth and detections, under new ids that sort next to each other, in
     /// image order), which is how a bootstrap replicate of box AP over resampled images is
     /// computed without matching anything again; weights of 1 give
-    /// [`accumulate`](Self::accumulate), 0 leaves an image out. An error unless there is one
-    /// weight per image.
+    /// [`accumulate`](Self::accumulate), 0 leaves an image out. (Each copy carries its
+    /// image's evaluation as it was made: a ground truth whose repeated annotation id
+    /// pycocotools resolved to another image keeps that resolution.) An error unless there
+    /// is one weight per image.
     pub fn accumulate_weighted(&self, weights: &[u32]) -> Result<Accumulation, Error> {
         let n_img = self.params.img_ids.as_ref().map_or(0, Vec::len);
         if weights.len() != n_img {

@@ -32,12 +32,19 @@ fn weights(n: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
-/// The dataset with annotation ids shifted by one (pycocotools treats id 0 specially, and a
-/// copy could not keep it unique), and its expansion by `weights` over the sorted image ids.
+/// The dataset with annotation ids renumbered 1, 2, … (pycocotools treats id 0 and repeated
+/// ids specially — a repeated id resolves to its last annotation, possibly in another image —
+/// and copies could not keep those quirks), and its expansion by `weights` over the sorted
+/// image ids.
 fn datasets(gt: &Value, dt: &Value, weights: &[u32]) -> ((Value, Value), (Value, Value)) {
     let mut original = gt.clone();
-    for ann in original["annotations"].as_array_mut().unwrap() {
-        ann["id"] = (ann["id"].as_i64().unwrap() + 1).into();
+    for (index, ann) in original["annotations"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        ann["id"] = (index as i64 + 1).into();
     }
     let mut ids: Vec<i64> = gt["images"]
         .as_array()
@@ -75,7 +82,10 @@ fn check(name: &str, params: &Params, seed: u64) {
     let dt = read(case(name).join("dt.json"));
     let n = gt["images"].as_array().unwrap().len();
     let weights = weights(n, seed);
-    assert!(weights.contains(&0) && weights.iter().any(|&w| w > 1), "{weights:?}");
+    assert!(
+        weights.contains(&0) && weights.iter().any(|&w| w > 1),
+        "{weights:?}"
+    );
     let ((gt, dt), (big_gt, big_dt)) = datasets(&gt, &dt, &weights);
     let load = |gt: &Value, dt: &Value| {
         let gt = CocoGt::from_slice(&serde_json::to_vec(gt).unwrap(), "gt.json").unwrap();
@@ -106,7 +116,9 @@ fn check(name: &str, params: &Params, seed: u64) {
     let stats = weighted.summarize().unwrap().stats;
     assert_eq!(stats, direct.summarize().unwrap().stats, "{name}");
     assert_eq!(
-        evaluation.weighted_stats(&[weights.clone(), vec![1; n]]).unwrap(),
+        evaluation
+            .weighted_stats(&[weights.clone(), vec![1; n]])
+            .unwrap(),
         vec![stats, evaluation.accumulate().summarize().unwrap().stats],
         "{name}"
     );

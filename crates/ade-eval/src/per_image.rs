@@ -127,8 +127,10 @@ mod tests {
             assert_eq!(per_image.weighted(&counts).unwrap(), direct, "{counts:?}");
         }
         assert!(per_image.weighted(&[1, 1]).is_err());
-        assert!(per_image
-            .push(&IouAccumulator::new(EvalConfig::new(6)).unwrap())
-            .is_err());
+        assert!(
+            per_image
+                .push(&IouAccumulator::new(EvalConfig::new(6)).unwrap())
+                .is_err()
+        );
     }
 }

@@ -242,16 +242,18 @@ impl IouMetric {
     }
 
     /// The accumulated areas and, when kept, every image's areas.
-    pub fn finish_per_image(
-        self,
-    ) -> Result<(IouAccumulator, Option<PerImageAreas>), AdeTaskError> {
+    pub fn finish_per_image(self) -> Result<(IouAccumulator, Option<PerImageAreas>), AdeTaskError> {
         match self.error {
             Some(message) => Err(AdeTaskError::config("predictions", message)),
             None => Ok((self.accumulator, self.per_image.map(|(areas, _)| areas))),
         }
     }
 
-    fn add(&mut self, label: &LabelMap, predicted: &LabelMap) -> Result<(), rtb_ade_eval::AdeError> {
+    fn add(
+        &mut self,
+        label: &LabelMap,
+        predicted: &LabelMap,
+    ) -> Result<(), rtb_ade_eval::AdeError> {
         match &mut self.per_image {
             None => self.accumulator.add_map(label, predicted),
             Some((areas, image)) => {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use rtb_corruption::{Corruption, Severity};
 use rtb_results::{CellId, CellMetrics, METRICS_FILE, MetricTable, Replicates, Resampler, Task};
 use rtb_train::{
-    Checkpointer, ClassPredictions, Corrupted, CorruptionSpec, DatasetExt, EvalTask, SampleCorrectness,
-    FitSummary, LoaderConfig, Observer, RunDir, TrainTask, Trainer, evaluate as run_eval,
+    Checkpointer, ClassPredictions, Corrupted, CorruptionSpec, DatasetExt, EvalTask, FitSummary,
+    LoaderConfig, Observer, RunDir, SampleCorrectness, TrainTask, Trainer, evaluate as run_eval,
 };
 use serde_json::Value;
 

@@ -80,7 +80,10 @@ pub struct SampleCorrectness {
 impl SampleCorrectness {
     /// 1.0 for each correct sample, 0.0 otherwise, in the order seen.
     pub fn values(&self) -> Vec<f64> {
-        self.correct.iter().map(|&c| f64::from(u8::from(c))).collect()
+        self.correct
+            .iter()
+            .map(|&c| f64::from(u8::from(c)))
+            .collect()
     }
 }
 
@@ -88,8 +91,13 @@ impl Metric for SampleCorrectness {
     type Input = ClassPredictions;
 
     fn update(&mut self, input: &ClassPredictions) {
-        self.correct
-            .extend(input.predicted.iter().zip(&input.targets).map(|(p, t)| p == t));
+        self.correct.extend(
+            input
+                .predicted
+                .iter()
+                .zip(&input.targets)
+                .map(|(p, t)| p == t),
+        );
     }
 
     /// 0 when nothing was seen (as [`Accuracy`]).

@@ -172,9 +172,17 @@ pub struct EvaluationSpec {
     /// Evaluate at most this many images per condition (`None`: the whole split).
     #[serde(default)]
     pub images: Option<usize>,
-    /// The evaluation seed: per-image corruption seeds derive from it.
+    /// The evaluation seed: per-image corruption seeds derive from it, and so do the
+    /// bootstrap resamples.
     #[serde(default)]
     pub seed: u64,
+    /// Bootstrap replicates for the 95 % confidence intervals (0: none).
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
+}
+
+fn default_bootstrap() -> usize {
+    rtb_results::DEFAULT_REPLICATES
 }
 
 fn all_severities() -> Vec<u8> {

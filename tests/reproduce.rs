@@ -6,8 +6,12 @@
 //!   raw metrics.json and backbone.json tables;
 //! - a second run recomputes nothing (every step but the report is skipped, no result file
 //!   is rewritten);
+//! - every cell and backbone stores paired bootstrap replicates (the preset's
+//!   `[evaluation] bootstrap`), and the report's ± columns are the intervals rtb-results
+//!   computes from them;
 //! - a backbone step killed mid-training and restarted ends with the same bytes (weights,
-//!   backbone.json, the downstream cell's metrics.json) as an uninterrupted run.
+//!   backbone.json, the downstream cells' metrics.json with their replicates, and the report
+//!   with its ± values) as an uninterrupted run: the same seed gives the same intervals.
 //!
 //! The corruptions include frost, so the tests need the frost textures (`cargo xtask
 //! assets`); without them they skip with a note, unless RTB_REQUIRE_ASSETS=1 (CI).
@@ -17,38 +21,18 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
+use rtb_results::{BackboneRecord, CellMetrics, Interval};
 use rtb_study::{
     DeviceKind, Filter, Invocation, Layout, Orchestrator, Outcome, Plan, Preset, Schedule, Step,
     Summary,
 };
+use rtb_tests::{frost_available, repo_root, rtb_binary};
 use serde_json::Value;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
-
-#[allow(clippy::print_stderr)]
-fn frost_available() -> bool {
-    let present = rtb_fetch::frost_dir()
-        .is_some_and(|dir| rtb_corruption::FrostTextures::new(dir).verify().is_ok());
-    if !present {
-        assert!(
-            std::env::var("RTB_REQUIRE_ASSETS").as_deref() != Ok("1"),
-            "RTB_REQUIRE_ASSETS=1 but the frost textures are missing (cargo xtask assets)"
-        );
-        eprintln!("skipping: the frost textures are missing (run `cargo xtask assets`)");
-    }
-    present
-}
 
 fn orchestrator(preset_file: &Path, preset: &Preset, root: &Path) -> Orchestrator {
     let runs = root.join("runs");
     Orchestrator {
-        rtb: PathBuf::from(env!("CARGO_BIN_EXE_rtb")),
+        rtb: rtb_binary(),
         invocation: Invocation {
             preset_file: preset_file.to_path_buf(),
             layout: Layout::new(&runs, preset, &root.join("downloads")),
@@ -109,6 +93,31 @@ fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
                 .collect()
         })
         .collect()
+}
+
+/// The cells of a CSV row whose header is `column` and the "±" column after it (headers
+/// repeat "±", so rows are read by position).
+fn with_plus_minus(path: &Path, row_starts: &str, column: &str) -> (String, String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let headers: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = headers.iter().position(|h| *h == column).unwrap();
+    assert_eq!(headers[at + 1], "±", "{column} is followed by its ± column");
+    let row: Vec<&str> = lines
+        .find(|l| l.starts_with(row_starts))
+        .unwrap_or_else(|| panic!("no row {row_starts} in {}", path.display()))
+        .split(',')
+        .collect();
+    (row[at].to_string(), row[at + 1].to_string())
+}
+
+/// The "±" the report prints for an interval (two decimals; "n/a" when undefined).
+fn plus_minus(interval: Interval) -> String {
+    if interval.low.is_finite() && interval.high.is_finite() {
+        format!("{:.2}", interval.half_width())
+    } else {
+        "n/a".to_string()
+    }
 }
 
 fn mtimes(dir: &Path, out: &mut BTreeMap<PathBuf, SystemTime>) {
@@ -189,6 +198,53 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
         assert_eq!(row["mPC"], format!("{:.2}", 100.0 * mpc), "{cell}");
         assert_eq!(row["Drop %"], format!("{drop:.2}"), "{cell}");
         assert_eq!(metrics["cell"]["preset"], "tiny");
+
+        // The paired bootstrap: B replicates of every condition over the evaluated images,
+        // and the report's ± of the drop is rtb-results' interval of them.
+        let bootstrap = &metrics["bootstrap"];
+        assert_eq!(
+            bootstrap["replicates"].as_u64(),
+            Some(preset.evaluation.bootstrap as u64),
+            "{cell}"
+        );
+        assert_eq!(
+            bootstrap["clean"].as_array().unwrap().len(),
+            preset.evaluation.bootstrap,
+            "{cell}"
+        );
+        assert_eq!(
+            bootstrap["corrupted"].as_object().unwrap().len(),
+            15,
+            "{cell}"
+        );
+        let table = CellMetrics::read(&cell.dir(&runs).join("metrics.json"))
+            .unwrap()
+            .primary;
+        let key = format!(
+            "{},{},{},",
+            cell.backbone,
+            cell.task.name(),
+            cell.regime.name()
+        );
+        if clean > 0.0 {
+            let intervals = table.intervals().unwrap().unwrap();
+            let (shown, pm) = with_plus_minus(&report.join("cells.csv"), &key, "Drop %");
+            assert_eq!(shown, format!("{drop:.2}"), "{cell}");
+            assert_eq!(pm, plus_minus(intervals.drop_percent), "{cell}");
+            let (_, pm) = with_plus_minus(&report.join("cells.csv"), &key, "Clean");
+            assert_eq!(pm, plus_minus(intervals.clean.scaled(100.0)), "{cell}");
+        }
+    }
+    for backbone in ["regular", "ant", "deepaug", "swin"] {
+        let record =
+            BackboneRecord::read(&runs.join(format!("tiny/{backbone}/backbone.json"))).unwrap();
+        let replicates = record.source.unwrap().replicates.unwrap();
+        assert_eq!(
+            replicates.count(),
+            preset.evaluation.bootstrap,
+            "{backbone}"
+        );
+        assert_eq!(replicates.corrupted.len(), 15, "{backbone}");
     }
     // Table 2 (ADE20K, fixed): each backbone's per-category drops, recomputed from the raw
     // mIoU table of metrics.json; the secondary tables (aAcc, mAcc) hold every condition.
@@ -245,8 +301,8 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
             .find(|l| l.starts_with(&format!("| {backbone} |")))
             .unwrap_or_else(|| panic!("no Table 2 row for {backbone}:\n{table2}"));
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        // | backbone | paper row | noise (rtb) | noise (paper) | blur (rtb) | …
-        let ours: Vec<&str> = (0..4).map(|i| cells[3 + 2 * i]).collect();
+        // | backbone | paper row | noise (rtb) | ± | noise (paper) | blur (rtb) | …
+        let ours: Vec<&str> = (0..4).map(|i| cells[3 + 3 * i]).collect();
         assert_eq!(ours, drops, "{backbone}: {line}");
     }
     // The long table repeats metrics.json's raw values.
@@ -274,7 +330,7 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
         let (clean, _, drop) = recompute(&record["source"]);
         let line = index
             .lines()
-            .find(|l| l.starts_with(&format!("| {backbone} |")) && l.matches('|').count() == 7)
+            .find(|l| l.starts_with(&format!("| {backbone} |")) && l.matches('|').count() == 12)
             .unwrap_or_else(|| panic!("no Figure 1 row for {backbone}"));
         // A clean accuracy of 0 (possible at toy scale) leaves the drop undefined.
         let drop = if clean > 0.0 {
@@ -282,10 +338,14 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
         } else {
             "n/a".to_string()
         };
-        assert!(
-            line.contains(&format!("| {:.2} | {drop} |", 100.0 * clean)),
+        // | backbone | top-1 | ± | drop | ± | …
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        assert_eq!(
+            (cells[2], cells[4]),
+            (format!("{:.2}", 100.0 * clean).as_str(), drop.as_str()),
             "{backbone}: {line}"
         );
+        assert!(cells[3].parse::<f64>().is_ok(), "a ± for top-1: {line}");
     }
 
     // Second run: nothing is recomputed.
@@ -414,4 +474,20 @@ fn a_killed_backbone_step_resumes_to_the_same_bytes() {
             "{file} differs between the killed-and-resumed and the uninterrupted run"
         );
     }
+    // The same seeds give the same replicates, so the same intervals in the report.
+    let a_report = &a.invocation.report_dir;
+    let b_report = &b.invocation.report_dir;
+    for file in ["index.md", "cells.csv", "per_corruption.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(a_report.join(file)).unwrap(),
+            std::fs::read_to_string(b_report.join(file)).unwrap(),
+            "{file} differs between the two runs"
+        );
+    }
+    let cells = std::fs::read_to_string(a_report.join("cells.csv")).unwrap();
+    let full = cells
+        .lines()
+        .find(|l| l.starts_with("deepaug,cifar10,full,"))
+        .unwrap();
+    assert!(!full.contains(",-,"), "every ± is filled: {full}");
 }

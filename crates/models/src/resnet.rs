@@ -119,8 +119,9 @@ impl ResNetConfig {
         }
     }
 
-    /// A small ResNet the mini preset can pretrain on a CPU in minutes (basic blocks, one per
-    /// stage, widths 16–128, 10 classes).
+    /// A small ResNet the mini preset can pretrain on a CPU in minutes: a 3×3 stride-2 stem
+    /// without max pool (32-px images reach stage 1 at 16×16; C2..C5 at strides 2..16), basic
+    /// blocks, one per stage, widths 16–128, 10 classes.
     pub fn mini() -> Self {
         Self {
             block: BlockKind::Basic,

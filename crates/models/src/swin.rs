@@ -768,6 +768,11 @@ impl Backbone for Swin {
         self.cfg.out_channels()
     }
 
+    fn strides(&self) -> [usize; 4] {
+        let p = self.cfg.patch_size;
+        [p, 2 * p, 4 * p, 8 * p]
+    }
+
     fn size_divisor(&self) -> usize {
         self.cfg.patch_size * 8
     }

@@ -41,7 +41,7 @@ trait CheckModel {
 
 /// What differs between the models: names, architecture, sizes and bounds.
 struct Spec {
-    name: &'static str,
+    task: &'static str,
     arch: &'static str,
     image: (usize, usize),
     reference_batch: usize,
@@ -62,7 +62,7 @@ fn spec(part: Part, args: &Args) -> Spec {
     let cifar_batch = args.cifar_batch.unwrap_or(if paper { 64 } else { 4 });
     match part {
         Part::CifarResnet50 => Spec {
-            name: "cifar resnet50",
+            task: "cifar",
             arch: if paper { "resnet50" } else { "resnet_tiny" },
             image: if paper { (224, 224) } else { (64, 64) },
             reference_batch: 2,
@@ -71,7 +71,7 @@ fn spec(part: Part, args: &Args) -> Spec {
             eval_bound: DEEP_F32_BOUND,
         },
         Part::CifarSwinT => Spec {
-            name: "cifar swin_t",
+            task: "cifar",
             arch: if paper { "swin_t" } else { "swin_tiny" },
             image: if paper { (224, 224) } else { (96, 96) },
             reference_batch: 2,
@@ -80,7 +80,7 @@ fn spec(part: Part, args: &Args) -> Spec {
             eval_bound: DEEP_F32_BOUND,
         },
         Part::MaskRcnn => Spec {
-            name: "mask r-cnn r50",
+            task: "mask r-cnn",
             arch: if paper { "resnet50" } else { "resnet_tiny" },
             image: if paper { (800, 1333) } else { (64, 80) },
             reference_batch: if paper { 1 } else { 2 },
@@ -89,7 +89,7 @@ fn spec(part: Part, args: &Args) -> Spec {
             eval_bound: DEEP_F32_BOUND,
         },
         Part::Upernet | Part::Ops => Spec {
-            name: "upernet r50",
+            task: "upernet",
             arch: if paper { "resnet50" } else { "resnet_tiny" },
             image: if paper { (512, 512) } else { (64, 64) },
             reference_batch: 2,
@@ -299,6 +299,15 @@ fn build(part: Part, spec: &Spec, size: Size, device: &Device) -> anyhow::Result
     Ok((model, varmap))
 }
 
+/// The variables by name (a `VarMap` is a hash map: the gradient norm would otherwise sum in
+/// a different order on each side).
+fn sorted_vars(varmap: &VarMap) -> Vec<Var> {
+    let data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+    let mut named: Vec<(&String, &Var)> = data.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    named.into_iter().map(|(_, v)| v.clone()).collect()
+}
+
 /// The global gradient norm of `vars`, reduced on the device (one host copy at the end).
 fn grad_norm(grads: &candle_core::backprop::GradStore, vars: &[Var]) -> anyhow::Result<f64> {
     let mut squares: Option<Tensor> = None;
@@ -364,7 +373,7 @@ fn rel(a: f64, b: f64) -> f64 {
 pub fn run(part: Part, args: &Args, device: &Device) -> ModelResult {
     let spec = spec(part, args);
     let mut result = ModelResult {
-        name: spec.name.to_string(),
+        name: format!("{} {}", spec.task, spec.arch),
         image_size: [spec.image.0, spec.image.1],
         reference_batch: spec.reference_batch,
         loss_bound: spec.loss_bound,
@@ -395,10 +404,10 @@ fn run_inner(
     result: &mut ModelResult,
 ) -> anyhow::Result<()> {
     let (mut model, varmap) = build(part, spec, args.size, device)?;
-    let vars = varmap.all_vars();
+    let vars = sorted_vars(&varmap);
     if !args.no_reference {
         let (mut cpu_model, cpu_varmap) = build(part, spec, args.size, &Device::Cpu)?;
-        let cpu_vars = cpu_varmap.all_vars();
+        let cpu_vars = sorted_vars(&cpu_varmap);
         cpu_model.prepare(spec.reference_batch)?;
         model.prepare(spec.reference_batch)?;
         // Evaluation first: the training step updates BatchNorm's running statistics.

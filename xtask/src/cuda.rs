@@ -327,9 +327,25 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
         .env("CARGO_TARGET_DIR", target_dir());
     toolkit.apply(&mut command, &args.toolkit.compute_cap);
     if args.build {
-        command.args(["build", "--release", "--locked", "-p", "rtb-cli", "--features", "cuda"]);
+        command.args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "rtb-cli",
+            "--features",
+            "cuda",
+        ]);
     } else {
-        command.args(["check", "--locked", "-p", "rtb-cli", "--all-targets", "--features", "cuda"]);
+        command.args([
+            "check",
+            "--locked",
+            "-p",
+            "rtb-cli",
+            "--all-targets",
+            "--features",
+            "cuda",
+        ]);
     }
     exec(&mut command)?;
     eprintln!("== the cuda feature builds");
@@ -359,9 +375,8 @@ pub fn gpu_check(args: &GpuCheckArgs) -> anyhow::Result<()> {
     let bin_dir = crate::project_root().join("gpu-check").join("bin");
     fs::create_dir_all(&bin_dir).with_context(|| format!("cannot create {}", bin_dir.display()))?;
     let carried = bin_dir.join("rtb");
-    fs::copy(&built, &carried).with_context(|| {
-        format!("cannot copy {} to {}", built.display(), carried.display())
-    })?;
+    fs::copy(&built, &carried)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), carried.display()))?;
     exec(Command::new("strip").arg(&carried))?;
     let size = fs::metadata(&carried)
         .with_context(|| format!("cannot stat {}", carried.display()))?

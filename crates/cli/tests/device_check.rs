@@ -50,8 +50,14 @@ fn the_small_cpu_device_check_passes_and_writes_its_report() {
         assert!(loss.is_finite() && loss > 0.0, "{model}");
         assert_eq!(model["cpu_loss"], model["device_loss"], "{model}");
         assert!(model["device_grad_norm"].as_f64().unwrap() > 0.0, "{model}");
-        assert!(model["train_images_per_s"].as_f64().unwrap() > 0.0, "{model}");
-        assert!(model["eval_images_per_s"].as_f64().unwrap() > 0.0, "{model}");
+        assert!(
+            model["train_images_per_s"].as_f64().unwrap() > 0.0,
+            "{model}"
+        );
+        assert!(
+            model["eval_images_per_s"].as_f64().unwrap() > 0.0,
+            "{model}"
+        );
     }
 }
 
@@ -59,7 +65,15 @@ fn the_small_cpu_device_check_passes_and_writes_its_report() {
 fn a_cuda_device_without_the_feature_or_a_gpu_is_an_error_that_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rtb"))
-        .args(["-q", "device-check", "--device", "cuda", "--only", "ops", "--output"])
+        .args([
+            "-q",
+            "device-check",
+            "--device",
+            "cuda",
+            "--only",
+            "ops",
+            "--output",
+        ])
         .arg(dir.path().join("report.json"))
         .output()
         .unwrap();

@@ -62,11 +62,7 @@ pub fn max_pool2d_candle(xs: &Tensor, cfg: &MaxPool2dConfig) -> Result<Tensor> {
 
 /// [`crate::clip::clip_grad_norm`] with the norm reduced on the device: one host copy per call
 /// (the returned total) instead of one per parameter; the scaling stays on the device.
-pub fn clip_grad_norm_on_device(
-    grads: &mut GradStore,
-    vars: &[Var],
-    max_norm: f64,
-) -> Result<f64> {
+pub fn clip_grad_norm_on_device(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
     let mut squares: Option<Tensor> = None;
     for var in vars {
         if let Some(g) = grads.get(var.as_tensor()) {

@@ -10,8 +10,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use ops_support::{assert_close, assert_gradcheck, grads_of, uniform};
 use rtb_nn::conv::{Conv2dConfig, conv2d};
 use rtb_nn::cuda_paths::{
-    candle_conv2d_supported, candle_max_pool2d_supported, clip_grad_norm_on_device,
-    conv2d_candle, cross_entropy_targets_on_device, max_pool2d_candle,
+    candle_conv2d_supported, candle_max_pool2d_supported, clip_grad_norm_on_device, conv2d_candle,
+    cross_entropy_targets_on_device, max_pool2d_candle,
 };
 use rtb_nn::ops::pool::{MaxPool2dConfig, max_pool2d};
 
@@ -21,9 +21,19 @@ fn conv_cases() -> Vec<(&'static str, Conv2dConfig, [usize; 4], [usize; 4])> {
     let base = Conv2dConfig::default();
     vec![
         ("3x3 p1", base.with_padding(1), [2, 6, 9, 9], [8, 6, 3, 3]),
-        ("7x7 s2 p3", base.with_stride(2).with_padding(3), [2, 3, 15, 15], [4, 3, 7, 7]),
+        (
+            "7x7 s2 p3",
+            base.with_stride(2).with_padding(3),
+            [2, 3, 15, 15],
+            [4, 3, 7, 7],
+        ),
         ("1x1 s2", base.with_stride(2), [2, 8, 9, 9], [4, 8, 1, 1]),
-        ("4x4 s4 patch", base.with_stride(4), [1, 3, 16, 16], [6, 3, 4, 4]),
+        (
+            "4x4 s4 patch",
+            base.with_stride(4),
+            [1, 3, 16, 16],
+            [6, 3, 4, 4],
+        ),
         (
             "3x3 d2 g2",
             base.with_padding(2).with_dilation(2).with_groups(2),
@@ -85,7 +95,9 @@ fn asymmetric_convolutions_are_left_to_the_composition() {
 
 #[test]
 fn candle_max_pool_takes_only_non_overlapping_unpadded_windows() {
-    let xs = uniform(&[2, 3, 8, 12], 8, 1.0).to_dtype(DType::F32).unwrap();
+    let xs = uniform(&[2, 3, 8, 12], 8, 1.0)
+        .to_dtype(DType::F32)
+        .unwrap();
     let cfg = MaxPool2dConfig::new(2);
     assert!(candle_max_pool2d_supported(&cfg, (8, 12)));
     let gy = uniform(&[2, 3, 4, 6], 9, 1.0).to_dtype(DType::F32).unwrap();

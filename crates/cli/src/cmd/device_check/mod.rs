@@ -182,9 +182,13 @@ pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f64> {
     }
     let d = (a - b)?.abs()?.flatten_all()?;
     let values = d.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-    Ok(values
-        .into_iter()
-        .fold(0f64, |acc, v| if v.is_nan() || acc.is_nan() { f64::NAN } else { acc.max(v) }))
+    Ok(values.into_iter().fold(0f64, |acc, v| {
+        if v.is_nan() || acc.is_nan() {
+            f64::NAN
+        } else {
+            acc.max(v)
+        }
+    }))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -240,9 +244,15 @@ fn opt(value: Option<f64>, digits: usize) -> String {
 }
 
 fn print_table(report: &Report) {
-    println!("device check on {} ({:?} sizes)", report.device, report.size);
+    println!(
+        "device check on {} ({:?} sizes)",
+        report.device, report.size
+    );
     if !report.ops.is_empty() {
-        println!("\n{:<44} {:>12} {:>8} {:>5}", "op", "max rel diff", "bound", "ok");
+        println!(
+            "\n{:<44} {:>12} {:>8} {:>5}",
+            "op", "max rel diff", "bound", "ok"
+        );
         for op in &report.ops {
             println!(
                 "{:<44} {:>12.2e} {:>8.0e} {:>5}",

@@ -130,7 +130,11 @@ impl CheckModel for Classifier {
         let (xs, labels) = self.batch.as_ref().context("no prepared batch")?;
         let out = self.backbone.forward(xs, Mode::Train { seed })?;
         let logits = out.logits.context("the classifier has no logits")?;
-        Ok(cross_entropy(&logits, labels, &CrossEntropyOptions::default())?)
+        Ok(cross_entropy(
+            &logits,
+            labels,
+            &CrossEntropyOptions::default(),
+        )?)
     }
 
     fn eval_outputs(&self) -> anyhow::Result<Vec<Tensor>> {
@@ -230,7 +234,9 @@ impl Detector {
 impl CheckModel for Detector {
     fn prepare(&mut self, batch: usize) -> anyhow::Result<()> {
         let xs = images(batch, self.image, &self.device)?;
-        let list: Vec<Tensor> = (0..batch).map(|i| xs.get(i)).collect::<candle_core::Result<_>>()?;
+        let list: Vec<Tensor> = (0..batch)
+            .map(|i| xs.get(i))
+            .collect::<candle_core::Result<_>>()?;
         let batch_images = ImageBatch::from_images(&list, 32)?;
         let targets = self.targets(batch)?;
         self.batch = Some((batch_images, targets));
@@ -246,7 +252,10 @@ impl CheckModel for Detector {
     /// ranking cuts amplify last-bit differences (those are run in `eval_full`).
     fn eval_outputs(&self) -> anyhow::Result<Vec<Tensor>> {
         let (batch, _) = self.batch.as_ref().context("no prepared batch")?;
-        let out = self.model.backbone.forward(&batch.tensor, Mode::Inference)?;
+        let out = self
+            .model
+            .backbone
+            .forward(&batch.tensor, Mode::Inference)?;
         Ok(self.model.fpn.forward(&out.features.levels)?)
     }
 
@@ -258,7 +267,12 @@ impl CheckModel for Detector {
 }
 
 /// Builds the model of `part` on `device` from the seeded weights.
-fn build(part: Part, spec: &Spec, size: Size, device: &Device) -> anyhow::Result<(Box<dyn CheckModel>, VarMap)> {
+fn build(
+    part: Part,
+    spec: &Spec,
+    size: Size,
+    device: &Device,
+) -> anyhow::Result<(Box<dyn CheckModel>, VarMap)> {
     let varmap = VarMap::new();
     let vb = trainable_builder(&varmap, HashMap::new(), WEIGHT_SEED, DType::F32, device);
     let model: Box<dyn CheckModel> = match part {
@@ -436,11 +450,8 @@ fn run_inner(
         spec.throughput_batch,
         |seed| sgd_step(model.as_ref(), &vars, seed),
     )?);
-    result.eval_images_per_s = Some(images_per_s(
-        device,
-        iters,
-        spec.throughput_batch,
-        |_| model.eval_full(),
-    )?);
+    result.eval_images_per_s = Some(images_per_s(device, iters, spec.throughput_batch, |_| {
+        model.eval_full()
+    })?);
     Ok(())
 }

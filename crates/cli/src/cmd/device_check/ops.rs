@@ -57,12 +57,26 @@ fn var(dims: &[usize], seed: u64, device: &Device) -> candle_core::Result<Var> {
     Var::from_tensor(&randn(dims, seed, device)?)
 }
 
-fn conv(device: &Device, cfg: Conv2dConfig, x: &[usize], w: &[usize]) -> candle_core::Result<Outputs> {
+fn conv(
+    device: &Device,
+    cfg: Conv2dConfig,
+    x: &[usize],
+    w: &[usize],
+) -> candle_core::Result<Outputs> {
     let xs = var(x, 1, device)?;
     let weight = var(w, 2, device)?;
     let bias = var(&[w[0]], 3, device)?;
-    let out = conv2d(xs.as_tensor(), weight.as_tensor(), Some(bias.as_tensor()), &cfg)?;
-    with_grads(&out, &[("grad_x", &xs), ("grad_w", &weight), ("grad_b", &bias)], 4)
+    let out = conv2d(
+        xs.as_tensor(),
+        weight.as_tensor(),
+        Some(bias.as_tensor()),
+        &cfg,
+    )?;
+    with_grads(
+        &out,
+        &[("grad_x", &xs), ("grad_w", &weight), ("grad_b", &bias)],
+        4,
+    )
 }
 
 fn checks() -> Vec<OpCheck> {
@@ -70,7 +84,14 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "conv2d 3x3 s1 p1",
             bound: F32_BOUND,
-            run: |d| conv(d, Conv2dConfig::default().with_padding(1), &[2, 8, 12, 12], &[16, 8, 3, 3]),
+            run: |d| {
+                conv(
+                    d,
+                    Conv2dConfig::default().with_padding(1),
+                    &[2, 8, 12, 12],
+                    &[16, 8, 3, 3],
+                )
+            },
         },
         OpCheck {
             name: "conv2d 7x7 s2 p3 (stem)",
@@ -83,7 +104,14 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "conv2d 1x1 s2",
             bound: F32_BOUND,
-            run: |d| conv(d, Conv2dConfig::default().with_stride(2), &[2, 16, 10, 10], &[8, 16, 1, 1]),
+            run: |d| {
+                conv(
+                    d,
+                    Conv2dConfig::default().with_stride(2),
+                    &[2, 16, 10, 10],
+                    &[8, 16, 1, 1],
+                )
+            },
         },
         OpCheck {
             name: "conv2d 3x3 dilation 2 groups 2",
@@ -153,7 +181,12 @@ fn checks() -> Vec<OpCheck> {
                 let xs = var(&[2, 10, 16], 1, d)?;
                 let w = var(&[16], 2, d)?;
                 let b = var(&[16], 3, d)?;
-                let out = layer_norm(xs.as_tensor(), Some(w.as_tensor()), Some(b.as_tensor()), 1e-5)?;
+                let out = layer_norm(
+                    xs.as_tensor(),
+                    Some(w.as_tensor()),
+                    Some(b.as_tensor()),
+                    1e-5,
+                )?;
                 with_grads(&out, &[("grad_x", &xs), ("grad_w", &w), ("grad_b", &b)], 4)
             },
         },
@@ -164,8 +197,12 @@ fn checks() -> Vec<OpCheck> {
                 let xs = var(&[2, 8, 6, 6], 1, d)?;
                 let w = var(&[8], 2, d)?;
                 let b = var(&[8], 3, d)?;
-                let out =
-                    layer_norm2d(xs.as_tensor(), Some(w.as_tensor()), Some(b.as_tensor()), 1e-6)?;
+                let out = layer_norm2d(
+                    xs.as_tensor(),
+                    Some(w.as_tensor()),
+                    Some(b.as_tensor()),
+                    1e-6,
+                )?;
                 with_grads(&out, &[("grad_x", &xs), ("grad_w", &w), ("grad_b", &b)], 4)
             },
         },

@@ -39,6 +39,9 @@ enum Command {
     Corrupt(cmd::corrupt::Args),
     /// Write the synthetic shapes world as CIFAR-10, COCO, ADE20K-layout or source-task data.
     Synth(cmd::synth::Args),
+    /// Check the device path against the CPU (every rtb-nn op, a training step and an
+    /// evaluation batch of each task's model) and measure its throughput; a JSON report.
+    DeviceCheck(cmd::device_check::Args),
     /// Show the build (features, devices) and where rtb keeps its cache and assets.
     Env(cmd::env::Args),
     /// The registered backbone architectures: list them, show a config, count its cost.
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::CocoEval(args) => cmd::coco_eval::run(args),
         Command::Corrupt(args) => cmd::corrupt::run(args),
         Command::Env(args) => cmd::env::run(args),
+        Command::DeviceCheck(args) => cmd::device_check::run(args),
         Command::Synth(args) => cmd::synth::run(args),
         Command::Forward(args) => cmd::forward::run(args),
         Command::Weights(args) => cmd::weights::run(args),

@@ -104,9 +104,25 @@ pub struct CocoSplit {
 }
 
 impl CocoSplit {
-    /// `<root>/annotations/instances_<split>.json` with images in `<root>/<split>/`.
+    /// `<root>/annotations/instances_<split>.json` with images in `<root>/<split>/` (the
+    /// shapes world's export, or COCO unpacked by hand), or the official archives as
+    /// `rtb prepare` unpacks them beside themselves:
+    /// `<root>/annotations_trainval2017/annotations/…` and `<root>/<split>/<split>/`.
     pub fn open(root: &Path, split: Split) -> Result<Self, CocoTaskError> {
-        let annotations = root.join(split.annotations());
+        let unpacked = root
+            .join("annotations_trainval2017")
+            .join(split.annotations());
+        let annotations = if unpacked.is_file() {
+            unpacked
+        } else {
+            root.join(split.annotations())
+        };
+        let nested = root.join(split.folder()).join(split.folder());
+        let image_dir = if nested.is_dir() {
+            nested
+        } else {
+            root.join(split.folder())
+        };
         if !annotations.is_file() {
             return Err(CocoTaskError::Missing {
                 path: annotations,
@@ -115,7 +131,7 @@ impl CocoSplit {
                     .into(),
             });
         }
-        Self::from_files(&annotations, &root.join(split.folder()))
+        Self::from_files(&annotations, &image_dir)
     }
 
     /// An instances file with its images in `image_dir`.

@@ -179,7 +179,10 @@ impl CocoEvalConfig {
             .iter()
             .map(|&s| {
                 Severity::new(s).ok_or_else(|| {
-                    CocoTaskError::config("eval.severities", format!("{s} is not a severity (1..5)"))
+                    CocoTaskError::config(
+                        "eval.severities",
+                        format!("{s} is not a severity (1..5)"),
+                    )
                 })
             })
             .collect()
@@ -364,7 +367,10 @@ impl CocoConfig {
                 format!("{} is not a probability", self.train.flip_ratio),
             ));
         }
-        for (field, scale) in [("train.scale", self.train.scale), ("test.scale", self.test.scale)] {
+        for (field, scale) in [
+            ("train.scale", self.train.scale),
+            ("test.scale", self.test.scale),
+        ] {
             if scale.0 == 0 || scale.1 == 0 {
                 return Err(CocoTaskError::config(field, "both edges must be positive"));
             }

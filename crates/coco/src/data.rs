@@ -123,10 +123,12 @@ impl CocoTrain {
         };
         let mut rng = SplitMix64::new(seed);
         let flipped = rng.uniform() < self.cfg.flip_ratio;
-        let (image, targets) = train_transform(&image, &targets, self.cfg.scale, flipped)
-            .map_err(|err| CocoTaskError::Transform {
-                path: path.clone(),
-                message: err.to_string(),
+        let (image, targets) =
+            train_transform(&image, &targets, self.cfg.scale, flipped).map_err(|err| {
+                CocoTaskError::Transform {
+                    path: path.clone(),
+                    message: err.to_string(),
+                }
             })?;
         let (w, h) = (image.width() as usize, image.height() as usize);
         Ok(CocoTrainSample {

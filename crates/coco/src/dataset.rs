@@ -175,8 +175,11 @@ impl CocoSplit {
         }
         let cat_to_label: HashMap<i64, usize> =
             cat_ids.iter().enumerate().map(|(i, &c)| (c, i)).collect();
-        let index: HashMap<i64, usize> =
-            images.iter().enumerate().map(|(i, im)| (im.id, i)).collect();
+        let index: HashMap<i64, usize> = images
+            .iter()
+            .enumerate()
+            .map(|(i, im)| (im.id, i))
+            .collect();
         let mut instances = vec![Vec::new(); images.len()];
         let mut skipped = 0;
         for ann in gt.annotations() {
@@ -207,9 +210,10 @@ impl CocoSplit {
             if ann.iscrowd {
                 continue;
             }
-            let segmentation = ann.segmentation.clone().ok_or_else(|| {
-                bad("no `segmentation` (Mask R-CNN trains on masks)".into())
-            })?;
+            let segmentation = ann
+                .segmentation
+                .clone()
+                .ok_or_else(|| bad("no `segmentation` (Mask R-CNN trains on masks)".into()))?;
             check_segmentation(&segmentation, info).map_err(bad)?;
             instances[at].push(Instance {
                 annotation_id: ann.id,
@@ -300,7 +304,9 @@ fn check_segmentation(segmentation: &Segmentation, info: &ImageInfo) -> Result<(
                     ));
                 }
                 if polygon.iter().any(|v| !v.is_finite()) {
-                    return Err(format!("polygon {part} has a coordinate that is not finite"));
+                    return Err(format!(
+                        "polygon {part} has a coordinate that is not finite"
+                    ));
                 }
             }
             Ok(())

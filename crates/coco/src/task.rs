@@ -162,9 +162,7 @@ impl CocoTask {
         };
         let mut vars: Vec<(String, Var)> = data
             .iter()
-            .filter(|(name, _)| {
-                self.regime == Regime::Full || !name.starts_with(BACKBONE_PREFIX)
-            })
+            .filter(|(name, _)| self.regime == Regime::Full || !name.starts_with(BACKBONE_PREFIX))
             .map(|(name, var)| (name.clone(), var.clone()))
             .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
@@ -254,7 +252,8 @@ impl CocoTask {
                 final_loss = Some(total);
             }
         }
-        let mut loss = final_loss.ok_or_else(|| CocoTaskError::config("batch", "no micro-batch"))?;
+        let mut loss =
+            final_loss.ok_or_else(|| CocoTaskError::config("batch", "no micro-batch"))?;
         if last > 0 {
             let mut surrogate: Option<Tensor> = None;
             for (g, var) in accumulated.iter().zip(&vars) {

@@ -216,9 +216,8 @@ mod tests {
     fn normalize_is_mmcv_arithmetic() {
         let image = RgbImage::from_pixel(1, 1, image::Rgb([0, 128, 255]));
         let v = normalize(&image);
-        let expect = |x: f64, c: usize| {
-            (f64::from((x - COCO_MEAN[c]) as f32) * (1.0 / COCO_STD[c])) as f32
-        };
+        let expect =
+            |x: f64, c: usize| (f64::from((x - COCO_MEAN[c]) as f32) * (1.0 / COCO_STD[c])) as f32;
         assert_eq!(v, vec![expect(0.0, 0), expect(128.0, 1), expect(255.0, 2)]);
         assert!((v[0] - (-123.675 / 58.395) as f32).abs() < 1e-6);
     }

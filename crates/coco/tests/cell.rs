@@ -121,10 +121,7 @@ fn a_fixed_feature_cell_learns_and_reports_every_condition() {
         assert!((0.0..=1.0).contains(&table.clean), "{}", table.clean);
         assert_eq!(table.corrupted.len(), 2);
         for row in table.corrupted.values() {
-            assert!(
-                row.iter().all(|v| (0.0..=1.0).contains(v)),
-                "{row:?}"
-            );
+            assert!(row.iter().all(|v| (0.0..=1.0).contains(v)), "{row:?}");
         }
     }
     let names: Vec<&str> = metrics.secondary.keys().map(String::as_str).collect();
@@ -134,15 +131,15 @@ fn a_fixed_feature_cell_learns_and_reports_every_condition() {
     // box AP recomputes to the table's value.
     let results = run.join("results");
     assert_eq!(std::fs::read_dir(&results).unwrap().count(), 11);
-    let gt = rtb_coco_eval::CocoGt::from_path(data.join("annotations/instances_val2017.json"))
-        .unwrap();
+    let gt =
+        rtb_coco_eval::CocoGt::from_path(data.join("annotations/instances_val2017.json")).unwrap();
     let text = std::fs::read(results.join("fog-s3.json")).unwrap();
     let value: serde_json::Value = serde_json::from_slice(&text).unwrap();
     assert!(value.is_array());
     if !value.as_array().unwrap().is_empty() {
         let dt = rtb_coco_eval::Detections::from_slice(&text, "fog-s3.json", &gt).unwrap();
-        let params = rtb_coco_eval::Params::new(rtb_coco_eval::IouType::Bbox)
-            .with_img_ids(vec![1, 2]);
+        let params =
+            rtb_coco_eval::Params::new(rtb_coco_eval::IouType::Bbox).with_img_ids(vec![1, 2]);
         let ap = rtb_coco_eval::CocoEval::new(&gt, &dt, params)
             .run()
             .unwrap()
@@ -205,8 +202,7 @@ fn micro(samples: &[rtb_coco::CocoTrainSample]) -> (ImageBatch, Vec<GtInstances>
             GtInstances {
                 boxes: Tensor::from_vec(boxes, (n, 4), &Device::Cpu).unwrap(),
                 labels: s.targets.labels.clone(),
-                masks: Tensor::from_vec(s.targets.masks.concat(), (n, h, w), &Device::Cpu)
-                    .unwrap(),
+                masks: Tensor::from_vec(s.targets.masks.concat(), (n, h, w), &Device::Cpu).unwrap(),
             }
         })
         .collect();
@@ -218,11 +214,12 @@ fn accumulated_gradients_equal_the_summed_micro_batch_losses() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("coco");
     export(&data);
-    let split = std::sync::Arc::new(
-        rtb_coco::CocoSplit::open(&data, rtb_coco::Split::Train).unwrap(),
-    );
+    let split =
+        std::sync::Arc::new(rtb_coco::CocoSplit::open(&data, rtb_coco::Split::Train).unwrap());
     let train_set = CocoTrain::new(split.clone(), TrainPipeline::default());
-    let samples: Vec<_> = (0..4).map(|i| train_set.load(i, 7 + i as u64).unwrap()).collect();
+    let samples: Vec<_> = (0..4)
+        .map(|i| train_set.load(i, 7 + i as u64).unwrap())
+        .collect();
     let arch = ArchConfig::from_name("resnet_tiny").unwrap();
     let build = || {
         CocoTask::build(
@@ -265,8 +262,8 @@ fn accumulated_gradients_equal_the_summed_micro_batch_losses() {
         .model()
         .forward_train(&b1, &t1, rtb_train::seed::mix64(seed ^ 1))
         .unwrap();
-    let total = ((l0.total().unwrap() * 0.5).unwrap() + (l1.total().unwrap() * 0.5).unwrap())
-        .unwrap();
+    let total =
+        ((l0.total().unwrap() * 0.5).unwrap() + (l1.total().unwrap() * 0.5).unwrap()).unwrap();
     let value = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
     assert!((value(&out.loss) - value(&total)).abs() < 1e-5 * value(&total).abs());
     let ref_grads = total.backward().unwrap();
@@ -276,8 +273,7 @@ fn accumulated_gradients_equal_the_summed_micro_batch_losses() {
     assert_eq!(ours.len(), theirs.len());
     let mut compared = 0;
     for ((name, a), (_, b)) in ours.iter().zip(&theirs) {
-        let (Some(ga), Some(gb)) = (grads.get(a.as_tensor()), ref_grads.get(b.as_tensor()))
-        else {
+        let (Some(ga), Some(gb)) = (grads.get(a.as_tensor()), ref_grads.get(b.as_tensor())) else {
             assert!(
                 grads.get(a.as_tensor()).is_none() && ref_grads.get(b.as_tensor()).is_none(),
                 "{name}: a gradient on one side only"

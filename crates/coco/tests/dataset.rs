@@ -50,17 +50,31 @@ fn mmdets_skips_and_labels() {
     let dir = tempfile::tempdir().unwrap();
     let anns = [
         // Kept: category 5 is class 1 (sorted ids 2, 5).
-        format!(r#"{{"id": 1, "image_id": 1, "category_id": 5, "bbox": [4, 4, 16, 16], "area": 256, "iscrowd": 0, {POLY}}}"#),
+        format!(
+            r#"{{"id": 1, "image_id": 1, "category_id": 5, "bbox": [4, 4, 16, 16], "area": 256, "iscrowd": 0, {POLY}}}"#
+        ),
         // Box entirely outside the image: skipped.
-        format!(r#"{{"id": 2, "image_id": 1, "category_id": 2, "bbox": [60, 4, 10, 10], "area": 100, "iscrowd": 0, {POLY}}}"#),
+        format!(
+            r#"{{"id": 2, "image_id": 1, "category_id": 2, "bbox": [60, 4, 10, 10], "area": 100, "iscrowd": 0, {POLY}}}"#
+        ),
         // Zero area: skipped.
-        format!(r#"{{"id": 3, "image_id": 1, "category_id": 2, "bbox": [4, 4, 16, 16], "area": 0, "iscrowd": 0, {POLY}}}"#),
+        format!(
+            r#"{{"id": 3, "image_id": 1, "category_id": 2, "bbox": [4, 4, 16, 16], "area": 0, "iscrowd": 0, {POLY}}}"#
+        ),
         // Under one pixel wide: skipped.
-        format!(r#"{{"id": 4, "image_id": 1, "category_id": 2, "bbox": [4, 4, 0.5, 16], "area": 8, "iscrowd": 0, {POLY}}}"#),
+        format!(
+            r#"{{"id": 4, "image_id": 1, "category_id": 2, "bbox": [4, 4, 0.5, 16], "area": 8, "iscrowd": 0, {POLY}}}"#
+        ),
         // A crowd: not a training target, not counted as skipped.
-        format!(r#"{{"id": 5, "image_id": 2, "category_id": 2, "bbox": [4, 4, 16, 16], "area": 256, "iscrowd": 1, {POLY}}}"#),
+        format!(
+            r#"{{"id": 5, "image_id": 2, "category_id": 2, "bbox": [4, 4, 16, 16], "area": 256, "iscrowd": 1, {POLY}}}"#
+        ),
     ];
-    write_root(dir.path(), &anns.join(","), &[("a.png", None), ("b.png", None)]);
+    write_root(
+        dir.path(),
+        &anns.join(","),
+        &[("a.png", None), ("b.png", None)],
+    );
     let split = CocoSplit::open(dir.path(), Split::Val).unwrap();
     assert_eq!(split.cat_ids(), [2, 5]);
     assert_eq!(split.skipped(), 3);
@@ -71,7 +85,10 @@ fn mmdets_skips_and_labels() {
     // Training keeps only image 1; evaluation keeps both.
     assert_eq!(split.train_indices(), [0]);
     let split = Arc::new(split);
-    assert_eq!(CocoTrain::new(split.clone(), TrainPipeline::default()).len(), 1);
+    assert_eq!(
+        CocoTrain::new(split.clone(), TrainPipeline::default()).len(),
+        1
+    );
     assert_eq!(
         CocoTest::new(split, "val2017", TestPipeline { scale: (80, 64) }).len(),
         2
@@ -103,25 +120,36 @@ fn bad_annotations_are_errors_naming_the_file_and_the_annotation() {
         r#"{"id": 18, "image_id": 1, "category_id": 5, "bbox": [4, 4, 16, 16], "area": 256, "iscrowd": 0}"#,
         &one,
     );
-    assert!(err.contains("annotation 18") && err.contains("segmentation"), "{err}");
+    assert!(
+        err.contains("annotation 18") && err.contains("segmentation"),
+        "{err}"
+    );
     let err = open_err(
         r#"{"id": 19, "image_id": 1, "category_id": 5, "bbox": [4, 4, 16, 16], "area": 256, "iscrowd": 0, "segmentation": {"size": [10, 10], "counts": [0, 100]}}"#,
         &one,
     );
-    assert!(err.contains("annotation 19") && err.contains("10×10"), "{err}");
+    assert!(
+        err.contains("annotation 19") && err.contains("10×10"),
+        "{err}"
+    );
     let err = open_err(
         r#"{"id": 20, "image_id": 9, "category_id": 5, "bbox": [4, 4, 16, 16], "area": 256, "iscrowd": 0, {POLY}}"#
             .replace("{POLY}", POLY)
             .as_str(),
         &one,
     );
-    assert!(err.contains("annotation 20") && err.contains("image_id"), "{err}");
+    assert!(
+        err.contains("annotation 20") && err.contains("image_id"),
+        "{err}"
+    );
     // Malformed JSON: the file is named.
     let err = open_err(r#"{"id": 21, "image_id": 1, "bbox": "#, &one);
     assert!(err.contains("instances_val2017.json"), "{err}");
     // A missing root names the instances file.
     let dir = tempfile::tempdir().unwrap();
-    let err = CocoSplit::open(dir.path(), Split::Train).unwrap_err().to_string();
+    let err = CocoSplit::open(dir.path(), Split::Train)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("instances_train2017.json"), "{err}");
 }
 
@@ -213,9 +241,23 @@ fn evaluation_corrupts_the_full_resolution_image_with_per_image_seeds() {
     assert_eq!(sample.image.dims(), [3, 100, 120]);
     let got: Vec<f32> = sample.image.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(got, expected);
-    let clean: Vec<f32> = test.get(1, 0).unwrap().image.flatten_all().unwrap().to_vec1().unwrap();
+    let clean: Vec<f32> = test
+        .get(1, 0)
+        .unwrap()
+        .image
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     assert_ne!(got, clean);
     // The same image corrupts identically every time (the seed is per image, not per call).
-    let again: Vec<f32> = corrupted.get(1, 9).unwrap().image.flatten_all().unwrap().to_vec1().unwrap();
+    let again: Vec<f32> = corrupted
+        .get(1, 9)
+        .unwrap()
+        .image
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     assert_eq!(got, again);
 }

@@ -41,9 +41,9 @@ pub fn rescale_size(
 ) -> Result<((u32, u32), f64), ResizeError> {
     if width == 0 || height == 0 || scale.0 == 0 || scale.1 == 0 {
         return Err(ResizeError::new(format!(
-                "cannot rescale a {width}×{height} image to scale {}×{}",
-                scale.0, scale.1
-            )));
+            "cannot rescale a {width}×{height} image to scale {}×{}",
+            scale.0, scale.1
+        )));
     }
     let max_long = f64::from(scale.0.max(scale.1));
     let max_short = f64::from(scale.0.min(scale.1));
@@ -55,9 +55,9 @@ pub fn rescale_size(
     let new_height = (f64::from(height) * factor + 0.5) as u32;
     if new_width == 0 || new_height == 0 {
         return Err(ResizeError::new(format!(
-                "rescaling a {width}×{height} image to scale {}×{} leaves a side of 0 pixels",
-                scale.0, scale.1
-            )));
+            "rescaling a {width}×{height} image to scale {}×{} leaves a side of 0 pixels",
+            scale.0, scale.1
+        )));
     }
     Ok(((new_width, new_height), factor))
 }
@@ -236,15 +236,15 @@ fn check_buffer(
 ) -> Result<(), ResizeError> {
     if width == 0 || height == 0 || dst_width == 0 || dst_height == 0 || channels == 0 {
         return Err(ResizeError::new(format!(
-                "cannot resize {width}×{height}×{channels} to {dst_width}×{dst_height}: \
+            "cannot resize {width}×{height}×{channels} to {dst_width}×{dst_height}: \
                  every size must be positive"
-            )));
+        )));
     }
     if src.len() != width * height * channels {
         return Err(ResizeError::new(format!(
-                "a buffer of {} bytes is not {width}×{height}×{channels}",
-                src.len()
-            )));
+            "a buffer of {} bytes is not {width}×{height}×{channels}",
+            src.len()
+        )));
     }
     Ok(())
 }

@@ -282,11 +282,7 @@ where
         if groups.len() != self.dataset.len() {
             return Err(TrainError::config(
                 "loader.groups",
-                format!(
-                    "{} groups for {} samples",
-                    groups.len(),
-                    self.dataset.len()
-                ),
+                format!("{} groups for {} samples", groups.len(), self.dataset.len()),
             ));
         }
         self.groups = Some(Arc::new(groups));
@@ -652,14 +648,22 @@ mod tests {
                 .filter(|b| b.iter().all(|&i| groups[i] == groups[b[0]]))
                 .count();
             assert!(pure >= 7, "epoch {epoch}: {pure} single-group batches");
-            assert_eq!(order, loader.order(epoch), "the order is a function of the epoch");
+            assert_eq!(
+                order,
+                loader.order(epoch),
+                "the order is a function of the epoch"
+            );
         }
         assert_ne!(loader.order(0), loader.order(1));
         assert!(
-            DataLoader::new(Numbers(3), |s: Vec<(usize, u64)>| Ok(s), LoaderConfig::default())
-                .unwrap()
-                .with_groups(vec![0])
-                .is_err()
+            DataLoader::new(
+                Numbers(3),
+                |s: Vec<(usize, u64)>| Ok(s),
+                LoaderConfig::default()
+            )
+            .unwrap()
+            .with_groups(vec![0])
+            .is_err()
         );
     }
 

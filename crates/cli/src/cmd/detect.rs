@@ -88,7 +88,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (position, path) in images.iter().enumerate() {
         let id = image_id(path, position);
         if !seen.insert(id) {
-            bail!("{}: image id {id} is taken by another image", path.display());
+            bail!(
+                "{}: image id {id} is taken by another image",
+                path.display()
+            );
         }
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let image = rtb_corruption::decode_rgb(&bytes)

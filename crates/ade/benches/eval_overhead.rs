@@ -40,7 +40,9 @@ fn main() {
     let label = LabelMap::new(
         WIDTH,
         HEIGHT,
-        (0..WIDTH * HEIGHT).map(|i| ((i / 97) % 150) as u8).collect(),
+        (0..WIDTH * HEIGHT)
+            .map(|i| ((i / 97) % 150) as u8)
+            .collect(),
     )
     .expect("label map");
 
@@ -92,7 +94,11 @@ fn main() {
         "per image: corrupt {:.1} ms (mean of {counted}{}), resize {:.1} ms, normalise {:.1} ms, \
          forward {:.0} ms, logits resize + argmax {:.1} ms, accumulate {:.2} ms",
         corrupt * 1e3,
-        if frost.is_some() { "" } else { ", no frost textures" },
+        if frost.is_some() {
+            ""
+        } else {
+            ", no frost textures"
+        },
         resize * 1e3,
         normalize_s * 1e3,
         forward * 1e3,

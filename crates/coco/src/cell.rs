@@ -93,6 +93,7 @@ pub fn config_from_cell(spec: &CellSpec) -> Result<CocoConfig, CellError> {
         images: spec.eval.images,
         frost_dir: spec.eval.frost_dir.clone(),
         batch_size: spec.option("eval_batch_size")?.unwrap_or(1),
+        bootstrap: spec.eval.bootstrap,
         keep_results: spec.bool_option("keep_results")?.unwrap_or(false),
     };
     cfg.validate()?;

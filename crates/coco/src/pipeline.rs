@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rtb_coco_eval::{CocoEval, CocoGt, DetectionResult, Detections, IouType, Params};
 use rtb_corruption::{Corruption, Corruptor, Flavor, FrostTextures};
-use rtb_results::{CellId, CellMetrics, METRICS_FILE, MetricTable, Task};
+use rtb_results::{CellId, CellMetrics, METRICS_FILE, MetricTable, Replicates, Resampler, Task};
 use rtb_train::{
     Checkpointer, CorruptionSpec, DataLoader, Dataset, FitSummary, LoaderConfig, Observer, RunDir,
     Trainer, evaluate as run_eval,
@@ -210,26 +210,58 @@ pub fn evaluate(
     Ok(metrics)
 }
 
-/// Box and mask AP (pycocotools' stats[0]) of `results` on the images `image_ids` of `gt`;
-/// an evaluation without any detection scores 0 for both (pycocotools cannot load an empty
-/// results list; nothing was found).
+/// Box and mask AP of one evaluated condition, with their bootstrap replicates.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CocoScores {
+    /// Box AP (pycocotools' stats[0]).
+    pub box_ap: f64,
+    /// Mask AP (pycocotools' stats[0] of the segm evaluation).
+    pub mask_ap: f64,
+    /// Box AP of each bootstrap replicate.
+    pub box_replicates: Vec<f64>,
+    /// Mask AP of each bootstrap replicate.
+    pub mask_replicates: Vec<f64>,
+}
+
+/// Box and mask AP (pycocotools' stats[0]) of `results` on the images `image_ids` of `gt`,
+/// and the same over each resample of `weights` (image multiplicities in the order of the
+/// sorted image ids, one vector per bootstrap replicate; the images are matched once and
+/// re-accumulated per replicate). An evaluation without any detection scores 0 (pycocotools
+/// cannot load an empty results list; nothing was found).
 pub fn coco_ap(
     gt: &CocoGt,
     results: Vec<DetectionResult>,
     image_ids: &[i64],
-) -> Result<(f64, f64), CocoTaskError> {
+    weights: &[Vec<u32>],
+) -> Result<CocoScores, CocoTaskError> {
     if results.is_empty() {
-        return Ok((0.0, 0.0));
+        return Ok(CocoScores {
+            box_replicates: vec![0.0; weights.len()],
+            mask_replicates: vec![0.0; weights.len()],
+            ..CocoScores::default()
+        });
     }
     let detections = Detections::from_results(results, gt)?;
     let mut ap = [0.0; 2];
-    for (slot, kind) in ap.iter_mut().zip([IouType::Bbox, IouType::Segm]) {
+    let mut replicates: [Vec<f64>; 2] = Default::default();
+    for (k, kind) in [IouType::Bbox, IouType::Segm].into_iter().enumerate() {
         let params = Params::new(kind).with_img_ids(image_ids.to_vec());
-        let report = CocoEval::new(gt, &detections, params).run()?;
+        let evaluation = CocoEval::new(gt, &detections, params).evaluate()?;
         // −1 (no ground truth in range) counts as nothing found.
-        *slot = report.summary.stats[0].max(0.0);
+        ap[k] = evaluation.accumulate().summarize()?.stats[0].max(0.0);
+        replicates[k] = evaluation
+            .weighted_stats(weights)?
+            .iter()
+            .map(|stats| stats[0].max(0.0))
+            .collect();
     }
-    Ok((ap[0], ap[1]))
+    let [box_replicates, mask_replicates] = replicates;
+    Ok(CocoScores {
+        box_ap: ap[0],
+        mask_ap: ap[1],
+        box_replicates,
+        mask_replicates,
+    })
 }
 
 /// Evaluates `task` on the validation images of `split`, clean and under every corruption ×
@@ -247,6 +279,14 @@ pub fn evaluate_task(
     let test = CocoTest::new(split.clone(), Split::Val.folder(), cfg.test);
     let count = cfg.eval.images.unwrap_or(usize::MAX).min(split.len());
     let image_ids: Vec<i64> = split.images()[..count].iter().map(|im| im.id).collect();
+    // The same resamples of the evaluated images for every condition (a paired bootstrap);
+    // a replicate re-accumulates the images' matches with their multiplicities, in the order
+    // of the sorted image ids that COCOeval evaluates.
+    let mut sorted_ids = image_ids.clone();
+    sorted_ids.sort_unstable();
+    sorted_ids.dedup();
+    let resampler = Resampler::new(cfg.eval.seed, sorted_ids.len(), cfg.eval.bootstrap);
+    let weights = resampler.all_counts();
     let corruptor = corruptor(&cfg.eval)?;
     if let Some(dir) = results_dir {
         std::fs::create_dir_all(dir).map_err(|source| CocoTaskError::Io {
@@ -273,18 +313,26 @@ pub fn evaluate_task(
         if let Some(dir) = results_dir {
             rtb_coco_eval::write_results_file(dir.join(format!("{name}.json")), &results)?;
         }
-        coco_ap(split.gt(), results, &image_ids)
+        coco_ap(split.gt(), results, &image_ids, &weights)
     };
-    let (clean_box, clean_mask) = run_condition(test.clone(), "clean", observer)?;
-    tracing::info!("clean box AP {clean_box:.4}, mask AP {clean_mask:.4}");
+    let clean = run_condition(test.clone(), "clean", observer)?;
+    tracing::info!(
+        "clean box AP {:.4}, mask AP {:.4}",
+        clean.box_ap,
+        clean.mask_ap
+    );
     let table = |clean: f64| MetricTable {
         clean,
         corrupted: BTreeMap::new(),
+        replicates: None,
     };
-    let (mut boxes, mut masks) = (table(clean_box), table(clean_mask));
+    let (mut boxes, mut masks) = (table(clean.box_ap), table(clean.mask_ap));
+    let mut box_replicates = Replicates::new(&resampler, clean.box_replicates);
+    let mut mask_replicates = Replicates::new(&resampler, clean.mask_replicates);
     let mut partial = serde_json::Map::new();
     for &corruption in &cfg.eval.corruptions {
         let mut rows = [[f64::NAN; 5]; 2];
+        let mut row_replicates: [[Vec<f64>; 5]; 2] = Default::default();
         for &severity in &severities {
             let spec = CorruptionSpec {
                 corruptor: corruptor.clone(),
@@ -293,13 +341,19 @@ pub fn evaluate_task(
                 seed: cfg.eval.seed,
             };
             let name = format!("{corruption}-s{severity}");
-            let (b, m) = run_condition(test.clone().with_corruption(spec), &name, observer)?;
-            rows[0][severity.index()] = b;
-            rows[1][severity.index()] = m;
+            let scores = run_condition(test.clone().with_corruption(spec), &name, observer)?;
+            let s = severity.index();
+            rows[0][s] = scores.box_ap;
+            rows[1][s] = scores.mask_ap;
+            row_replicates[0][s] = scores.box_replicates;
+            row_replicates[1][s] = scores.mask_replicates;
         }
         if severities.len() == 5 {
             boxes.corrupted.insert(corruption, rows[0]);
             masks.corrupted.insert(corruption, rows[1]);
+            let [box_rows, mask_rows] = row_replicates;
+            box_replicates.corrupted.insert(corruption, box_rows);
+            mask_replicates.corrupted.insert(corruption, mask_rows);
         } else {
             let values: serde_json::Map<String, Value> = severities
                 .iter()
@@ -321,6 +375,10 @@ pub fn evaluate_task(
     info.insert("seed".into(), cfg.seed.into());
     if !partial.is_empty() {
         info.insert("partial_severities".into(), Value::Object(partial));
+    }
+    if cfg.eval.bootstrap > 0 {
+        boxes.replicates = Some(box_replicates);
+        masks.replicates = Some(mask_replicates);
     }
     let mut secondary = BTreeMap::new();
     secondary.insert("mask_ap".to_string(), masks);

@@ -83,6 +83,7 @@ fn config(data: &Path, regime: Regime, epochs: usize) -> CocoConfig {
         frost_dir: None,
         batch_size: 2,
         keep_results: true,
+        bootstrap: 16,
     };
     cfg
 }
@@ -127,6 +128,42 @@ fn a_fixed_feature_cell_learns_and_reports_every_condition() {
     let names: Vec<&str> = metrics.secondary.keys().map(String::as_str).collect();
     assert_eq!(names, ["mask_ap"]);
     assert_eq!(metrics.info["images"], 2);
+    // Paired bootstrap replicates of box and mask AP: 16 per condition over the 2 images;
+    // replicate b of every condition is the AP of the same resample.
+    for table in std::iter::once(&metrics.primary).chain(metrics.secondary.values()) {
+        let replicates = table.replicates.as_ref().expect("replicates");
+        assert_eq!((replicates.count(), replicates.images), (16, 2));
+        assert_eq!(replicates.corrupted.len(), 2);
+        replicates.check().unwrap();
+        assert!(replicates.clean.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+    let resampler = rtb_results::Resampler::new(0, 2, 16);
+    let replicates = metrics.primary.replicates.as_ref().unwrap();
+    for b in 0..16 {
+        // A resample that draws the same image twice is that image's AP.
+        if let [0, 2] | [2, 0] = resampler.counts(b)[..] {
+            let image = if resampler.counts(b)[0] == 2 { 1 } else { 2 };
+            let text = std::fs::read(run.join("results/clean.json")).unwrap();
+            let gt =
+                rtb_coco_eval::CocoGt::from_path(data.join("annotations/instances_val2017.json"))
+                    .unwrap();
+            let value: serde_json::Value = serde_json::from_slice(&text).unwrap();
+            let ap = if value.as_array().unwrap().is_empty() {
+                0.0
+            } else {
+                let dt = rtb_coco_eval::Detections::from_slice(&text, "clean.json", &gt).unwrap();
+                let params = rtb_coco_eval::Params::new(rtb_coco_eval::IouType::Bbox)
+                    .with_img_ids(vec![image]);
+                rtb_coco_eval::CocoEval::new(&gt, &dt, params)
+                    .run()
+                    .unwrap()
+                    .summary
+                    .stats[0]
+                    .max(0.0)
+            };
+            assert_eq!(replicates.clean[b], ap, "replicate {b}");
+        }
+    }
     // One results file per condition: clean and 2 × 5 corrupted, each a JSON array whose
     // box AP recomputes to the table's value.
     let results = run.join("results");
@@ -318,12 +355,14 @@ fn the_task_interface_builds_the_cell_config() {
             seed: 1,
             images: Some(2),
             frost_dir: None,
+            bootstrap: 7,
         },
         device: rtb_train::DeviceChoice::Cpu,
         workers: 1,
         run_dir: dir.path().join("run"),
     };
     let cfg = rtb_coco::config_from_cell(&spec).unwrap();
+    assert_eq!(cfg.eval.bootstrap, 7);
     assert_eq!(cfg.model.num_classes, CLASSES, "from the instances file");
     assert_eq!(cfg.model.fpn_channels, 16);
     assert_eq!(cfg.model.roi_samples, 64);

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use rtb_detection::Flavor;
 use rtb_detection::import::{detector_config, import_detector, import_mmdet};
 use rtb_detection::mask_rcnn::MaskRcnn;
-use rtb_models::{BlockKind, Mode, ResNet, ResNetConfig};
+use rtb_models::{BlockKind, Mode, ResNet, ResNetConfig, Stem};
 use support::{Golden, relative_error};
 
 const TOL: f64 = 1e-5;
@@ -36,6 +36,7 @@ fn resnet50_width8() -> ResNetConfig {
     ResNetConfig {
         block: BlockKind::Bottleneck,
         depths: [3, 4, 6, 3],
+        stem: Stem::ImageNet,
         stem_width: 8,
         widths: [8, 16, 32, 64],
         in_channels: 3,

@@ -1032,6 +1032,12 @@ impl crate::registry::Architecture for SwinArch {
                 convert: weights::microsoft_swin_to_timm,
             },
             WeightLayout {
+                name: "openmmlab_swin",
+                description: "Swin, mmsegmentation / mmdetection names",
+                detect: weights::is_openmmlab_swin,
+                convert: weights::openmmlab_swin_to_timm,
+            },
+            WeightLayout {
                 name: "transformers_swin",
                 description: "Swin, Hugging Face transformers names",
                 detect: weights::is_transformers_swin,

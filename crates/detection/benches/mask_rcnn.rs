@@ -4,7 +4,9 @@
 //! - `infer`: one 800×1333 image, 91 classes (COCO's torchvision head), eval mode, detections
 //!   and pasted masks at the image size; random weights (the speed does not depend on
 //!   them except through the number of detections, which both sides cap at 100).
-//!   Weights are drawn by rtb-models' seeded initialiser, the images are fixed patterns.
+//!   Weights are drawn by rtb-models' seeded initialiser with each residual block's last
+//!   BatchNorm scale zeroed (torchvision's `zero_init_residual`, on both sides, so that
+//!   the random network's numbers stay finite); the images are fixed patterns.
 //! - `train`: one training step at batch 2 (two 800×1333 images, 4 boxes with masks each):
 //!   the five losses, backward, SGD with momentum; full network with mmdet's frozen stem and
 //!   stage 1 (torchvision's `trainable_backbone_layers=3` freezes the same).
@@ -40,10 +42,24 @@ fn model(flavor: Flavor) -> (MaskRcnn, VarMap) {
     .expect("ResNet-50");
     backbone.set_freeze(Freeze::mmdet_resnet());
     let model = MaskRcnn::new(&cfg, Box::new(backbone), &vb).expect("Mask R-CNN");
+    zero_init_residual(&varmap);
     (model, varmap)
 }
 
 /// A normalised image of smooth patterns (deterministic in `seed`).
+/// Zeroes the last BatchNorm scale of every residual block (torchvision's
+/// `zero_init_residual`): with random weights and BatchNorm in eval mode (`norm_eval`), a
+/// ResNet-50's activations otherwise grow through its 16 blocks until the losses overflow, and
+/// a step on non-finite numbers does not time real work.
+fn zero_init_residual(varmap: &VarMap) {
+    let data = varmap.data().lock().expect("varmap");
+    for (name, var) in data.iter() {
+        if name.ends_with(".bn3.weight") {
+            var.set(&var.zeros_like().expect("zeros")).expect("set");
+        }
+    }
+}
+
 fn image(seed: u64) -> Tensor {
     let values: Vec<f32> = (0..3 * HEIGHT * WIDTH)
         .map(|i| ((i as f32 * 0.0137 + seed as f32).sin() + (i as f32 * 1e-5).cos()) * 0.9)

@@ -29,7 +29,9 @@ def model():
     # stage 1 frozen), with seeded random weights: the builder itself would make every layer
     # trainable with plain BatchNorm when no weights are given.
     torch.manual_seed(0)
-    resnet = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    # zero_init_residual as the rtb side: random weights under frozen BatchNorm otherwise
+    # overflow (a NaN loss times no real work).
+    resnet = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d, zero_init_residual=True)
     backbone = _resnet_fpn_extractor(resnet, trainable_layers=3)
     return MaskRCNN(backbone, num_classes=91)
 

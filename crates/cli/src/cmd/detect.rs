@@ -32,9 +32,13 @@ pub struct Args {
     /// A trained run (config.json and checkpoints/ of `rtb train coco` or `rtb cell`).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["weights", "arch", "config"])]
     run: Option<PathBuf>,
-    /// The backbone of `--weights`.
-    #[command(flatten)]
-    arch: ArchArgs,
+    /// With `--weights`: the backbone, a registered architecture (`rtb arch list`).
+    #[arg(long)]
+    arch: Option<String>,
+    /// With `--weights`: the backbone as an architecture config JSON (as `rtb weights
+    /// import --config`).
+    #[arg(long, value_name = "JSON", conflicts_with = "arch")]
+    config: Option<PathBuf>,
     /// A Mask R-CNN checkpoint: torchvision's `maskrcnn_resnet50_fpn` state dict or an
     /// mmdetection checkpoint (.pth or safetensors), with `--arch` for its backbone.
     #[arg(long, value_name = "FILE")]
@@ -126,7 +130,12 @@ fn from_run(
 
 /// An imported torchvision or mmdetection checkpoint over `--arch`.
 fn from_checkpoint(args: &Args, path: &Path) -> anyhow::Result<(Detector, (u32, u32))> {
-    let arch = args.arch.resolve()?.with_num_classes(None)?;
+    let arch = ArchArgs {
+        arch: args.arch.clone(),
+        config: args.config.clone(),
+    }
+    .resolve()?
+    .with_num_classes(None)?;
     let file = rtb_models::weights::read_weights(path, None)?;
     let weights =
         import_detector(file.tensors).with_context(|| format!("importing {}", path.display()))?;

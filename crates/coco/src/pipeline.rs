@@ -200,7 +200,7 @@ pub fn evaluate(
     let checkpoint = Checkpointer::load(&record.path, task.device())?;
     rtb_train::TrainTask::load_state_tensors(&mut task, &checkpoint.model)?;
     let results_dir = cfg.eval.keep_results.then(|| run.root().join("results"));
-    let mut metrics = evaluate_task(&task, &cfg, split, results_dir.as_deref(), observer)?;
+    let mut metrics = evaluate_task(&task, &cfg, &split, results_dir.as_deref(), observer)?;
     metrics
         .info
         .insert("checkpoint_iteration".into(), record.iteration.into());
@@ -271,7 +271,7 @@ pub fn coco_ap(
 pub fn evaluate_task(
     task: &CocoTask,
     cfg: &CocoConfig,
-    split: Arc<CocoSplit>,
+    split: &Arc<CocoSplit>,
     results_dir: Option<&Path>,
     observer: &mut dyn Observer,
 ) -> Result<CellMetrics, CocoTaskError> {

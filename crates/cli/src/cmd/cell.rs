@@ -25,7 +25,7 @@ pub struct Args {
     /// The backbone's name in the preset.
     #[arg(long)]
     backbone: String,
-    /// The task (`cifar10`, `ade20k`; `coco` once its task crate exists).
+    /// The task (`cifar10`, `ade20k`, `coco`).
     #[arg(long)]
     task: Task,
     /// The regime (`fixed` or `full`).

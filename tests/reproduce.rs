@@ -1,9 +1,9 @@
 //! The study end to end at toy scale (`presets/tiny.toml`), through rtb-study's orchestrator
 //! and this build's `rtb` binary, exactly as `cargo xtask reproduce --preset tiny` runs it:
 //!
-//! - every step succeeds, the report's files exist, and its numbers (every cell, Table 2's
-//!   per-category drops of the ADE20K cells, Figure 1) equal those recomputed here from the
-//!   raw metrics.json and backbone.json tables;
+//! - every step succeeds, the report's files exist, and its numbers (every cell, Table 1's
+//!   and Table 2's per-category drops of the COCO and ADE20K cells, Figure 1) equal those
+//!   recomputed here from the raw metrics.json and backbone.json tables;
 //! - a second run recomputes nothing (every step but the report is skipped, no result file
 //!   is rewritten);
 //! - every cell and backbone stores paired bootstrap replicates (the preset's
@@ -149,8 +149,8 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
     let plan = Plan::new(&preset, Schedule::Paper, &Filter::default(), None).unwrap();
     assert_eq!(
         plan.cells().count(),
-        16,
-        "4 backbones × (ADE20K + CIFAR-10) × 2 regimes"
+        24,
+        "4 backbones × (COCO + ADE20K + CIFAR-10) × 2 regimes"
     );
 
     let first = run(&orchestrator, &plan);
@@ -246,68 +246,76 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
         );
         assert_eq!(replicates.corrupted.len(), 15, "{backbone}");
     }
-    // Table 2 (ADE20K, fixed): each backbone's per-category drops, recomputed from the raw
-    // mIoU table of metrics.json; the secondary tables (aAcc, mAcc) hold every condition.
-    let start = index.find("# Table 2").expect("the report has Table 2");
-    let section = &index[start..];
-    let table2 = &section[..section[1..]
-        .find("\n#")
-        .map_or(section.len(), |end| end + 1)];
-    for backbone in ["regular", "ant", "deepaug", "swin"] {
-        let metrics = json(&runs.join(format!("tiny/{backbone}/ade20k/fixed/metrics.json")));
-        assert_eq!(metrics["metric"], "miou");
-        for name in ["aacc", "macc"] {
-            assert_eq!(
-                metrics["secondary"][name]["corrupted"]
-                    .as_object()
-                    .unwrap()
-                    .len(),
-                15,
-                "{backbone}: {name}"
-            );
+    // Table 1 (COCO, fixed) and Table 2 (ADE20K, fixed): each backbone's per-category drops,
+    // recomputed from the raw primary table of metrics.json (box AP, mIoU); the secondary
+    // tables (mask AP; aAcc, mAcc) hold every condition.
+    for (title, task, metric, secondary) in [
+        ("# Table 1", "coco", "bbox_ap", &["mask_ap"][..]),
+        ("# Table 2", "ade20k", "miou", &["aacc", "macc"][..]),
+    ] {
+        let start = index
+            .find(title)
+            .unwrap_or_else(|| panic!("the report has {title}"));
+        let section = &index[start..];
+        let table2 = &section[..section[1..]
+            .find("\n#")
+            .map_or(section.len(), |end| end + 1)];
+        for backbone in ["regular", "ant", "deepaug", "swin"] {
+            let metrics = json(&runs.join(format!("tiny/{backbone}/{task}/fixed/metrics.json")));
+            assert_eq!(metrics["metric"], metric);
+            for name in secondary {
+                assert_eq!(
+                    metrics["secondary"][name]["corrupted"]
+                        .as_object()
+                        .unwrap()
+                        .len(),
+                    15,
+                    "{backbone}: {name}"
+                );
+            }
+            let clean = metrics["clean"].as_f64().unwrap();
+            let corrupted = metrics["corrupted"].as_object().unwrap();
+            let drops: Vec<String> = ["noise", "blur", "digital", "weather"]
+                .iter()
+                .map(|category| {
+                    let values: Vec<f64> = corrupted
+                        .iter()
+                        .filter(|(name, _)| {
+                            name.parse::<rtb_corruption::Corruption>()
+                                .unwrap()
+                                .category()
+                                .name()
+                                == *category
+                        })
+                        .flat_map(|(_, row)| {
+                            row.as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|v| v.as_f64().unwrap())
+                                .collect::<Vec<_>>()
+                        })
+                        .collect();
+                    let mean = values.iter().sum::<f64>() / values.len() as f64;
+                    if clean > 0.0 {
+                        format!("{:.2}", 100.0 * (1.0 - mean / clean))
+                    } else {
+                        "n/a".to_string()
+                    }
+                })
+                .collect();
+            let line = table2
+                .lines()
+                .find(|l| l.starts_with(&format!("| {backbone} |")))
+                .unwrap_or_else(|| panic!("no {title} row for {backbone}:\n{table2}"));
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // | backbone | paper row | noise (rtb) | ± | noise (paper) | blur (rtb) | …
+            let ours: Vec<&str> = (0..4).map(|i| cells[3 + 3 * i]).collect();
+            assert_eq!(ours, drops, "{title} {backbone}: {line}");
         }
-        let clean = metrics["clean"].as_f64().unwrap();
-        let corrupted = metrics["corrupted"].as_object().unwrap();
-        let drops: Vec<String> = ["noise", "blur", "digital", "weather"]
-            .iter()
-            .map(|category| {
-                let values: Vec<f64> = corrupted
-                    .iter()
-                    .filter(|(name, _)| {
-                        name.parse::<rtb_corruption::Corruption>()
-                            .unwrap()
-                            .category()
-                            .name()
-                            == *category
-                    })
-                    .flat_map(|(_, row)| {
-                        row.as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|v| v.as_f64().unwrap())
-                            .collect::<Vec<_>>()
-                    })
-                    .collect();
-                let mean = values.iter().sum::<f64>() / values.len() as f64;
-                if clean > 0.0 {
-                    format!("{:.2}", 100.0 * (1.0 - mean / clean))
-                } else {
-                    "n/a".to_string()
-                }
-            })
-            .collect();
-        let line = table2
-            .lines()
-            .find(|l| l.starts_with(&format!("| {backbone} |")))
-            .unwrap_or_else(|| panic!("no Table 2 row for {backbone}:\n{table2}"));
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        // | backbone | paper row | noise (rtb) | ± | noise (paper) | blur (rtb) | …
-        let ours: Vec<&str> = (0..4).map(|i| cells[3 + 3 * i]).collect();
-        assert_eq!(ours, drops, "{backbone}: {line}");
     }
     // The long table repeats metrics.json's raw values.
     let long = csv_rows(&report.join("per_corruption.csv"));
-    for task in ["cifar10", "ade20k"] {
+    for task in ["cifar10", "ade20k", "coco"] {
         let fog = long
             .iter()
             .find(|r| {

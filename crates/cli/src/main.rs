@@ -39,6 +39,9 @@ enum Command {
     Corrupt(cmd::corrupt::Args),
     /// Write the synthetic shapes world as CIFAR-10, COCO, ADE20K-layout or source-task data.
     Synth(cmd::synth::Args),
+    /// Check the device path against the CPU (every rtb-nn op, a training step and an
+    /// evaluation batch of each task's model) and measure its throughput; a JSON report.
+    DeviceCheck(cmd::device_check::Args),
     /// Show the build (features, devices) and where rtb keeps its cache and assets.
     Env(cmd::env::Args),
     /// The registered backbone architectures: list them, show a config, count its cost.
@@ -56,6 +59,9 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Segment a folder of images with an UperNet checkpoint into 8-bit label PNGs.
     Segment(cmd::segment::Args),
+    /// Detect objects in a folder of images with a trained Mask R-CNN run into a COCO results
+    /// JSON (boxes, scores, masks as compressed RLE).
+    Detect(cmd::detect::Args),
     /// Inspect weight files and import them (PyTorch or safetensors) to canonical safetensors.
     #[command(subcommand)]
     Weights(cmd::weights::Args),
@@ -99,6 +105,7 @@ fn main() -> ExitCode {
         Command::CocoEval(args) => cmd::coco_eval::run(args),
         Command::Corrupt(args) => cmd::corrupt::run(args),
         Command::Env(args) => cmd::env::run(args),
+        Command::DeviceCheck(args) => cmd::device_check::run(args),
         Command::Synth(args) => cmd::synth::run(args),
         Command::Forward(args) => cmd::forward::run(args),
         Command::Weights(args) => cmd::weights::run(args),
@@ -109,6 +116,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Segment(args) => cmd::segment::run(args),
+        Command::Detect(args) => cmd::detect::run(args),
     };
     match result {
         Ok(code) => code,

@@ -408,6 +408,7 @@ fn gradcheck_resnet_blocks() {
     let tiny = ResNetConfig {
         block: BlockKind::Bottleneck,
         depths: [1, 1, 1, 1],
+        stem: rtb_models::Stem::ImageNet,
         stem_width: 4,
         widths: [2, 2, 4, 4],
         in_channels: 3,
@@ -436,7 +437,24 @@ fn gradcheck_resnet_blocks() {
         Mode::Train { seed: 0 },
         1e-6,
     );
-    gradcheck_model(&ArchConfig::from(basic), (1, 3, 32, 32), Mode::Eval, 1e-6);
+    gradcheck_model(
+        &ArchConfig::from(basic.clone()),
+        (1, 3, 32, 32),
+        Mode::Eval,
+        1e-6,
+    );
+    // The small-image stem (one 3×3 convolution, no pool) of the mini preset's ResNets.
+    let small = ResNetConfig {
+        stem: rtb_models::Stem::Small { stride: 2 },
+        ..basic
+    };
+    gradcheck_model(
+        &ArchConfig::from(small.clone()),
+        (2, 3, 16, 16),
+        Mode::Train { seed: 0 },
+        1e-6,
+    );
+    gradcheck_model(&ArchConfig::from(small), (1, 3, 16, 16), Mode::Eval, 1e-6);
 }
 
 #[test]

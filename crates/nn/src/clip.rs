@@ -29,6 +29,11 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
             format!("max_norm must be ≥ 0, got {max_norm}"),
         ));
     }
+    if let Some(first) = vars.first()
+        && !first.device().is_cpu()
+    {
+        return crate::cuda_paths::clip_grad_norm_on_device(grads, vars, max_norm);
+    }
     let mut squares = 0f64;
     for var in vars {
         if let Some(g) = grads.get(var.as_tensor()) {

@@ -449,6 +449,9 @@ pub fn conv2d(
     cfg: &Conv2dConfig,
 ) -> Result<Tensor> {
     let plan = ConvPlan::new(xs, weight, bias, cfg)?;
+    if !xs.device().is_cpu() && crate::cuda_paths::candle_conv2d_supported(cfg) {
+        return crate::cuda_paths::conv2d_candle(xs, weight, bias, cfg);
+    }
     if !(xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64)) {
         return conv2d_composed(xs, weight, bias, cfg);
     }

@@ -36,6 +36,7 @@
 pub mod boxes;
 pub mod clip;
 pub mod conv;
+pub mod cuda_paths;
 pub mod deconv;
 pub mod error;
 pub mod gradcheck;

@@ -127,8 +127,14 @@ pub fn cross_entropy(
         Some(ignore) => targets.ne(ignore as f64)?,
         None => targets.ones_like()?.to_dtype(DType::U8)?,
     };
-    let safe = valid.where_cond(&targets, &targets.zeros_like()?)?;
-    if safe.elem_count() > 0 {
+    let (safe, poison) = if targets.device().is_cpu() {
+        (valid.where_cond(&targets, &targets.zeros_like()?)?, None)
+    } else {
+        let (safe, poison) =
+            crate::cuda_paths::cross_entropy_targets_on_device(&targets, &valid, n_classes, float)?;
+        (safe, Some(poison))
+    };
+    if poison.is_none() && safe.elem_count() > 0 {
         let lowest = safe.flatten_all()?.min(0)?.to_scalar::<i64>()?;
         let highest = safe.flatten_all()?.max(0)?.to_scalar::<i64>()?;
         if lowest < 0 || highest >= n_classes as i64 {
@@ -155,6 +161,10 @@ pub fn cross_entropy(
         None => valid_f,
     };
     let losses = (picked * &weights)?.neg()?;
+    let losses = match poison {
+        Some(poison) => (losses + poison)?,
+        None => losses,
+    };
     match opts.reduction {
         Reduction::None => Ok(losses),
         Reduction::Sum => losses.sum_all(),

@@ -150,6 +150,14 @@ pub struct CocoEvalConfig {
     /// Keep a COCO results JSON per condition (`results/<condition>.json` in the run).
     #[serde(default)]
     pub keep_results: bool,
+    /// Paired bootstrap replicates for the confidence intervals (0: none), resampled from
+    /// `seed`.
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
+}
+
+fn default_bootstrap() -> usize {
+    rtb_results::DEFAULT_REPLICATES
 }
 
 impl Default for CocoEvalConfig {
@@ -162,6 +170,7 @@ impl Default for CocoEvalConfig {
             frost_dir: None,
             batch_size: 1,
             keep_results: false,
+            bootstrap: default_bootstrap(),
         }
     }
 }

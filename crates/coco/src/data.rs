@@ -286,12 +286,19 @@ pub struct CocoTestBatch {
 /// Pads evaluation samples into one [`ImageBatch`] (size divisor 32).
 pub fn collate_test(samples: Vec<CocoTestSample>) -> rtb_train::Result<CocoTestBatch> {
     let err = |message: String| TrainError::Data { index: 0, message };
-    let images: Vec<Tensor> = samples.iter().map(|s| s.image.clone()).collect();
+    let mut images: Vec<Tensor> = Vec::with_capacity(samples.len());
+    let mut originals = Vec::with_capacity(samples.len());
+    let mut image_ids = Vec::with_capacity(samples.len());
+    for sample in samples {
+        images.push(sample.image);
+        originals.push(sample.original);
+        image_ids.push(sample.image_id);
+    }
     let batch = ImageBatch::from_images(&images, 32)
-        .and_then(|b| b.with_original_sizes(samples.iter().map(|s| s.original).collect()))
+        .and_then(|b| b.with_original_sizes(originals))
         .map_err(|e| err(format!("collating COCO evaluation images: {e}")))?;
     Ok(CocoTestBatch {
         images: batch,
-        image_ids: samples.iter().map(|s| s.image_id).collect(),
+        image_ids,
     })
 }

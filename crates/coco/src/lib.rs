@@ -62,5 +62,7 @@ pub use data::{
 };
 pub use dataset::{CocoSplit, ImageInfo, Instance, MIN_TRAIN_SIDE, Split};
 pub use error::CocoTaskError;
-pub use pipeline::{build_task, coco_ap, evaluate, evaluate_task, train, train_task};
+pub use pipeline::{
+    build_task, coco_ap, coco_ap_replicates, evaluate, evaluate_task, train, train_task,
+};
 pub use task::{BACKBONE_PREFIX, CocoTask, DetectionCollector, regime_freeze, to_results};

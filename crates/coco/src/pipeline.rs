@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rtb_coco_eval::{CocoEval, CocoGt, DetectionResult, Detections, IouType, Params};
 use rtb_corruption::{Corruption, Corruptor, Flavor, FrostTextures};
-use rtb_results::{CellId, CellMetrics, METRICS_FILE, MetricTable, Task};
+use rtb_results::{CellId, CellMetrics, METRICS_FILE, MetricTable, Replicates, Resampler, Task};
 use rtb_train::{
     Checkpointer, CorruptionSpec, DataLoader, Dataset, FitSummary, LoaderConfig, Observer, RunDir,
     Trainer, evaluate as run_eval,
@@ -232,6 +232,37 @@ pub fn coco_ap(
     Ok((ap[0], ap[1]))
 }
 
+/// Box and mask AP as [`coco_ap`] computes them, each with its bootstrap replicates: the AP
+/// of the image multiset in which image `i` of the sorted `image_ids` occurs `counts[b][i]`
+/// times, for every resample `b` (rtb-coco-eval's weighted accumulation, equal to evaluating
+/// the resampled image list with its duplicates as distinct images).
+pub fn coco_ap_replicates(
+    gt: &CocoGt,
+    results: Vec<DetectionResult>,
+    image_ids: &[i64],
+    counts: &[Vec<u32>],
+) -> Result<[(f64, Vec<f64>); 2], CocoTaskError> {
+    if results.is_empty() {
+        let nothing = (0.0, vec![0.0; counts.len()]);
+        return Ok([nothing.clone(), nothing]);
+    }
+    let detections = Detections::from_results(results, gt)?;
+    let mut out: [(f64, Vec<f64>); 2] = Default::default();
+    for (slot, kind) in out.iter_mut().zip([IouType::Bbox, IouType::Segm]) {
+        let params = Params::new(kind).with_img_ids(image_ids.to_vec());
+        let evaluation = CocoEval::new(gt, &detections, params).evaluate()?;
+        // −1 (no ground truth in range) counts as nothing found.
+        let ap = evaluation.accumulate().summarize()?.stats[0].max(0.0);
+        let replicates = evaluation
+            .weighted_stats(counts)?
+            .iter()
+            .map(|stats| stats[0].max(0.0))
+            .collect();
+        *slot = (ap, replicates);
+    }
+    Ok(out)
+}
+
 /// Evaluates `task` on the validation images of `split`, clean and under every corruption ×
 /// severity of `cfg.eval` (per-image seeds, corrupted at full resolution before the
 /// resize); writes each condition's results JSON into `results_dir` if given; returns the
@@ -244,9 +275,17 @@ pub fn evaluate_task(
     observer: &mut dyn Observer,
 ) -> Result<CellMetrics, CocoTaskError> {
     let severities = cfg.eval.severities()?;
-    let test = CocoTest::new(split.clone(), Split::Val.folder(), cfg.test);
     let count = cfg.eval.images.unwrap_or(usize::MAX).min(split.len());
     let image_ids: Vec<i64> = split.images()[..count].iter().map(|im| im.id).collect();
+    let gt_split = Arc::clone(&split);
+    let test = CocoTest::new(split, Split::Val.folder(), cfg.test);
+    // The same resamples of the evaluated images for every condition (a paired bootstrap),
+    // over the image ids in pycocotools' sorted order.
+    let mut sorted_ids = image_ids.clone();
+    sorted_ids.sort_unstable();
+    sorted_ids.dedup();
+    let resampler = Resampler::new(cfg.eval.seed, sorted_ids.len(), cfg.eval.bootstrap);
+    let counts = resampler.all_counts();
     let corruptor = corruptor(&cfg.eval)?;
     if let Some(dir) = results_dir {
         std::fs::create_dir_all(dir).map_err(|source| CocoTaskError::Io {
@@ -273,18 +312,25 @@ pub fn evaluate_task(
         if let Some(dir) = results_dir {
             rtb_coco_eval::write_results_file(dir.join(format!("{name}.json")), &results)?;
         }
-        coco_ap(split.gt(), results, &image_ids)
+        coco_ap_replicates(gt_split.gt(), results, &image_ids, &counts)
     };
-    let (clean_box, clean_mask) = run_condition(test.clone(), "clean", observer)?;
+    let [(clean_box, box_clean_reps), (clean_mask, mask_clean_reps)] =
+        run_condition(test.clone(), "clean", observer)?;
     tracing::info!("clean box AP {clean_box:.4}, mask AP {clean_mask:.4}");
     let table = |clean: f64| MetricTable {
         clean,
         corrupted: BTreeMap::new(),
+        replicates: None,
     };
     let (mut boxes, mut masks) = (table(clean_box), table(clean_mask));
+    let mut replicates = [
+        Replicates::new(&resampler, box_clean_reps),
+        Replicates::new(&resampler, mask_clean_reps),
+    ];
     let mut partial = serde_json::Map::new();
     for &corruption in &cfg.eval.corruptions {
         let mut rows = [[f64::NAN; 5]; 2];
+        let mut row_replicates: [[Vec<f64>; 5]; 2] = Default::default();
         for &severity in &severities {
             let spec = CorruptionSpec {
                 corruptor: corruptor.clone(),
@@ -293,13 +339,19 @@ pub fn evaluate_task(
                 seed: cfg.eval.seed,
             };
             let name = format!("{corruption}-s{severity}");
-            let (b, m) = run_condition(test.clone().with_corruption(spec), &name, observer)?;
+            let [(b, b_reps), (m, m_reps)] =
+                run_condition(test.clone().with_corruption(spec), &name, observer)?;
             rows[0][severity.index()] = b;
             rows[1][severity.index()] = m;
+            row_replicates[0][severity.index()] = b_reps;
+            row_replicates[1][severity.index()] = m_reps;
         }
         if severities.len() == 5 {
             boxes.corrupted.insert(corruption, rows[0]);
             masks.corrupted.insert(corruption, rows[1]);
+            for (k, values) in row_replicates.into_iter().enumerate() {
+                replicates[k].corrupted.insert(corruption, values);
+            }
         } else {
             let values: serde_json::Map<String, Value> = severities
                 .iter()
@@ -321,6 +373,11 @@ pub fn evaluate_task(
     info.insert("seed".into(), cfg.seed.into());
     if !partial.is_empty() {
         info.insert("partial_severities".into(), Value::Object(partial));
+    }
+    if cfg.eval.bootstrap > 0 {
+        let [box_replicates, mask_replicates] = replicates;
+        boxes.replicates = Some(box_replicates);
+        masks.replicates = Some(mask_replicates);
     }
     let mut secondary = BTreeMap::new();
     secondary.insert("mask_ap".to_string(), masks);

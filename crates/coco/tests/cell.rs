@@ -83,6 +83,7 @@ fn config(data: &Path, regime: Regime, epochs: usize) -> CocoConfig {
         frost_dir: None,
         batch_size: 2,
         keep_results: true,
+        bootstrap: 8,
     };
     cfg
 }
@@ -147,6 +148,25 @@ fn a_fixed_feature_cell_learns_and_reports_every_condition() {
             .stats[0]
             .max(0.0);
         assert_eq!(ap, metrics.primary.corrupted[&Corruption::Fog][2]);
+    }
+
+    // Bootstrap replicates (8, over the 2 evaluated images) for box and mask AP; a resample
+    // that draws each image once is the evaluation itself.
+    let resampler = rtb_results::Resampler::new(0, 2, 8);
+    let whole: Vec<usize> = (0..8).filter(|&b| resampler.counts(b) == [1, 1]).collect();
+    assert!(!whole.is_empty());
+    for table in std::iter::once(&metrics.primary).chain(metrics.secondary.values()) {
+        let replicates = table.replicates.as_ref().unwrap();
+        assert_eq!((replicates.count(), replicates.images), (8, 2));
+        assert_eq!(replicates.corrupted.len(), 2);
+        for &b in &whole {
+            assert_eq!(replicates.clean[b], table.clean);
+            for (c, rows) in &replicates.corrupted {
+                for (row, value) in rows.iter().zip(table.corrupted[c]) {
+                    assert_eq!(row[b], value);
+                }
+            }
+        }
     }
 }
 
@@ -316,6 +336,7 @@ fn the_task_interface_builds_the_cell_config() {
             corruptions: vec![Corruption::Fog],
             severities: vec![2],
             seed: 1,
+            bootstrap: 0,
             images: Some(2),
             frost_dir: None,
         },

@@ -127,8 +127,8 @@ fn a_fixed_feature_cell_learns_and_reports_every_condition() {
         for &b in &whole {
             assert_eq!(replicates.clean[b], table.clean);
             for (c, rows) in &replicates.corrupted {
-                for s in 0..5 {
-                    assert_eq!(rows[s][b], table.corrupted[c][s]);
+                for (row, value) in rows.iter().zip(table.corrupted[c]) {
+                    assert_eq!(row[b], value);
                 }
             }
         }

@@ -141,14 +141,14 @@ fn find_toolkit(args: &ToolkitArgs) -> anyhow::Result<Toolkit> {
             }
         }
     }
-    if let Some(nvcc) = find_on_path("nvcc") {
-        if let Some(root) = nvcc.parent().and_then(Path::parent) {
-            eprintln!("CUDA toolkit from nvcc on PATH: {}", root.display());
-            return Ok(Toolkit {
-                root: root.to_path_buf(),
-                link_dir: None,
-            });
-        }
+    if let Some(nvcc) = find_on_path("nvcc")
+        && let Some(root) = nvcc.parent().and_then(Path::parent)
+    {
+        eprintln!("CUDA toolkit from nvcc on PATH: {}", root.display());
+        return Ok(Toolkit {
+            root: root.to_path_buf(),
+            link_dir: None,
+        });
     }
     let venv = venv_dir(args);
     if wheel_root(&venv).is_none() {

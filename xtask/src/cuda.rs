@@ -215,6 +215,9 @@ fn prepare_wheel_links(wheel_root: &Path, dest: &Path) -> anyhow::Result<PathBuf
     if !stub.is_file() {
         build_driver_stub(&stub)?;
     }
+    // The soname too, so that a CUDA build can run here (on the CPU) with this folder on
+    // LD_LIBRARY_PATH: its CUDA calls then fail cleanly with "no device".
+    relink(&stub, &lib64.join("libcuda.so.1"))?;
     Ok(dest.to_path_buf())
 }
 

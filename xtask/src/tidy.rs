@@ -11,6 +11,8 @@ fn crate_dirs() -> Vec<PathBuf> {
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.join("Cargo.toml").is_file())
         .collect();
+    // The top-level tests/ folder is a member of its own (rtb-tests).
+    dirs.push(project_root().join("tests"));
     dirs.sort();
     dirs
 }

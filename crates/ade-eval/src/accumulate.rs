@@ -151,6 +151,32 @@ impl IouAccumulator {
         Ok(())
     }
 
+    /// Sets every count back to zero (keeping the scratch table), to reuse the accumulator
+    /// for the next image.
+    pub fn clear(&mut self) {
+        for counts in [
+            &mut self.intersect,
+            &mut self.union,
+            &mut self.pred_area,
+            &mut self.label_area,
+        ] {
+            counts.fill(0);
+        }
+        self.images = 0;
+    }
+
+    /// Replaces the totals: `images` images and `[intersect, union, pred_area, label_area]`
+    /// per class (the caller has one entry per class).
+    pub(crate) fn set_totals(&mut self, images: u64, areas: &[[u64; 4]]) {
+        self.images = images;
+        for (class, [i, u, p, l]) in areas.iter().enumerate() {
+            self.intersect[class] = *i;
+            self.union[class] = *u;
+            self.pred_area[class] = *p;
+            self.label_area[class] = *l;
+        }
+    }
+
     /// [`add`](Self::add) for two maps whose sizes must match.
     pub fn add_map(&mut self, label: &LabelMap, pred: &LabelMap) -> Result<(), AdeError> {
         if label.size() != pred.size() {

@@ -58,6 +58,7 @@ mod error;
 mod label_map;
 mod metrics;
 mod pairs;
+mod per_image;
 
 pub use accumulate::IouAccumulator;
 pub use classes::{ADE20K_CLASSES, class_names};
@@ -67,3 +68,4 @@ pub use dirs::{DirEvaluation, evaluate_dirs, evaluate_pair};
 pub use error::AdeError;
 pub use label_map::{LabelMap, image_size, png_size, read_label_png, write_label_png};
 pub use metrics::{Metrics, mmseg_round, nanmean, numpy_sum};
+pub use per_image::PerImageAreas;

@@ -91,6 +91,7 @@ pub fn config_from_cell(spec: &CellSpec) -> Result<AdeConfig, CellError> {
         images: spec.eval.images,
         frost_dir: spec.eval.frost_dir.clone(),
         batch_size: spec.option("eval_batch_size")?.unwrap_or(1),
+        bootstrap: spec.eval.bootstrap,
     };
     cfg.validate()?;
     Ok(cfg)

@@ -35,6 +35,14 @@ pub struct AdeEvalConfig {
     pub frost_dir: Option<PathBuf>,
     /// Evaluation batch size (1: mmseg's; images of different sizes are padded together).
     pub batch_size: usize,
+    /// Paired bootstrap replicates for the confidence intervals (0: none), resampled from
+    /// `seed`.
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
+}
+
+fn default_bootstrap() -> usize {
+    rtb_results::DEFAULT_REPLICATES
 }
 
 impl Default for AdeEvalConfig {
@@ -46,6 +54,7 @@ impl Default for AdeEvalConfig {
             images: None,
             frost_dir: None,
             batch_size: 1,
+            bootstrap: default_bootstrap(),
         }
     }
 }

@@ -109,6 +109,15 @@ pub enum AdeTaskError {
     },
 }
 
+impl From<rtb_image::ResizeError> for AdeTaskError {
+    fn from(err: rtb_image::ResizeError) -> Self {
+        AdeTaskError::Config {
+            field: "resize".into(),
+            message: err.message,
+        }
+    }
+}
+
 impl AdeTaskError {
     /// A [`AdeTaskError::Config`] error.
     pub fn config(field: &str, message: impl Into<String>) -> Self {

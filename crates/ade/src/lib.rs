@@ -2,9 +2,10 @@
 //! task's data: mmsegmentation 1.x's ADE20K pipelines reproduced byte for byte, and the
 //! datasets the training engine and the corrupted evaluation load from.
 //!
-//! - [`resize`]: mmcv's `imrescale` / `imresize` with the cv2 backend: [`rescale_size`] (the
-//!   keep-ratio rule), [`resize_linear`] (cv2 `INTER_LINEAR` on 8-bit images, OpenCV's
-//!   11-bit fixed point) and [`resize_nearest`] (cv2 `INTER_NEAREST`, for label maps);
+//! - [`resize`]: mmcv's `imrescale` / `imresize` with the cv2 backend, from rtb-image (shared
+//!   with the COCO task): [`rescale_size`] (the keep-ratio rule), [`resize_linear`] (cv2
+//!   `INTER_LINEAR` on 8-bit images, OpenCV's 11-bit fixed point) and [`resize_nearest`]
+//!   (cv2 `INTER_NEAREST`, for label maps); the golden tests here pin them to OpenCV;
 //! - [`photometric`]: mmseg's `PhotoMetricDistortion` with OpenCV's 8-bit HSV conversions;
 //! - [`transforms`]: the train pipeline ([`TrainConfig`]: random resize, `cat_max_ratio`
 //!   crop, flip, photometric distortion; normalisation and padding) with its random draws as
@@ -66,7 +67,6 @@ pub mod dataset;
 mod error;
 pub mod photometric;
 mod pipeline;
-pub mod resize;
 mod task;
 pub mod transforms;
 
@@ -79,7 +79,9 @@ pub use dataset::{
 pub use error::AdeTaskError;
 pub use photometric::{PhotometricConfig, PhotometricDraws, photometric_distortion};
 pub use pipeline::{build_task, constant_baseline, evaluate, evaluate_task, train, train_task};
-pub use resize::{rescale_size, resize_linear, resize_nearest};
+/// mmcv's resizes (rtb-image's; re-exported so the golden tests and users keep their paths).
+pub use rtb_image::resize;
+pub use rtb_image::{ResizeError, rescale_size, resize_linear, resize_nearest};
 pub use task::{AdeTask, BACKBONE_PREFIX, IouMetric, SegPredictions};
 pub use transforms::{
     ADE_MEAN, ADE_STD, IGNORE_INDEX, TestConfig, TrainConfig, TrainCrop, TrainDraws, normalize,

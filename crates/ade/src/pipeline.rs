@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use rtb_ade_eval::{AdeDataset, Split};
+use rtb_ade_eval::{AdeDataset, PerImageAreas, Split};
 use rtb_corruption::{Corruption, Corruptor, Flavor, FrostTextures};
-use rtb_results::{CellId, CellMetrics, METRICS_FILE, MetricTable, Task};
+use rtb_results::{CellId, CellMetrics, METRICS_FILE, MetricTable, Replicates, Resampler, Task};
 use rtb_train::{
     Checkpointer, CorruptionSpec, DataLoader, Dataset, FitSummary, LoaderConfig, Observer, RunDir,
     TrainTask, Trainer, evaluate as run_eval,
@@ -233,15 +233,43 @@ pub fn evaluate_task(
             },
         )?;
         let mut metric = IouMetric::new(cfg.model.num_classes)?;
+        if cfg.eval.bootstrap > 0 {
+            metric = metric.with_per_image()?;
+        }
         run_eval(task, &loader, &mut metric, observer, phase)?;
-        metric.finish()
+        metric.finish_per_image()
     };
-    let clean_areas = run_condition(test.clone(), "clean", observer)?;
+    let (clean_areas, clean_images) = run_condition(test.clone(), "clean", observer)?;
     let clean = clean_areas.metrics();
     tracing::info!("clean mIoU {:.4}", clean.m_iou);
+    // The same resamples of the evaluated images for every condition (a paired bootstrap);
+    // a replicate re-sums the images' areas with their multiplicities.
+    let evaluated = data.len().min(count);
+    let resampler = Resampler::new(cfg.eval.seed, evaluated, cfg.eval.bootstrap);
+    let counts = resampler.all_counts();
+    let replicates_of = |images: Option<PerImageAreas>| -> Result<[Vec<f64>; 3], AdeTaskError> {
+        let mut out: [Vec<f64>; 3] = Default::default();
+        if let Some(images) = images {
+            resampler.check_len("evaluated images", images.len())?;
+            for counts in &counts {
+                let m = images.weighted(counts)?.metrics();
+                out[0].push(m.m_iou);
+                out[1].push(m.a_acc);
+                out[2].push(m.m_acc);
+            }
+        }
+        Ok(out)
+    };
+    let [miou_clean, a_acc_clean, m_acc_clean] = replicates_of(clean_images)?;
+    let mut replicates = [
+        Replicates::new(&resampler, miou_clean),
+        Replicates::new(&resampler, a_acc_clean),
+        Replicates::new(&resampler, m_acc_clean),
+    ];
     let table = |clean: f64| MetricTable {
         clean,
         corrupted: BTreeMap::new(),
+        replicates: None,
     };
     let mut tables = Tables {
         miou: table(clean.m_iou),
@@ -251,6 +279,7 @@ pub fn evaluate_task(
     let mut partial = serde_json::Map::new();
     for &corruption in &cfg.eval.corruptions {
         let mut rows = [[f64::NAN; 5]; 3];
+        let mut row_replicates: [[Vec<f64>; 5]; 3] = Default::default();
         for &severity in &severities {
             let spec = CorruptionSpec {
                 corruptor: corruptor.clone(),
@@ -259,16 +288,24 @@ pub fn evaluate_task(
                 seed: cfg.eval.seed,
             };
             let phase = format!("{corruption} s{severity}");
-            let m = run_condition(test.clone().with_corruption(spec), &phase, observer)?.metrics();
+            let (areas, images) =
+                run_condition(test.clone().with_corruption(spec), &phase, observer)?;
+            let m = areas.metrics();
             let s = severity.index();
             rows[0][s] = m.m_iou;
             rows[1][s] = m.a_acc;
             rows[2][s] = m.m_acc;
+            for (k, values) in replicates_of(images)?.into_iter().enumerate() {
+                row_replicates[k][s] = values;
+            }
         }
         if severities.len() == 5 {
             tables.miou.corrupted.insert(corruption, rows[0]);
             tables.a_acc.corrupted.insert(corruption, rows[1]);
             tables.m_acc.corrupted.insert(corruption, rows[2]);
+            for (k, values) in row_replicates.into_iter().enumerate() {
+                replicates[k].corrupted.insert(corruption, values);
+            }
         } else {
             let values: serde_json::Map<String, Value> = severities
                 .iter()
@@ -294,6 +331,12 @@ pub fn evaluate_task(
     info.insert("seed".into(), cfg.seed.into());
     if !partial.is_empty() {
         info.insert("partial_severities".into(), Value::Object(partial));
+    }
+    if cfg.eval.bootstrap > 0 {
+        let [miou, a_acc, m_acc] = replicates;
+        tables.miou.replicates = Some(miou);
+        tables.a_acc.replicates = Some(a_acc);
+        tables.m_acc.replicates = Some(m_acc);
     }
     let mut secondary = BTreeMap::new();
     secondary.insert("aacc".to_string(), tables.a_acc);

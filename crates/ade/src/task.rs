@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
-use rtb_ade_eval::{EvalConfig, IouAccumulator, LabelMap};
+use rtb_ade_eval::{EvalConfig, IouAccumulator, LabelMap, PerImageAreas};
 use rtb_models::ArchConfig;
 use rtb_models::init::trainable_builder;
 use rtb_results::Regime;
@@ -213,6 +213,9 @@ impl EvalTask for AdeTask {
 #[derive(Debug)]
 pub struct IouMetric {
     accumulator: IouAccumulator,
+    // Each image's areas, in evaluation order, when a bootstrap needs them; `image` is the
+    // reused one-image accumulator.
+    per_image: Option<(PerImageAreas, IouAccumulator)>,
     error: Option<String>,
 }
 
@@ -221,15 +224,44 @@ impl IouMetric {
     pub fn new(num_classes: usize) -> Result<Self, AdeTaskError> {
         Ok(Self {
             accumulator: IouAccumulator::new(EvalConfig::new(num_classes))?,
+            per_image: None,
             error: None,
         })
     }
 
+    /// Also keeps every image's areas ([`IouMetric::finish_per_image`]).
+    pub fn with_per_image(mut self) -> Result<Self, AdeTaskError> {
+        let config = *self.accumulator.config();
+        self.per_image = Some((PerImageAreas::new(config), IouAccumulator::new(config)?));
+        Ok(self)
+    }
+
     /// The accumulated areas, or the first error an update met.
     pub fn finish(self) -> Result<IouAccumulator, AdeTaskError> {
+        Ok(self.finish_per_image()?.0)
+    }
+
+    /// The accumulated areas and, when kept, every image's areas.
+    pub fn finish_per_image(self) -> Result<(IouAccumulator, Option<PerImageAreas>), AdeTaskError> {
         match self.error {
             Some(message) => Err(AdeTaskError::config("predictions", message)),
-            None => Ok(self.accumulator),
+            None => Ok((self.accumulator, self.per_image.map(|(areas, _)| areas))),
+        }
+    }
+
+    fn add(
+        &mut self,
+        label: &LabelMap,
+        predicted: &LabelMap,
+    ) -> Result<(), rtb_ade_eval::AdeError> {
+        match &mut self.per_image {
+            None => self.accumulator.add_map(label, predicted),
+            Some((areas, image)) => {
+                image.clear();
+                image.add_map(label, predicted)?;
+                areas.push(image)?;
+                self.accumulator.merge(image)
+            }
         }
     }
 }
@@ -239,7 +271,7 @@ impl Metric for IouMetric {
 
     fn update(&mut self, input: &SegPredictions) {
         for (label, predicted) in input.labels.iter().zip(&input.predicted) {
-            if let Err(err) = self.accumulator.add_map(label, predicted)
+            if let Err(err) = self.add(label, predicted)
                 && self.error.is_none()
             {
                 self.error = Some(err.to_string());
@@ -255,6 +287,9 @@ impl Metric for IouMetric {
         let config = *self.accumulator.config();
         if let Ok(fresh) = IouAccumulator::new(config) {
             self.accumulator = fresh;
+        }
+        if let Some((areas, _)) = &mut self.per_image {
+            *areas = PerImageAreas::new(config);
         }
         self.error = None;
     }

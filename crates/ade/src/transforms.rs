@@ -24,7 +24,7 @@ use rtb_train::seed::SplitMix64;
 
 use crate::AdeTaskError;
 use crate::photometric::{PhotometricConfig, PhotometricDraws, photometric_distortion};
-use crate::resize::{rescale_size, resize_linear, resize_nearest};
+use rtb_image::{rescale_size, resize_linear, resize_nearest};
 
 /// mmseg's ADE20K normalisation mean, RGB order (`SegDataPreProcessor`).
 pub const ADE_MEAN: [f32; 3] = [123.675, 116.28, 103.53];

@@ -65,6 +65,7 @@ fn config(data: &Path, regime: Regime, epochs: usize) -> AdeConfig {
         images: Some(2),
         frost_dir: None,
         batch_size: 2,
+        bootstrap: 8,
     };
     cfg
 }
@@ -113,6 +114,25 @@ fn a_fixed_feature_cell_learns_and_reports_every_condition() {
     let names: Vec<&str> = metrics.secondary.keys().map(String::as_str).collect();
     assert_eq!(names, ["aacc", "macc"]);
     assert_eq!(metrics.info["images"], 2);
+
+    // Bootstrap replicates (8, over the 2 evaluated images) for every table and condition;
+    // a resample that draws each image once is the evaluation itself.
+    let resampler = rtb_results::Resampler::new(0, 2, 8);
+    let whole: Vec<usize> = (0..8).filter(|&b| resampler.counts(b) == [1, 1]).collect();
+    assert!(!whole.is_empty());
+    for table in std::iter::once(&metrics.primary).chain(metrics.secondary.values()) {
+        let replicates = table.replicates.as_ref().unwrap();
+        assert_eq!((replicates.count(), replicates.images), (8, 2));
+        assert_eq!(replicates.corrupted.len(), 2);
+        for &b in &whole {
+            assert_eq!(replicates.clean[b], table.clean);
+            for (c, rows) in &replicates.corrupted {
+                for s in 0..5 {
+                    assert_eq!(rows[s][b], table.corrupted[c][s]);
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -213,6 +233,7 @@ fn the_task_interface_builds_the_cell_config() {
             corruptions: vec![Corruption::Fog],
             severities: vec![1, 2, 3, 4, 5],
             seed: 0,
+            bootstrap: 0,
             images: Some(2),
             frost_dir: None,
         },

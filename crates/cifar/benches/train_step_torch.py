@@ -18,7 +18,8 @@ from torchvision.models.resnet import BasicBlock, ResNet
 
 
 class MiniResNet(ResNet):
-    """rtb-models' ResNetConfig::mini: basic blocks, one per stage, widths 16..128, stem 16."""
+    """rtb-models' ResNetConfig::mini: a 3×3 stride-2 stem without max pool, basic blocks,
+    one per stage, widths 16..128, stem 16."""
 
     def __init__(self, num_classes):
         nn.Module.__init__(self)
@@ -27,10 +28,10 @@ class MiniResNet(ResNet):
         self.dilation = 1
         self.groups = 1
         self.base_width = 64
-        self.conv1 = nn.Conv2d(3, 16, 7, 2, 3, bias=False)
+        self.conv1 = nn.Conv2d(3, 16, 3, 2, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.maxpool = nn.Identity()
         self.layer1 = self._make_layer(BasicBlock, 16, 1)
         self.layer2 = self._make_layer(BasicBlock, 32, 1, stride=2)
         self.layer3 = self._make_layer(BasicBlock, 64, 1, stride=2)

@@ -46,6 +46,7 @@ pub fn config_from_cell(spec: &CellSpec) -> Result<CifarConfig, CellError> {
     cfg.eval.corruptions = spec.eval.corruptions.clone();
     cfg.eval.severities = spec.eval.severities.clone();
     cfg.eval.seed = spec.eval.seed;
+    cfg.eval.bootstrap = spec.eval.bootstrap;
     cfg.eval.frost_dir = spec.eval.frost_dir.clone();
     cfg.validate()?;
     Ok(cfg)

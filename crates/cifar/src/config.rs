@@ -58,6 +58,14 @@ pub struct EvalConfig {
     /// Evaluation batch size.
     #[serde(default = "default_eval_batch")]
     pub batch_size: usize,
+    /// Paired bootstrap replicates for the confidence intervals (0: none), resampled from
+    /// `seed`.
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
+}
+
+fn default_bootstrap() -> usize {
+    rtb_results::DEFAULT_REPLICATES
 }
 
 fn all_corruptions() -> Vec<Corruption> {
@@ -82,6 +90,7 @@ impl Default for EvalConfig {
             seed: 0,
             frost_dir: None,
             batch_size: default_eval_batch(),
+            bootstrap: default_bootstrap(),
         }
     }
 }

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rtb_corruption::{Corruption, Severity};
-use rtb_results::{CellId, CellMetrics, METRICS_FILE, MetricTable, Task};
+use rtb_results::{CellId, CellMetrics, METRICS_FILE, MetricTable, Replicates, Resampler, Task};
 use rtb_train::{
-    Accuracy, Checkpointer, ClassPredictions, Corrupted, CorruptionSpec, DatasetExt, EvalTask,
-    FitSummary, LoaderConfig, Metric, Observer, RunDir, TrainTask, Trainer, evaluate as run_eval,
+    Checkpointer, ClassPredictions, Corrupted, CorruptionSpec, DatasetExt, EvalTask, FitSummary,
+    LoaderConfig, Observer, RunDir, SampleCorrectness, TrainTask, Trainer, evaluate as run_eval,
 };
 use serde_json::Value;
 
@@ -149,7 +149,7 @@ fn accuracy_of<E, S>(
     cfg: &CifarConfig,
     observer: &mut dyn Observer,
     phase: &str,
-) -> Result<f64>
+) -> Result<Vec<f64>>
 where
     E: EvalTask<Batch = CifarBatch, Output = ClassPredictions>,
     S: rtb_train::Dataset<Sample = CifarSample> + 'static,
@@ -165,9 +165,17 @@ where
             seed: 0,
         },
     )?;
-    let mut accuracy = Accuracy::default();
-    run_eval(task, &loader, &mut accuracy, observer, phase)?;
-    Ok(accuracy.value())
+    let mut correct = SampleCorrectness::default();
+    run_eval(task, &loader, &mut correct, observer, phase)?;
+    Ok(correct.values())
+}
+
+/// Top-1 of per-image correctness values, and their bootstrap replicates (empty without
+/// bootstrap).
+fn scored(values: &[f64], resampler: &Resampler) -> Result<(f64, Vec<f64>)> {
+    let top1 = values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let replicates = resampler.mean_replicates(values)?;
+    Ok((top1, replicates))
 }
 
 /// Evaluates the newest checkpoint of the run in `run_dir` on the clean test set and under
@@ -238,7 +246,12 @@ where
     E: EvalTask<Batch = CifarBatch, Output = ClassPredictions>,
 {
     let severities = cfg.eval.severities()?;
-    let clean = accuracy_of(task, ImageSet::plain(test.clone()), cfg, observer, "clean")?;
+    // The same resamples of the test images for every condition (a paired bootstrap).
+    let resampler = Resampler::new(cfg.eval.seed, test.len(), cfg.eval.bootstrap);
+    let (clean, clean_replicates) = scored(
+        &accuracy_of(task, ImageSet::plain(test.clone()), cfg, observer, "clean")?,
+        &resampler,
+    )?;
     tracing::info!("clean top-1 {:.4}", clean);
     let frost_dir = cfg.eval.frost_dir.clone().or_else(rtb_fetch::frost_dir);
     enum Images {
@@ -267,7 +280,9 @@ where
     let mut table = MetricTable {
         clean,
         corrupted: BTreeMap::new(),
+        replicates: None,
     };
+    let mut replicates = Replicates::new(&resampler, clean_replicates);
     let mut partial = serde_json::Map::new();
     for &corruption in &cfg.eval.corruptions {
         let sets: Option<[CifarImages; 5]> = match &images {
@@ -275,9 +290,10 @@ where
             Images::OnTheFly(_) => None,
         };
         let mut row = [f64::NAN; 5];
+        let mut row_replicates: [Vec<f64>; 5] = Default::default();
         for &severity in &severities {
             let phase = format!("{corruption} s{severity}");
-            let value = match &images {
+            let values = match &images {
                 Images::Folder(_) => {
                     // Loaded above for every folder source.
                     let set = sets
@@ -305,10 +321,13 @@ where
                     accuracy_of(task, dataset, cfg, observer, &phase)?
                 }
             };
+            let (value, value_replicates) = scored(&values, &resampler)?;
             row[severity.index()] = value;
+            row_replicates[severity.index()] = value_replicates;
         }
         if severities.len() == 5 {
             table.corrupted.insert(corruption, row);
+            replicates.corrupted.insert(corruption, row_replicates);
         } else {
             let values: serde_json::Map<String, Value> = severities
                 .iter()
@@ -330,6 +349,9 @@ where
     info.insert("seed".into(), cfg.seed.into());
     if !partial.is_empty() {
         info.insert("partial_severities".into(), Value::Object(partial));
+    }
+    if cfg.eval.bootstrap > 0 {
+        table.replicates = Some(replicates);
     }
     let metrics = CellMetrics {
         cell: CellId::new(&cfg.preset, &cfg.backbone_name, Task::Cifar10, cfg.regime)?,

@@ -59,6 +59,9 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Segment a folder of images with an UperNet checkpoint into 8-bit label PNGs.
     Segment(cmd::segment::Args),
+    /// Detect objects in a folder of images with a trained Mask R-CNN run into a COCO results
+    /// JSON (boxes, scores, masks as compressed RLE).
+    Detect(cmd::detect::Args),
     /// Inspect weight files and import them (PyTorch or safetensors) to canonical safetensors.
     #[command(subcommand)]
     Weights(cmd::weights::Args),
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Segment(args) => cmd::segment::run(args),
+        Command::Detect(args) => cmd::detect::run(args),
     };
     match result {
         Ok(code) => code,

@@ -89,6 +89,12 @@ pub fn synth_config(spec: &SyntheticSpec) -> rtb_synth::SynthConfig {
         config.ade.width = spec.ade_size;
         config.ade.height = spec.ade_size;
     }
+    if spec.coco_train > 0 && spec.coco_val > 0 {
+        config.coco.train = spec.coco_train;
+        config.coco.val = spec.coco_val;
+        config.coco.width = spec.coco_size;
+        config.coco.height = spec.coco_size;
+    }
     config
 }
 

@@ -13,7 +13,7 @@ pub fn runner(task: Task) -> Option<&'static dyn CellTask> {
     match task {
         Task::Cifar10 => Some(&rtb_cifar::CifarCell),
         Task::Ade20k => Some(&rtb_ade::AdeCell),
-        Task::Coco => None,
+        Task::Coco => Some(&rtb_coco::CocoCell),
     }
 }
 

@@ -81,6 +81,8 @@ const IGNORED: u8 = 2;
 struct GroupEval {
     /// Category position (0 when categories are pooled).
     k: u32,
+    /// Image position in the resolved, sorted image ids.
+    image: u32,
     /// Scores of the kept detections, best first.
     scores: Vec<f64>,
     /// Non-ignored ground truths per area range.
@@ -381,6 +383,8 @@ impl GroupContext<'_> {
         Ok((
             GroupEval {
                 k,
+                // Set by the caller, which knows the image's position.
+                image: 0,
                 scores,
                 npig,
                 states,
@@ -593,6 +597,10 @@ impl<'a> CocoEval<'a> {
                 }
             })
             .collect::<Result<_, Error>>()?;
+        let mut evaluated = evaluated;
+        for ((group, _), &(_, image)) in evaluated.iter_mut().zip(&group_keys) {
+            group.image = image;
+        }
         let mismatched: usize = evaluated.iter().map(|(_, m)| m).sum();
         if mismatched > 0 {
             warnings.push(EvalWarning::MaskSizeMismatch { pairs: mismatched });
@@ -645,6 +653,40 @@ impl Evaluation {
 
     /// pycocotools' `accumulate()`.
     pub fn accumulate(&self) -> Accumulation {
+        self.accumulate_groups(|_| 1)
+    }
+
+    /// pycocotools' `accumulate()` over a multiset of the evaluated images: image `i` of
+    /// [`params`](Self::params)`().img_ids` (sorted, unique) counts `weights[i]` times. This
+    /// equals evaluating and accumulating a dataset that holds `weights[i]` copies of image
+    /// `i` (its ground truth and detections, under new ids that sort next to each other, in
+    /// image order), which is how a bootstrap replicate of box AP over resampled images is
+    /// computed without matching anything again; weights of 1 give
+    /// [`accumulate`](Self::accumulate), 0 leaves an image out. (Each copy carries its
+    /// image's evaluation as it was made: a ground truth whose repeated annotation id
+    /// pycocotools resolved to another image keeps that resolution.) An error unless there
+    /// is one weight per image.
+    pub fn accumulate_weighted(&self, weights: &[u32]) -> Result<Accumulation, Error> {
+        let n_img = self.params.img_ids.as_ref().map_or(0, Vec::len);
+        if weights.len() != n_img {
+            return Err(Error::Params(format!(
+                "{} image weights for {n_img} evaluated images",
+                weights.len()
+            )));
+        }
+        Ok(self.accumulate_groups(|image| weights[image as usize]))
+    }
+
+    /// The 12 summary numbers of [`accumulate_weighted`](Self::accumulate_weighted) for each
+    /// weight vector (one per bootstrap replicate), computed in parallel; `stats[0]` is AP.
+    pub fn weighted_stats(&self, weights: &[Vec<u32>]) -> Result<Vec<[f64; 12]>, Error> {
+        weights
+            .par_iter()
+            .map(|w| Ok(self.accumulate_weighted(w)?.summarize()?.stats))
+            .collect()
+    }
+
+    fn accumulate_groups(&self, weight: impl Fn(u32) -> u32 + Sync) -> Accumulation {
         let params = &self.params;
         let n_thr = params.iou_thrs.len();
         let n_rec = params.rec_thrs.len();
@@ -666,7 +708,15 @@ impl Evaluation {
         }
         let tables: Vec<CategoryTables> = runs
             .par_iter()
-            .map(|&(k, start, end)| self.accumulate_category(k, &self.groups[start..end]))
+            .map(|&(k, start, end)| {
+                // Each group repeated by its image's weight, copies next to each other: the
+                // order of the expanded dataset's evalImgs.
+                let groups: Vec<&GroupEval> = self.groups[start..end]
+                    .iter()
+                    .flat_map(|g| std::iter::repeat_n(g, weight(g.image) as usize))
+                    .collect();
+                self.accumulate_category(k, &groups)
+            })
             .collect();
 
         let mut precision = vec![-1.0; n_thr * n_rec * n_cat * n_area * n_max];
@@ -698,7 +748,7 @@ impl Evaluation {
         }
     }
 
-    fn accumulate_category(&self, k: usize, groups: &[GroupEval]) -> CategoryTables {
+    fn accumulate_category(&self, k: usize, groups: &[&GroupEval]) -> CategoryTables {
         let params = &self.params;
         let n_thr = params.iou_thrs.len();
         let n_rec = params.rec_thrs.len();

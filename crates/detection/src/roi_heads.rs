@@ -449,6 +449,16 @@ impl RoiHeads {
         &self.cfg
     }
 
+    /// The box head (for running it on pooled features of one's own).
+    pub fn box_head(&self) -> &BoxHead {
+        &self.box_head
+    }
+
+    /// The mask head (for running it on pooled features of one's own).
+    pub fn mask_head(&self) -> &MaskHead {
+        &self.mask_head
+    }
+
     /// Training losses: samples each image's RoIs from `proposals[i]` `[K_i, 4]` and
     /// `gts[i]` (seed `seed + i`), then [`Self::forward_train_sampled`].
     pub fn forward_train(

@@ -251,6 +251,8 @@ impl ImageNetResults {
                     full.then(|| (c, row.map(|v| v.unwrap_or(f64::NAN))))
                 })
                 .collect(),
+            // ImageNet results keep counts, not per-image outcomes: no bootstrap yet.
+            replicates: None,
         }
     }
 

@@ -61,5 +61,5 @@ pub use backbone::{
 pub use convnext::{ConvNeXt, ConvNeXtArch, ConvNeXtConfig};
 pub use error::{KeyReport, ModelError, Result, ShapeMismatch};
 pub use registry::{Architecture, WeightLayout};
-pub use resnet::{BlockKind, ResNet, ResNetArch, ResNetConfig};
+pub use resnet::{BlockKind, ResNet, ResNetArch, ResNetConfig, Stem};
 pub use swin::{Swin, SwinArch, SwinConfig, WindowRule};

@@ -6,7 +6,9 @@
 //! `…downsample.{0,1}`, `fc`), so a timm or torchvision state dict loads unchanged.
 //! Depths, widths and the block type are configurable: [`ResNetConfig::resnet50`],
 //! [`ResNetConfig::resnet18`], [`ResNetConfig::mini`] (CPU pretraining in the mini preset) and
-//! [`ResNetConfig::tiny`] (tests).
+//! [`ResNetConfig::tiny`] (tests). The stem is ImageNet's (7×7 stride 2, max pool) or, for
+//! small images, one 3×3 convolution without a pool ([`Stem::Small`], as the CIFAR ResNets of
+//! He et al. §4.2): a 32-pixel image keeps its detail into stage 1 instead of shrinking to 8×8.
 
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -39,6 +41,40 @@ impl BlockKind {
     }
 }
 
+/// What turns the image into stage 1's input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Stem {
+    /// ImageNet's: a 7×7 convolution of stride 2, then a 3×3 max pool of stride 2. C2..C5 sit
+    /// at strides 4, 8, 16, 32.
+    #[default]
+    #[serde(rename = "imagenet")]
+    ImageNet,
+    /// Small images': one 3×3 convolution of `stride` (1, 2 or 4) and no pool. C2..C5 sit at
+    /// strides `stride` × 1, 2, 4, 8.
+    Small {
+        /// Stride of the stem's convolution.
+        stride: usize,
+    },
+}
+
+impl Stem {
+    /// The stride of stage 1's input (C2) relative to the image.
+    pub fn stride(&self) -> usize {
+        match self {
+            Stem::ImageNet => 4,
+            Stem::Small { stride } => *stride,
+        }
+    }
+
+    fn kernel(&self) -> usize {
+        match self {
+            Stem::ImageNet => 7,
+            Stem::Small { .. } => 3,
+        }
+    }
+}
+
 /// The shape of a ResNet.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +83,10 @@ pub struct ResNetConfig {
     pub block: BlockKind,
     /// Blocks per stage (stages 1..4 produce C2..C5).
     pub depths: [usize; 4],
-    /// Output channels of the stem's 7×7 convolution.
+    /// The stem (default: ImageNet's).
+    #[serde(default)]
+    pub stem: Stem,
+    /// Output channels of the stem's convolution.
     pub stem_width: usize,
     /// Width of each stage's blocks (outputs are `width · expansion`).
     pub widths: [usize; 4],
@@ -63,6 +102,7 @@ impl ResNetConfig {
         Self {
             block: BlockKind::Bottleneck,
             depths: [3, 4, 6, 3],
+            stem: Stem::ImageNet,
             stem_width: 64,
             widths: [64, 128, 256, 512],
             in_channels: 3,
@@ -79,12 +119,14 @@ impl ResNetConfig {
         }
     }
 
-    /// A small ResNet the mini preset can pretrain on a CPU in minutes (basic blocks, one per
-    /// stage, widths 16–128, 10 classes).
+    /// A small ResNet the mini preset can pretrain on a CPU in minutes: a 3×3 stride-2 stem
+    /// without max pool (32-px images reach stage 1 at 16×16; C2..C5 at strides 2..16), basic
+    /// blocks, one per stage, widths 16–128, 10 classes.
     pub fn mini() -> Self {
         Self {
             block: BlockKind::Basic,
             depths: [1, 1, 1, 1],
+            stem: Stem::Small { stride: 2 },
             stem_width: 16,
             widths: [16, 32, 64, 128],
             in_channels: 3,
@@ -98,6 +140,7 @@ impl ResNetConfig {
         Self {
             block: BlockKind::Bottleneck,
             depths: [1, 2, 1, 1],
+            stem: Stem::ImageNet,
             stem_width: 8,
             widths: [4, 8, 8, 16],
             in_channels: 3,
@@ -123,6 +166,15 @@ impl ResNetConfig {
                 MODEL,
                 "depths",
                 format!("every stage needs a block, got {:?}", self.depths),
+            ));
+        }
+        if let Stem::Small { stride } = self.stem
+            && ![1, 2, 4].contains(&stride)
+        {
+            return Err(config_error(
+                MODEL,
+                "stem.stride",
+                format!("a small stem's stride is 1, 2 or 4, got {stride}"),
             ));
         }
         if self.widths.contains(&0) || self.stem_width == 0 || self.in_channels == 0 {
@@ -256,11 +308,15 @@ impl ResNet {
     /// Builds the network; `vb` supplies (or, from a `VarMap`, creates) every tensor.
     pub fn new(cfg: &ResNetConfig, vb: &VarBuilder<'_>) -> Result<Self> {
         cfg.validate()?;
+        let stem_conv = match cfg.stem {
+            Stem::ImageNet => Conv2dConfig::default().with_stride(2).with_padding(3),
+            Stem::Small { stride } => Conv2dConfig::default().with_stride(stride).with_padding(1),
+        };
         let conv1 = Conv::new(
             cfg.in_channels,
             cfg.stem_width,
-            7,
-            Conv2dConfig::default().with_stride(2).with_padding(3),
+            cfg.stem.kernel(),
+            stem_conv,
             false,
             &vb.pp("conv1"),
         )?;
@@ -318,8 +374,9 @@ impl ResNet {
                 if c != self.cfg.in_channels {
                     return Err(bad(format!("expected {} channels", self.cfg.in_channels)));
                 }
-                if h < 32 || w < 32 {
-                    return Err(bad("height and width must be at least 32".into()));
+                let min = self.size_divisor();
+                if h < min || w < min {
+                    return Err(bad(format!("height and width must be at least {min}")));
                 }
                 Ok(())
             }
@@ -341,6 +398,15 @@ impl Backbone for ResNet {
         self.cfg.out_channels()
     }
 
+    fn strides(&self) -> [usize; 4] {
+        let s = self.cfg.stem.stride();
+        [s, 2 * s, 4 * s, 8 * s]
+    }
+
+    fn size_divisor(&self) -> usize {
+        8 * self.cfg.stem.stride()
+    }
+
     fn num_features(&self) -> Option<usize> {
         Some(self.cfg.out_channels()[3])
     }
@@ -357,8 +423,13 @@ impl Backbone for ResNet {
             .bn1
             .forward(&self.conv1.forward(xs)?, stem.batch_stats)?
             .relu()?;
-        let pool = MaxPool2dConfig::new(3).with_stride(2).with_padding(1);
-        let mut ys = stem.finish(max_pool2d(&ys, &pool)?);
+        let mut ys = match self.cfg.stem {
+            Stem::ImageNet => {
+                let pool = MaxPool2dConfig::new(3).with_stride(2).with_padding(1);
+                stem.finish(max_pool2d(&ys, &pool)?)
+            }
+            Stem::Small { .. } => stem.finish(ys),
+        };
         let mut levels = Vec::with_capacity(4);
         for (stage, layer) in self.layers.iter().enumerate() {
             let ctx = PartCtx::resolve(mode, &freeze, freeze.stage_frozen(stage));
@@ -414,11 +485,21 @@ impl ResNetConfig {
         let conv = |k: usize, cin: usize, cout: usize, hw: f64| (k * k * cin * cout) as f64 * hw;
         let bottleneck = self.block == BlockKind::Bottleneck;
         let expansion = self.block.expansion();
-        // Output side of a stride-2 convolution or pool with "same" padding.
-        let half = |side: f64| (side / 2.0).ceil();
-        let (mut h, mut w) = (half(height as f64), half(width as f64));
-        let mut macs = conv(7, self.in_channels, self.stem_width, h * w);
-        (h, w) = (half(h), half(w));
+        // Output side of a strided convolution or pool with "same" padding.
+        let shrink = |side: f64, by: usize| (side / by as f64).ceil();
+        let half = |side: f64| shrink(side, 2);
+        let (mut h, mut w, mut macs);
+        match self.stem {
+            Stem::ImageNet => {
+                (h, w) = (half(height as f64), half(width as f64));
+                macs = conv(7, self.in_channels, self.stem_width, h * w);
+                (h, w) = (half(h), half(w));
+            }
+            Stem::Small { stride } => {
+                (h, w) = (shrink(height as f64, stride), shrink(width as f64, stride));
+                macs = conv(3, self.in_channels, self.stem_width, h * w);
+            }
+        }
         let mut cin = self.stem_width;
         for stage in 0..4 {
             // The first 1×1 convolution of a bottleneck runs before the strided 3×3.

@@ -768,6 +768,11 @@ impl Backbone for Swin {
         self.cfg.out_channels()
     }
 
+    fn strides(&self) -> [usize; 4] {
+        let p = self.cfg.patch_size;
+        [p, 2 * p, 4 * p, 8 * p]
+    }
+
     fn size_divisor(&self) -> usize {
         self.cfg.patch_size * 8
     }
@@ -1025,6 +1030,12 @@ impl crate::registry::Architecture for SwinArch {
                 description: "Swin, original Microsoft checkpoint (timm < 0.9) names",
                 detect: weights::is_microsoft_swin,
                 convert: weights::microsoft_swin_to_timm,
+            },
+            WeightLayout {
+                name: "openmmlab_swin",
+                description: "Swin, mmsegmentation / mmdetection names",
+                detect: weights::is_openmmlab_swin,
+                convert: weights::openmmlab_swin_to_timm,
             },
             WeightLayout {
                 name: "transformers_swin",

@@ -1,5 +1,5 @@
-//! Forward parity with timm 1.0.31 and transformers 5.23 (fixtures from
-//! `tests/golden/make_golden.py`): C2..C5 and logits within 1e-4 of the reference's scale.
+//! Forward parity with timm 1.0.31, transformers 5.23 and mmdetection 3.3 (fixtures from
+//! `tests/golden/make_golden*.py`): C2..C5 and logits within 1e-4 of the reference's scale.
 //!
 //! The full-size check (ResNet-50 and Swin-T at 224², ResNet-50 at 192×256) runs when
 //! `RTB_FULL_PARITY_DIR` names a folder written by `make_golden.py --full`.
@@ -142,6 +142,23 @@ fn swin_dense_rule_matches_transformers_backbone() {
         .forward(&gold["dense.input"], Mode::Inference)
         .unwrap();
     assert!(out.pooled.is_none() && out.logits.is_none());
+}
+
+#[test]
+fn swin_from_openmmlab_layout_matches_mmdet() {
+    // mmdetection 3.3's SwinTransformer (mmseg 1.x's is the same code): its keys, its
+    // patch-merging channel order (nn.Unfold's), padded windows and output norms.
+    let arch = ArchConfig::from(SwinConfig::tiny().into_dense(0.0));
+    let model = load_backbone(
+        &arch,
+        &golden("swin_tiny_openmmlab.safetensors"),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let gold = load("swin_tiny_openmmlab_golden.safetensors");
+    check(model.as_ref(), &gold, "dense", false);
+    check(model.as_ref(), &gold, "dense_fit", false);
 }
 
 #[test]

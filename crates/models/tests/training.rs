@@ -408,6 +408,7 @@ fn gradcheck_resnet_blocks() {
     let tiny = ResNetConfig {
         block: BlockKind::Bottleneck,
         depths: [1, 1, 1, 1],
+        stem: rtb_models::Stem::ImageNet,
         stem_width: 4,
         widths: [2, 2, 4, 4],
         in_channels: 3,
@@ -436,7 +437,24 @@ fn gradcheck_resnet_blocks() {
         Mode::Train { seed: 0 },
         1e-6,
     );
-    gradcheck_model(&ArchConfig::from(basic), (1, 3, 32, 32), Mode::Eval, 1e-6);
+    gradcheck_model(
+        &ArchConfig::from(basic.clone()),
+        (1, 3, 32, 32),
+        Mode::Eval,
+        1e-6,
+    );
+    // The small-image stem (one 3×3 convolution, no pool) of the mini preset's ResNets.
+    let small = ResNetConfig {
+        stem: rtb_models::Stem::Small { stride: 2 },
+        ..basic
+    };
+    gradcheck_model(
+        &ArchConfig::from(small.clone()),
+        (2, 3, 16, 16),
+        Mode::Train { seed: 0 },
+        1e-6,
+    );
+    gradcheck_model(&ArchConfig::from(small), (1, 3, 16, 16), Mode::Eval, 1e-6);
 }
 
 #[test]
@@ -465,4 +483,30 @@ fn gradcheck_swin_blocks_both_window_rules() {
         ..tiny.into_dense(0.0)
     };
     gradcheck_model(&ArchConfig::from(dense), (1, 3, 128, 160), Mode::Eval, 1e-5);
+}
+
+/// The mini preset's ResNet keeps a 32-px image's detail: stage 1 runs at 16×16 (the ImageNet
+/// stem left it 8×8), the strides it reports match its feature maps, and the cost estimate
+/// counts the 3×3 stem (hand count: stem 110,592; stage 1 1,179,648; stages 2–4 917,504 each).
+#[test]
+fn resnet_mini_small_stem_shapes_strides_and_cost() {
+    let arch = ArchConfig::from_name("resnet_mini").unwrap();
+    let varmap = VarMap::new();
+    let vb = trainable_builder(&varmap, HashMap::new(), 3, DType::F32, &Device::Cpu);
+    let model = arch.build(&vb).unwrap();
+    let xs = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+    let out = model.forward(&xs, Mode::Eval).unwrap();
+    let sides: Vec<usize> = out
+        .features
+        .levels
+        .iter()
+        .map(|level| level.dims4().unwrap().3)
+        .collect();
+    assert_eq!(sides, [16, 8, 4, 2]);
+    assert_eq!(model.strides(), [2, 4, 8, 16]);
+    assert_eq!(model.size_divisor(), 16);
+    assert_eq!(arch.forward_macs(32, 32).unwrap(), 4_042_752.0);
+    // An input smaller than the divisor is an error, not a panic.
+    let small = Tensor::zeros((1, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+    assert!(model.forward(&small, Mode::Eval).is_err());
 }

@@ -42,7 +42,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use rtb_models::ArchConfig;
-use rtb_results::{BackboneRecord, MetricTable};
+use rtb_results::{BackboneRecord, MetricTable, Replicates, Resampler};
 use rtb_train::{DataLoader, DeviceChoice, EngineConfig, LoaderConfig, Observer, RunDir, Trainer};
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +112,14 @@ pub struct PretrainConfig {
     pub eval_batch_size: usize,
     /// Frost textures' folder (for the frost corruption).
     pub frost_dir: Option<PathBuf>,
+    /// Paired bootstrap replicates of the source-task evaluation (0: none), resampled from
+    /// `eval.seed`.
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
+}
+
+fn default_bootstrap() -> usize {
+    rtb_results::DEFAULT_REPLICATES
 }
 
 impl PretrainConfig {
@@ -180,46 +188,70 @@ fn claim(run: &RunDir, cfg: &PretrainConfig) -> Result<()> {
 
 /// Top-1 of `task` on `images`, in batches of `batch_size`.
 pub fn accuracy(task: &PretrainTask, images: &Images, batch_size: usize) -> Result<f64> {
+    let correct = correctness(task, images, batch_size)?;
+    Ok(correct.iter().sum::<f64>() / correct.len() as f64)
+}
+
+/// Per-image top-1 correctness (1.0 or 0.0) of `task` on `images`, in their order; an error
+/// for an empty set.
+pub fn correctness(task: &PretrainTask, images: &Images, batch_size: usize) -> Result<Vec<f64>> {
     if images.is_empty() {
         return Err(PretrainError::Config {
             field: "eval".into(),
             message: "no images to evaluate".into(),
         });
     }
-    let mut correct = 0usize;
+    let mut correct = Vec::with_capacity(images.len());
     let mut start = 0;
     while start < images.len() {
         let end = (start + batch_size).min(images.len());
         let batch = batch_tensor(images, start..end, &Device::Cpu)?;
         let predicted = argmax(&task.logits(&batch)?)?;
-        correct += predicted
-            .iter()
-            .zip(&images.labels[start..end])
-            .filter(|(p, l)| **p == u32::from(**l))
-            .count();
+        correct.extend(
+            predicted
+                .iter()
+                .zip(&images.labels[start..end])
+                .map(|(p, l)| f64::from(u8::from(*p == u32::from(*l)))),
+        );
         start = end;
     }
-    Ok(correct as f64 / images.len() as f64)
+    Ok(correct)
 }
 
-/// Evaluates `task` on the clean validation images and on every corrupted set of `files`.
+/// Evaluates `task` on the clean validation images and on every corrupted set of `files`
+/// (each the same images as `val`, corrupted), with `bootstrap` paired replicates per
+/// condition resampled from `seed` (none for 0).
 pub fn evaluate_source(
     task: &PretrainTask,
     val: &Images,
     files: &BTreeMap<(rtb_corruption::Corruption, rtb_corruption::Severity), PathBuf>,
     batch_size: usize,
+    (seed, bootstrap): (u64, usize),
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<MetricTable> {
-    let clean = accuracy(task, val, batch_size)?;
+    let resampler = Resampler::new(seed, val.len(), bootstrap);
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    let clean_values = correctness(task, val, batch_size)?;
+    let mut replicates = Replicates::new(&resampler, resampler.mean_replicates(&clean_values)?);
     let mut corrupted: BTreeMap<rtb_corruption::Corruption, [f64; 5]> = BTreeMap::new();
     let total = files.len();
     for (done, ((corruption, severity), path)) in files.iter().enumerate() {
         let images = Images::read(path)?;
-        let value = accuracy(task, &images, batch_size)?;
-        corrupted.entry(*corruption).or_insert([f64::NAN; 5])[severity.index()] = value;
+        let values = correctness(task, &images, batch_size)?;
+        corrupted.entry(*corruption).or_insert([f64::NAN; 5])[severity.index()] = mean(&values);
+        replicates.corrupted.entry(*corruption).or_default()[severity.index()] =
+            resampler.mean_replicates(&values)?;
         progress(done + 1, total);
     }
-    Ok(MetricTable { clean, corrupted })
+    // Only corruptions at all five severities have replicates to pair.
+    replicates
+        .corrupted
+        .retain(|_, rows| rows.iter().all(|row| row.len() == bootstrap));
+    Ok(MetricTable {
+        clean: mean(&clean_values),
+        corrupted,
+        replicates: (bootstrap > 0).then_some(replicates),
+    })
 }
 
 /// Saves `tensors` as safetensors atomically (temporary name, then rename).
@@ -309,6 +341,7 @@ pub fn pretrain(
         &val,
         &files,
         cfg.eval_batch_size,
+        (cfg.eval.seed, cfg.bootstrap),
         &mut |done, total| progress("evaluating", done, total),
     )?;
     let record = BackboneRecord {

@@ -6,23 +6,43 @@ use std::collections::BTreeMap;
 
 use rtb_corruption::Corruption;
 use rtb_report::Report;
-use rtb_results::{BackboneRecord, CellId, CellMetrics, MetricTable, Regime, Task};
+use rtb_results::{
+    BackboneRecord, CellId, CellMetrics, MetricTable, Regime, Replicates, Resampler, Task,
+};
 
 fn table(clean: f64, robustness: f64) -> MetricTable {
+    let value = |clean: f64, i: usize, s: usize| {
+        let loss = (1.0 - robustness) * (0.1 + 0.15 * s as f64) * (1.0 + i as f64 / 19.0);
+        clean * (1.0 - loss).max(0.0)
+    };
+    // Stand-in bootstrap replicates: each replicate scales the clean metric a little, and the
+    // corrupted ones follow it (as paired resamples of the same images do).
+    let resampler = Resampler::new(0, 100, 50);
+    let jitter = |b: usize| 1.0 + 0.03 * ((b as f64 * 2.399).sin());
+    let mut replicates = Replicates::new(
+        &resampler,
+        (0..resampler.replicates)
+            .map(|b| clean * jitter(b))
+            .collect(),
+    );
+    for (i, c) in Corruption::ALL.into_iter().enumerate() {
+        replicates.corrupted.insert(
+            c,
+            std::array::from_fn(|s| {
+                (0..resampler.replicates)
+                    .map(|b| value(clean * jitter(b), i, s) * (1.0 + 0.01 * (b as f64).cos()))
+                    .collect()
+            }),
+        );
+    }
     MetricTable {
         clean,
         corrupted: Corruption::ALL
             .into_iter()
             .enumerate()
-            .map(|(i, c)| {
-                let values = std::array::from_fn(|s| {
-                    let loss =
-                        (1.0 - robustness) * (0.1 + 0.15 * s as f64) * (1.0 + i as f64 / 19.0);
-                    clean * (1.0 - loss).max(0.0)
-                });
-                (c, values)
-            })
+            .map(|(i, c)| (c, std::array::from_fn(|s| value(clean, i, s))))
             .collect(),
+        replicates: Some(replicates),
     }
 }
 

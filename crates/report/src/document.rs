@@ -2,7 +2,7 @@
 //! render the same content and none of them computes anything.
 
 use rtb_corruption::Corruption;
-use rtb_results::{Regime, Task};
+use rtb_results::{Interval, Regime, Task};
 
 use crate::model::{CellStatus, Report, category_columns, corruptions_of, published_table};
 use crate::paper;
@@ -43,12 +43,26 @@ fn shown(value: Option<f64>, status: CellStatus) -> String {
     }
 }
 
+/// The "±" cell: half the width of the 95 % interval, "-" without one (files written before
+/// rtb stored bootstrap replicates, or a cell that did not run).
+pub(crate) fn plus_minus(interval: Option<Interval>) -> String {
+    match interval {
+        Some(i) if i.low.is_finite() && i.high.is_finite() => number(i.half_width()),
+        Some(_) => "n/a".into(),
+        None => "-".into(),
+    }
+}
+
+/// "±" in a header.
+const PM: &str = "±";
+
 fn drop_section(report: &Report, id: &str, title: &str, task: Task) -> Section {
     let published = published_table(task, Regime::Fixed).expect("Tables 1 and 2 are published");
     let mut headers = vec!["Backbone".to_string(), "Paper row".to_string()];
     for category in category_columns() {
         let name = capitalised(category.name());
         headers.push(format!("{name} (rtb)"));
+        headers.push(PM.to_string());
         headers.push(format!("{name} (paper)"));
     }
     let rows = report
@@ -61,6 +75,7 @@ fn drop_section(report: &Report, id: &str, title: &str, task: Task) -> Section {
             ];
             for (i, ours) in row.ours.iter().enumerate() {
                 cells.push(shown(*ours, row.status));
+                cells.push(plus_minus(row.ours_intervals[i]));
                 cells.push(
                     row.paper
                         .map(|p| number(p[i]))
@@ -76,7 +91,8 @@ fn drop_section(report: &Report, id: &str, title: &str, task: Task) -> Section {
         level: 2,
         paragraphs: vec![format!(
             "Accuracy drop (1 − rPC, in %) of the task metric per corruption category, with the \
-             backbone frozen. \"paper\" columns are the published numbers ({}) for the paper \
+             backbone frozen; ± is half the width of rtb's 95 % bootstrap interval over the \
+             evaluation images. \"paper\" columns are the published numbers ({}) for the paper \
              row each backbone stands for.",
             published.source
         )],
@@ -95,25 +111,25 @@ fn capitalised(name: &str) -> String {
 
 fn figure_section(report: &Report) -> Section {
     let mut headers = vec!["Backbone".to_string()];
-    headers.extend(report.figure1_labels().iter().map(|g| format!("{g} (%)")));
+    for label in report.figure1_labels() {
+        headers.push(format!("{label} (%)"));
+        headers.push(PM.to_string());
+    }
     let rows = report
         .figure1()
         .into_iter()
         .map(|series| {
             let mut cells = vec![series.backbone];
-            cells.extend(
-                series
-                    .values
-                    .iter()
-                    .zip(series.ran)
-                    .map(|(v, ran)| match v {
-                        Some(v) => number(*v),
-                        // Ran, but no number: the drop is undefined (clean metric 0) or the table is
-                        // incomplete.
-                        None if ran => "n/a".into(),
-                        None => "not run".into(),
-                    }),
-            );
+            for ((v, ran), error) in series.values.iter().zip(series.ran).zip(series.errors) {
+                cells.push(match v {
+                    Some(v) => number(*v),
+                    // Ran, but no number: the drop is undefined (clean metric 0) or the table is
+                    // incomplete.
+                    None if ran => "n/a".into(),
+                    None => "not run".into(),
+                });
+                cells.push(plus_minus(error));
+            }
             cells
         })
         .collect();
@@ -124,7 +140,9 @@ fn figure_section(report: &Report) -> Section {
         paragraphs: vec![
             "Per backbone: top-1 on its source task (ImageNet for the paper preset), the drop \
              (1 − rPC, %) on the corrupted source task, and the drop on each downstream task \
-             after fine-tuning every weight. Missing bars are cells that were not run, or whose drop \
+             after fine-tuning every weight; ± and the error bars are 95 % bootstrap intervals \
+             over the evaluation images (paired: every condition resamples the same images). \
+             Missing bars are cells that were not run, or whose drop \
              is undefined (n/a: a clean metric of 0, or an incomplete table)."
                 .into(),
             paper::FIGURE1_FINDINGS.into(),
@@ -136,11 +154,14 @@ fn figure_section(report: &Report) -> Section {
 
 fn all_cells_section(report: &Report) -> Section {
     let mut headers: Vec<String> = [
-        "Backbone", "Task", "Regime", "Metric", "Clean", "mPC", "rPC", "Drop %",
+        "Backbone", "Task", "Regime", "Metric", "Clean", PM, "mPC", PM, "rPC", PM, "Drop %", PM,
     ]
     .map(String::from)
     .to_vec();
-    headers.extend(category_columns().map(|c| format!("{} drop %", capitalised(c.name()))));
+    for c in category_columns() {
+        headers.push(format!("{} drop %", capitalised(c.name())));
+        headers.push(PM.to_string());
+    }
     let mut rows = Vec::new();
     for backbone in &report.backbones {
         for task in Task::ALL {
@@ -148,6 +169,7 @@ fn all_cells_section(report: &Report) -> Section {
                 let status = report.status(&backbone.name, task, regime);
                 let cell = report.cell(&backbone.name, task, regime);
                 let robustness = cell.and_then(|c| c.robustness.as_ref());
+                let intervals = cell.and_then(|c| c.intervals.as_ref());
                 let mut row = vec![
                     backbone.name.clone(),
                     task.name().to_string(),
@@ -157,14 +179,23 @@ fn all_cells_section(report: &Report) -> Section {
                         Some(c) => number(100.0 * c.metrics.primary.clean),
                         None => status.placeholder().to_string(),
                     },
+                    plus_minus(intervals.map(|i| i.clean.scaled(100.0))),
                     shown(robustness.map(|r| 100.0 * r.mpc), status),
+                    plus_minus(intervals.map(|i| i.mpc.scaled(100.0))),
                     shown(robustness.map(|r| r.rpc), status),
+                    plus_minus(intervals.map(|i| i.rpc)),
                     shown(robustness.map(|r| r.drop_percent), status),
+                    plus_minus(intervals.map(|i| i.drop_percent)),
                 ];
-                row.extend(
-                    category_columns()
-                        .map(|c| shown(robustness.map(|r| r.category_drop_percent[&c]), status)),
-                );
+                for c in category_columns() {
+                    row.push(shown(
+                        robustness.map(|r| r.category_drop_percent[&c]),
+                        status,
+                    ));
+                    row.push(plus_minus(
+                        intervals.and_then(|i| i.category_drop_percent.get(&c).copied()),
+                    ));
+                }
                 rows.push(row);
             }
         }
@@ -176,7 +207,8 @@ fn all_cells_section(report: &Report) -> Section {
         paragraphs: vec![
             "Clean and mPC are the task metric in % (top-1, box AP, mIoU); rPC = mPC / clean; \
              drops are 1 − rPC in %. mPC averages the 15 benchmark corruptions × severities \
-             1..5."
+             1..5. Each ± is half the width of the 95 % bootstrap interval over the evaluation \
+             images, paired across conditions; \"-\" where the cell stored no replicates."
                 .into(),
         ],
         figure: false,
@@ -190,7 +222,8 @@ fn per_corruption_sections(report: &Report) -> Vec<Section> {
         title: "Per corruption and severity".into(),
         level: 2,
         paragraphs: vec![
-            "The task metric in % for each corruption (rows) and severity (columns). Extras \
+            "The task metric in % for each corruption (rows) and severity (columns), ± half the \
+             width of its 95 % bootstrap interval when the cell stored replicates. Extras \
              (speckle_noise, gaussian_blur, spatter, saturate) are shown when evaluated but \
              never enter mPC."
                 .into(),
@@ -208,22 +241,42 @@ fn per_corruption_sections(report: &Report) -> Vec<Section> {
                 .map(|(name, table)| (name.clone(), table)),
         );
         for (metric, table) in tables {
+            // Each value with its 95 % interval's half-width, when the table has replicates
+            // (an incomplete table has none: its intervals need every benchmark corruption).
+            let intervals = table.intervals().ok().flatten();
+            let with_pm = |value: f64, interval: Option<Interval>| match interval {
+                Some(i) => format!(
+                    "{} ± {}",
+                    number(100.0 * value),
+                    plus_minus(Some(i.scaled(100.0)))
+                ),
+                None => number(100.0 * value),
+            };
             let mut headers = vec!["Corruption".to_string(), "Category".to_string()];
             headers.extend((1..=5).map(|s| format!("s{s}")));
             headers.push("Mean".into());
             let mut rows = vec![{
                 let mut row = vec!["clean".to_string(), "-".to_string()];
-                row.extend((0..5).map(|_| number(100.0 * table.clean)));
-                row.push(number(100.0 * table.clean));
+                let clean = with_pm(table.clean, intervals.as_ref().map(|i| i.clean));
+                row.extend((0..5).map(|_| clean.clone()));
+                row.push(clean);
                 row
             }];
             for corruption in corruptions_of(table) {
                 let values = table.corrupted[&corruption];
+                let row_intervals = intervals
+                    .as_ref()
+                    .and_then(|i| i.corrupted.get(&corruption));
                 let mut row = vec![
                     corruption.name().to_string(),
                     corruption.category().name().to_string(),
                 ];
-                row.extend(values.iter().map(|v| number(100.0 * v)));
+                row.extend(
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(s, v)| with_pm(*v, row_intervals.map(|r| r[s]))),
+                );
                 row.push(number(100.0 * values.iter().sum::<f64>() / 5.0));
                 rows.push(row);
             }
@@ -255,7 +308,9 @@ fn backbones_section(report: &Report) -> Section {
         "Paper row",
         "Source task",
         "Source top-1 %",
+        PM,
         "Source-C drop %",
+        PM,
         "Description",
     ]
     .map(String::from)
@@ -276,9 +331,11 @@ fn backbones_section(report: &Report) -> Section {
                     .as_ref()
                     .map(|v| format!("{} ({})", number(v.value), v.source))
                     .unwrap_or_else(|| "not run".into()),
+                plus_minus(b.source_intervals.map(|(top1, _)| top1)),
                 b.source_drop
                     .map(number)
                     .unwrap_or_else(|| "not run".into()),
+                plus_minus(b.source_intervals.map(|(_, drop)| drop)),
                 b.description.clone(),
             ]
         })

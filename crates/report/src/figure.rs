@@ -1,54 +1,78 @@
-//! Figure 1 as grouped bars, drawn once through a small painter interface into SVG and into a
-//! PNG raster (with rtb's own bitmap font, so no system font is needed).
+//! Figure 1 as grouped bars with 95 % error bars, drawn once with plotters into SVG and into
+//! a PNG raster. The raster's text uses DejaVu Sans, embedded by the `dejavu` crate, so no
+//! system font is needed; the SVG names the font family and lets the viewer draw the text.
 
-use std::fmt::Write;
+use std::sync::OnceLock;
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use plotters::style::text_anchor;
 
-use crate::font::{GLYPH_HEIGHT, GLYPH_WIDTH, glyph};
 use crate::model::FigureSeries;
 
-const WIDTH: u32 = 960;
-const HEIGHT: u32 = 480;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 200.0;
-const TOP: f64 = 50.0;
-const BOTTOM: f64 = 60.0;
+pub(crate) const WIDTH: u32 = 960;
+pub(crate) const HEIGHT: u32 = 480;
+/// Pixels right of the plot for the legend.
+const LEGEND_WIDTH: u32 = 190;
+/// The family the raster's text is drawn with (registered from the embedded DejaVu Sans).
+const FONT: &str = "sans-serif";
 
-const PALETTE: [[u8; 3]; 8] = [
-    [31, 119, 180],
-    [255, 127, 14],
-    [44, 160, 44],
-    [214, 39, 40],
-    [148, 103, 189],
-    [140, 86, 75],
-    [227, 119, 194],
-    [127, 127, 127],
+pub(crate) const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
 ];
-const INK: [u8; 3] = [30, 30, 30];
-const GRID: [u8; 3] = [220, 220, 220];
-const MUTED: [u8; 3] = [150, 150, 150];
+pub(crate) const INK: RGBColor = RGBColor(30, 30, 30);
+const GRID: RGBColor = RGBColor(225, 225, 225);
+const MUTED: RGBColor = RGBColor(150, 150, 150);
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Anchor {
-    Start,
-    Middle,
-    End,
+/// An error drawing the figure (plotters' message).
+#[derive(Debug, thiserror::Error)]
+#[error("drawing Figure 1: {0}")]
+pub struct FigureError(String);
+
+fn plot_error(err: impl std::fmt::Display) -> FigureError {
+    FigureError(err.to_string())
 }
 
-/// What the chart needs from an output format. Coordinates in pixels, y downwards; text is
-/// placed by its baseline.
-trait Painter {
-    fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, color: [u8; 3]);
-    fn text(&mut self, x: f64, y: f64, text: &str, size: f64, color: [u8; 3], anchor: Anchor);
+/// Registers the embedded font with plotters once per process.
+fn font() -> Result<(), FigureError> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
+            && plotters::style::register_font(FONT, FontStyle::Bold, dejavu::sans::bold()).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(FigureError(
+            "the embedded DejaVu Sans font did not load".into(),
+        ))
+    }
 }
 
-/// A round axis maximum (and minimum when values are negative) with a tick step.
-fn axis(series: &[FigureSeries]) -> (f64, f64, f64) {
-    let values = series
-        .iter()
-        .flat_map(|s| s.values.iter().flatten().copied());
-    let (lo, hi) = values.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+/// A round axis range covering every bar and error bar, with 0 inside.
+fn axis(series: &[FigureSeries]) -> (f64, f64) {
+    let values = series.iter().flat_map(|s| {
+        s.values
+            .iter()
+            .zip(&s.errors)
+            .filter_map(|(v, e)| v.map(|v| (v, *e)))
+            .flat_map(|(v, e)| {
+                let (lo, hi) = e.map_or((v, v), |e| (e.low.min(v), e.high.max(v)));
+                [lo, hi]
+            })
+    });
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let span = (hi - lo).max(1.0);
     let raw_step = span / 5.0;
     let magnitude = 10f64.powf(raw_step.log10().floor());
@@ -59,260 +83,261 @@ fn axis(series: &[FigureSeries]) -> (f64, f64, f64) {
         .unwrap_or(10.0 * magnitude);
     let lo = (lo / step).floor() * step;
     let hi = (hi / step).ceil() * step;
-    (lo, hi.max(lo + step), step)
+    (lo, hi.max(lo + step))
 }
 
-fn draw(painter: &mut dyn Painter, series: &[FigureSeries], labels: &[String; 5], title: &str) {
-    let (w, h) = (WIDTH as f64, HEIGHT as f64);
-    painter.rect(0.0, 0.0, w, h, [255, 255, 255]);
-    painter.text(w / 2.0, 28.0, title, 16.0, INK, Anchor::Middle);
-    let (lo, hi, step) = axis(series);
-    let plot_w = w - LEFT - RIGHT;
-    let plot_h = h - TOP - BOTTOM;
-    let y_of = |v: f64| TOP + plot_h * (hi - v) / (hi - lo);
-
-    let mut tick = lo;
-    while tick <= hi + step * 1e-9 {
-        let y = y_of(tick);
-        painter.rect(LEFT, y, plot_w, 1.0, GRID);
-        painter.text(
-            LEFT - 8.0,
-            y + 4.0,
-            &format!("{tick:.0}"),
-            11.0,
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    series: &[FigureSeries],
+    labels: &[String; 5],
+    title: &str,
+) -> Result<(), FigureError> {
+    font()?;
+    root.fill(&WHITE).map_err(plot_error)?;
+    let (plot, legend) = root.split_horizontally(WIDTH - LEGEND_WIDTH);
+    let (lo, hi) = axis(series);
+    let groups = labels.len();
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(title, (FONT, 22).into_font().color(&INK))
+        .margin(12)
+        .x_label_area_size(34)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0f64..groups as f64, lo..hi)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .disable_x_axis()
+        .light_line_style(WHITE)
+        .bold_line_style(GRID)
+        .y_desc("%")
+        .y_label_style((FONT, 16).into_font().color(&INK))
+        .axis_desc_style((FONT, 17).into_font().color(&INK))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(plot_error)?;
+    // The zero line and the group labels under the plot.
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(0.0, 0.0), (groups as f64, 0.0)],
             INK,
-            Anchor::End,
-        );
-        tick += step;
-    }
-    painter.text(16.0, TOP - 12.0, "%", 12.0, INK, Anchor::Start);
-    let zero = y_of(0.0);
-    painter.rect(LEFT, zero, plot_w, 1.0, INK);
-    painter.rect(LEFT, TOP, 1.0, plot_h, INK);
-
-    let groups = labels.len() as f64;
-    let group_w = plot_w / groups;
-    let n = series.len().max(1) as f64;
-    let bar_w = (group_w * 0.8 / n).max(1.0);
+        )))
+        .map_err(plot_error)?;
+    let label_style = (FONT, 16)
+        .into_font()
+        .color(&INK)
+        .pos(text_anchor::Pos::new(
+            text_anchor::HPos::Center,
+            text_anchor::VPos::Top,
+        ));
     for (g, label) in labels.iter().enumerate() {
-        let x0 = LEFT + group_w * g as f64 + group_w * 0.1;
-        for (i, s) in series.iter().enumerate() {
-            let x = x0 + bar_w * i as f64;
-            let color = PALETTE[i % PALETTE.len()];
+        let (x, _) = chart.backend_coord(&(g as f64 + 0.5, lo));
+        let (_, y) = chart.backend_coord(&(0.0, lo));
+        plot.draw(&Text::new(label.clone(), (x, y + 8), label_style.clone()))
+            .map_err(plot_error)?;
+    }
+
+    let n = series.len().max(1) as f64;
+    let bar = 0.8 / n;
+    let missing_style = (FONT, 14)
+        .into_font()
+        .color(&MUTED)
+        .pos(text_anchor::Pos::new(
+            text_anchor::HPos::Center,
+            text_anchor::VPos::Bottom,
+        ));
+    for (i, s) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        for g in 0..groups {
+            let x0 = g as f64 + 0.1 + bar * i as f64;
+            let x1 = x0 + bar * 0.92;
             match s.values[g] {
                 Some(v) => {
-                    let (top, bottom) = if v >= 0.0 {
-                        (y_of(v), zero)
-                    } else {
-                        (zero, y_of(v))
-                    };
-                    painter.rect(x, top, bar_w - 1.0, (bottom - top).max(1.0), color);
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            [(x0, 0.0), (x1, v)],
+                            color.filled(),
+                        )))
+                        .map_err(plot_error)?;
+                    if let Some(e) = s.errors[g].filter(|e| e.low.is_finite() && e.high.is_finite())
+                    {
+                        // A whisker from the interval's low to its high bound, with caps.
+                        let (mid, cap) = ((x0 + x1) / 2.0, (x1 - x0) * 0.2);
+                        let ink = INK.stroke_width(1);
+                        chart
+                            .draw_series([
+                                PathElement::new(vec![(mid, e.low), (mid, e.high)], ink),
+                                PathElement::new(vec![(mid - cap, e.low), (mid + cap, e.low)], ink),
+                                PathElement::new(
+                                    vec![(mid - cap, e.high), (mid + cap, e.high)],
+                                    ink,
+                                ),
+                            ])
+                            .map_err(plot_error)?;
+                    }
                 }
                 None => {
                     // A muted mark at the baseline, never a zero-height bar: not run, or ran
-                    // with an undefined drop (clean metric 0, incomplete table).
-                    painter.text(
-                        x + bar_w / 2.0,
-                        zero - 4.0,
+                    // with an undefined value (clean metric 0, incomplete table).
+                    let (x, y) = chart.backend_coord(&((x0 + x1) / 2.0, 0.0));
+                    plot.draw(&Text::new(
                         if s.ran[g] { "n/a" } else { "n/r" },
-                        10.0,
-                        MUTED,
-                        Anchor::Middle,
-                    );
+                        (x, y - 3),
+                        missing_style.clone(),
+                    ))
+                    .map_err(plot_error)?;
                 }
             }
         }
-        painter.text(
-            LEFT + group_w * (g as f64 + 0.5),
-            h - BOTTOM + 22.0,
-            label,
-            12.0,
-            INK,
-            Anchor::Middle,
-        );
     }
 
-    let legend_x = w - RIGHT + 20.0;
+    let text = (FONT, 17).into_font().color(&INK);
     for (i, s) in series.iter().enumerate() {
-        let y = TOP + 10.0 + 22.0 * i as f64;
-        painter.rect(legend_x, y - 10.0, 14.0, 14.0, PALETTE[i % PALETTE.len()]);
-        painter.text(
-            legend_x + 22.0,
-            y + 2.0,
-            &s.backbone,
-            12.0,
-            INK,
-            Anchor::Start,
-        );
+        let y = 60 + 24 * i as i32;
+        let color = PALETTE[i % PALETTE.len()];
+        legend
+            .draw(&Rectangle::new([(10, y), (24, y + 14)], color.filled()))
+            .map_err(plot_error)?;
+        legend
+            .draw(&Text::new(s.backbone.clone(), (32, y), text.clone()))
+            .map_err(plot_error)?;
     }
-    painter.text(
-        w - RIGHT + 20.0,
-        h - 16.0,
-        "n/r = not run, n/a = undefined",
-        11.0,
-        MUTED,
-        Anchor::Start,
-    );
-}
-
-struct Svg(String);
-
-fn hex(color: [u8; 3]) -> String {
-    format!("#{:02x}{:02x}{:02x}", color[0], color[1], color[2])
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-impl Painter for Svg {
-    fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, color: [u8; 3]) {
-        let _ = writeln!(
-            self.0,
-            r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" fill="{}"/>"#,
-            hex(color)
-        );
+    let note = (FONT, 15).into_font().color(&MUTED);
+    let bottom = HEIGHT as i32 - 84;
+    for (k, line) in [
+        "error bars: 95 % bootstrap",
+        "intervals over the images",
+        "n/r = not run",
+        "n/a = undefined",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        legend
+            .draw(&Text::new(line, (10, bottom + 17 * k as i32), note.clone()))
+            .map_err(plot_error)?;
     }
-
-    fn text(&mut self, x: f64, y: f64, text: &str, size: f64, color: [u8; 3], anchor: Anchor) {
-        let anchor = match anchor {
-            Anchor::Start => "start",
-            Anchor::Middle => "middle",
-            Anchor::End => "end",
-        };
-        let _ = writeln!(
-            self.0,
-            r#"<text x="{x:.1}" y="{y:.1}" font-family="sans-serif" font-size="{size}" fill="{}" text-anchor="{anchor}">{}</text>"#,
-            hex(color),
-            xml_escape(text)
-        );
-    }
+    root.present().map_err(plot_error)
 }
 
 /// Figure 1 as an SVG document.
-pub(crate) fn svg(series: &[FigureSeries], labels: &[String; 5], title: &str) -> String {
-    let mut painter = Svg(format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}">"#
-    ));
-    painter.0.push('\n');
-    draw(&mut painter, series, labels, title);
-    painter.0.push_str("</svg>\n");
-    painter.0
-}
-
-struct Raster(RgbImage);
-
-impl Painter for Raster {
-    fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, color: [u8; 3]) {
-        let (width, height) = self.0.dimensions();
-        let x0 = x.round().max(0.0) as u32;
-        let y0 = y.round().max(0.0) as u32;
-        let x1 = ((x + w).round().max(0.0) as u32).min(width);
-        let y1 = ((y + h).round().max(0.0) as u32).min(height);
-        for py in y0..y1.max(y0 + 1).min(height) {
-            for px in x0..x1.max(x0 + 1).min(width) {
-                self.0.put_pixel(px, py, Rgb(color));
-            }
-        }
+pub(crate) fn svg(
+    series: &[FigureSeries],
+    labels: &[String; 5],
+    title: &str,
+) -> Result<String, FigureError> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&root, series, labels, title)?;
     }
-
-    fn text(&mut self, x: f64, y: f64, text: &str, size: f64, color: [u8; 3], anchor: Anchor) {
-        // Font pixels are squares of `scale` image pixels; one blank column between glyphs.
-        let scale = ((size / 7.0).floor() as u32).max(1);
-        let advance = (GLYPH_WIDTH as u32 + 1) * scale;
-        let width = advance * text.chars().count() as u32;
-        let left = match anchor {
-            Anchor::Start => x,
-            Anchor::Middle => x - width as f64 / 2.0,
-            Anchor::End => x - width as f64,
-        }
-        .round() as i64;
-        let top = y.round() as i64 - (GLYPH_HEIGHT as u32 * scale) as i64;
-        let (img_w, img_h) = self.0.dimensions();
-        for (i, ch) in text.chars().enumerate() {
-            let rows = glyph(ch);
-            for (row, bits) in rows.iter().enumerate() {
-                for col in 0..GLYPH_WIDTH {
-                    if bits & (1 << (GLYPH_WIDTH - 1 - col)) == 0 {
-                        continue;
-                    }
-                    for dy in 0..scale as i64 {
-                        for dx in 0..scale as i64 {
-                            let px =
-                                left + (i as u32 * advance) as i64 + col as i64 * scale as i64 + dx;
-                            let py = top + row as i64 * scale as i64 + dy;
-                            if px >= 0 && py >= 0 && (px as u32) < img_w && (py as u32) < img_h {
-                                self.0.put_pixel(px as u32, py as u32, Rgb(color));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    out.push('\n');
+    Ok(out)
 }
 
 /// Figure 1 as an RGB raster (encode with `image`'s PNG writer).
-pub(crate) fn raster(series: &[FigureSeries], labels: &[String; 5], title: &str) -> RgbImage {
-    let mut painter = Raster(RgbImage::new(WIDTH, HEIGHT));
-    draw(&mut painter, series, labels, title);
-    painter.0
+pub(crate) fn raster(
+    series: &[FigureSeries],
+    labels: &[String; 5],
+    title: &str,
+) -> Result<RgbImage, FigureError> {
+    let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&root, series, labels, title)?;
+    }
+    RgbImage::from_raw(WIDTH, HEIGHT, pixels)
+        .ok_or_else(|| FigureError("the raster buffer has the wrong size".into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rtb_results::Interval;
 
     fn series() -> Vec<FigureSeries> {
         vec![
             FigureSeries {
                 backbone: "regular".into(),
                 values: [Some(76.1), Some(40.0), None, Some(-3.0), Some(12.0)],
+                errors: [
+                    Some(Interval {
+                        low: 74.0,
+                        high: 78.5,
+                    }),
+                    None,
+                    None,
+                    Some(Interval {
+                        low: -5.0,
+                        high: -1.0,
+                    }),
+                    None,
+                ],
                 ran: [true, true, false, true, true],
             },
             FigureSeries {
                 backbone: "swin_t".into(),
                 values: [Some(81.2), None, None, None, None],
+                errors: [None; 5],
                 ran: [true, true, false, false, false],
             },
         ]
     }
 
     #[test]
-    fn axis_covers_values_with_round_steps() {
-        let (lo, hi, step) = axis(&series());
-        assert!(lo <= -3.0 && hi >= 81.2, "{lo} {hi}");
-        assert_eq!((hi - lo) % step, 0.0);
+    fn axis_covers_values_and_error_bars_with_round_steps() {
+        let mut s = series();
+        s[0].errors[4] = Some(Interval {
+            low: 10.0,
+            high: 95.0,
+        });
+        let (lo, hi) = axis(&s);
+        assert!(lo <= -5.0 && hi >= 95.0, "{lo} {hi}");
     }
 
     #[test]
-    fn svg_has_one_bar_per_value_and_marks_missing_ones() {
+    fn svg_has_one_bar_per_value_error_bars_and_marks_missing_ones() {
         let svg = svg(
             &series(),
             &crate::model::FIGURE1_GROUPS.map(String::from),
             "Figure 1",
-        );
-        // Background + grid lines + axes + 5 bars + 2 legend swatches.
-        let bars = svg.matches("fill=\"#1f77b4\"").count();
-        assert_eq!(bars, 4 + 1, "regular: 4 bars and a legend swatch");
-        assert_eq!(svg.matches(">n/r</text>").count(), 4, "four values not run");
-        assert_eq!(svg.matches(">n/a</text>").count(), 1, "one value undefined");
-        assert!(svg.contains("swin_t"));
+        )
+        .unwrap();
+        // regular: 4 bars and a legend swatch.
+        let blue = svg.matches("fill=\"#1F77B4\"").count();
+        assert_eq!(blue, 4 + 1, "{svg}");
+        // plotters writes each text on a line of its own.
+        let lines = |text: &str| svg.lines().filter(|l| *l == text).count();
+        assert_eq!(lines("n/r"), 4, "four values not run");
+        assert_eq!(lines("n/a"), 1, "one value undefined");
+        assert_eq!(lines("swin_t"), 1);
+        assert_eq!(lines("source top-1"), 1);
+        // Two error bars of three strokes each (whisker, two caps) in the ink colour, besides
+        // the zero line.
+        let ink = svg.matches("stroke=\"#1E1E1E\"").count();
+        assert!(ink >= 6, "{ink} ink strokes");
     }
 
     #[test]
-    fn raster_draws_bars_and_text() {
+    fn raster_draws_bars_and_real_text() {
         let image = raster(
             &series(),
             &crate::model::FIGURE1_GROUPS.map(String::from),
             "Figure 1",
-        );
+        )
+        .unwrap();
         assert_eq!(image.dimensions(), (WIDTH, HEIGHT));
-        let blue = image.pixels().filter(|p| p.0 == PALETTE[0]).count();
+        let [r, g, b] = [PALETTE[0].0, PALETTE[0].1, PALETTE[0].2];
+        let blue = image.pixels().filter(|p| p.0 == [r, g, b]).count();
         assert!(blue > 1000, "bars are drawn ({blue} pixels)");
-        let ink = image.pixels().filter(|p| p.0 == INK).count();
-        assert!(ink > 500, "labels are drawn ({ink} pixels)");
+        // Anti-aliased glyphs leave grey levels between ink and white.
+        let grey = image
+            .pixels()
+            .filter(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2] && p.0[0] > 40 && p.0[0] < 215)
+            .count();
+        assert!(
+            grey > 300,
+            "text is drawn with an anti-aliased font ({grey} pixels)"
+        );
     }
 }

@@ -7,7 +7,9 @@
 //!   paper's layout (drop per category) with the published numbers beside rtb's, Figure 1
 //!   (full-network drops per backbone), a table of every cell, the backbones, and the
 //!   per-corruption × severity tables;
-//! - `figure1.svg` and `figure1.png` (drawn with rtb's own bitmap font: no system font needed);
+//! - `figure1.svg` and `figure1.png` (drawn with plotters, error bars from the 95 % bootstrap
+//!   intervals; the PNG's text in DejaVu Sans, embedded by the `dejavu` crate, so no system
+//!   font is needed);
 //! - `cells.csv` (one row per cell), `per_corruption.csv` (long format), `tables.tex`.
 //!
 //! Every number is recomputed from the cells' raw tables (the summaries stored in
@@ -30,17 +32,17 @@
 
 mod document;
 mod figure;
-mod font;
 mod model;
 mod paper;
 mod render;
 
 use std::path::{Path, PathBuf};
 
+pub use figure::FigureError;
 pub use model::{
     BackboneEntry, CellEntry, CellStatus, DropRow, FIGURE1_GROUPS, FigureSeries, Report, Value,
 };
-use rtb_results::{BackboneRecord, CellMetrics, ResultsError};
+use rtb_results::{BackboneRecord, CellMetrics, Interval, ResultsError};
 
 /// Errors loading the store or writing the report; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,9 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
+    /// The figure could not be drawn.
+    #[error(transparent)]
+    Figure(#[from] FigureError),
     /// The PNG could not be encoded.
     #[error("{path}: {source}")]
     Png {
@@ -88,7 +93,7 @@ impl Report {
         let figure_title = format!("Figure 1 - full-network transfer ({})", self.preset);
         let series = self.figure1();
         let labels = self.figure1_labels();
-        let svg = figure::svg(&series, &labels, &figure_title);
+        let svg = figure::svg(&series, &labels, &figure_title)?;
 
         let mut written = Vec::new();
         let mut text_file = |name: &str, contents: String| -> Result<(), ReportError> {
@@ -111,7 +116,7 @@ impl Report {
 
         let png_path = out.join("figure1.png");
         let mut png = Vec::new();
-        figure::raster(&series, &labels, &figure_title)
+        figure::raster(&series, &labels, &figure_title)?
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .map_err(|source| ReportError::Png {
                 path: png_path.clone(),
@@ -135,6 +140,8 @@ impl Report {
                 "category",
                 "severity",
                 "value",
+                "ci95_low",
+                "ci95_high",
             ]
             .map(String::from)
             .to_vec(),
@@ -144,6 +151,12 @@ impl Report {
             let mut tables = vec![(task.metric().to_string(), &entry.metrics.primary)];
             tables.extend(entry.metrics.secondary.iter().map(|(n, t)| (n.clone(), t)));
             for (metric, metric_table) in tables {
+                // 95 % bounds when the table stored replicates; empty otherwise.
+                let intervals = metric_table.intervals().ok().flatten();
+                let bound = |i: Option<Interval>| match i {
+                    Some(i) => (format!("{}", i.low), format!("{}", i.high)),
+                    None => (String::new(), String::new()),
+                };
                 let prefix = [
                     self.preset.clone(),
                     backbone.clone(),
@@ -151,24 +164,41 @@ impl Report {
                     regime.to_string(),
                     metric.clone(),
                 ];
-                let mut row = |corruption: &str, category: &str, severity: usize, value: f64| {
+                let mut row = |corruption: &str,
+                               category: &str,
+                               severity: usize,
+                               value: f64,
+                               interval: Option<Interval>| {
                     let mut cells = prefix.to_vec();
+                    let (low, high) = bound(interval);
                     cells.extend([
                         corruption.to_string(),
                         category.to_string(),
                         severity.to_string(),
                         format!("{value}"),
+                        low,
+                        high,
                     ]);
                     table.rows.push(cells);
                 };
-                row("clean", "clean", 0, metric_table.clean);
+                row(
+                    "clean",
+                    "clean",
+                    0,
+                    metric_table.clean,
+                    intervals.as_ref().map(|i| i.clean),
+                );
                 for corruption in model::corruptions_of(metric_table) {
+                    let row_intervals = intervals
+                        .as_ref()
+                        .and_then(|i| i.corrupted.get(&corruption));
                     for (s, value) in metric_table.corrupted[&corruption].iter().enumerate() {
                         row(
                             corruption.name(),
                             corruption.category().name(),
                             s + 1,
                             *value,
+                            row_intervals.map(|r| r[s]),
                         );
                     }
                 }

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use rtb_corruption::{Category, Corruption};
-use rtb_results::{BackboneRecord, CellMetrics, MetricTable, Regime, Robustness, Task};
+use rtb_results::{
+    BackboneRecord, CellMetrics, Interval, MetricTable, Regime, Robustness, RobustnessIntervals,
+    Task,
+};
 
 use crate::paper::{self, PaperTable};
 
@@ -23,6 +26,9 @@ pub struct BackboneEntry {
     pub source_top1: Option<Value>,
     /// Source-task corruption drop (1 − rPC) in percent, when measured.
     pub source_drop: Option<f64>,
+    /// 95 % intervals of the measured source top-1 and drop, in percent, when the record has
+    /// bootstrap replicates.
+    pub source_intervals: Option<(Interval, Interval)>,
     /// Whether rtb evaluated the backbone on its source task (rather than only quoting a
     /// published top-1).
     pub source_measured: bool,
@@ -44,6 +50,8 @@ pub struct CellEntry {
     pub metrics: CellMetrics,
     /// mPC, rPC, drops of the primary metric.
     pub robustness: Option<Robustness>,
+    /// Their 95 % intervals (None: no replicates stored, or the table is incomplete).
+    pub intervals: Option<RobustnessIntervals>,
 }
 
 /// Whether a cell has numbers to show.
@@ -87,6 +95,8 @@ pub struct DropRow {
     pub paper_row: Option<String>,
     /// rtb's drops in the paper's column order (None: not run or incomplete).
     pub ours: [Option<f64>; 4],
+    /// Their 95 % intervals (None: no replicates).
+    pub ours_intervals: [Option<Interval>; 4],
     /// The paper's drops for `paper_row`.
     pub paper: Option<[f64; 4]>,
 }
@@ -135,6 +145,8 @@ pub struct FigureSeries {
     pub backbone: String,
     /// Values for [`FIGURE1_GROUPS`].
     pub values: [Option<f64>; 5],
+    /// The values' 95 % intervals, in percent (None: no replicates).
+    pub errors: [Option<Interval>; 5],
     /// Whether each value's source ran: a value can be missing although its backbone record
     /// or cell exists (a clean metric of 0 leaves the drop undefined; a table may be
     /// incomplete), and that must not read as "not run".
@@ -159,6 +171,11 @@ impl Report {
             .into_iter()
             .map(|record| {
                 let robustness = record.source.as_ref().and_then(|t| t.robustness().ok());
+                let source_intervals = record
+                    .source
+                    .as_ref()
+                    .and_then(|t| t.intervals().ok().flatten())
+                    .map(|i| (i.clean.scaled(100.0), i.drop_percent));
                 let source_top1 = match (&record.source, &record.published) {
                     (Some(table), _) => Some(Value {
                         value: 100.0 * table.clean,
@@ -177,6 +194,7 @@ impl Report {
                     source_task: record.source_task,
                     source_top1,
                     source_drop: robustness.map(|r| r.drop_percent),
+                    source_intervals,
                     source_measured: record.source.is_some(),
                 }
             })
@@ -195,15 +213,18 @@ impl Report {
                     source_task: String::new(),
                     source_top1: None,
                     source_drop: None,
+                    source_intervals: None,
                     source_measured: false,
                 });
             }
             let robustness = cell.primary.robustness().ok();
+            let intervals = cell.primary.intervals().ok().flatten();
             cells.insert(
                 (name, cell.cell.task, cell.cell.regime),
                 CellEntry {
                     metrics: cell,
                     robustness,
+                    intervals,
                 },
             );
         }
@@ -244,12 +265,16 @@ impl Report {
             .map(|backbone| {
                 let cell = self.cell(&backbone.name, task, regime);
                 let robustness = cell.and_then(|c| c.robustness.as_ref());
+                let intervals = cell.and_then(|c| c.intervals.as_ref());
                 DropRow {
                     backbone: backbone.name.clone(),
                     status: CellStatus::of(cell),
                     paper_row: backbone.paper_row.clone(),
                     ours: paper::COLUMNS
                         .map(|category| robustness.map(|r| r.category_drop_percent[&category])),
+                    ours_intervals: paper::COLUMNS.map(|category| {
+                        intervals.and_then(|i| i.category_drop_percent.get(&category).copied())
+                    }),
                     paper: published
                         .zip(backbone.paper_row.as_deref())
                         .and_then(|(table, row)| table.row(row).copied()),
@@ -269,6 +294,15 @@ impl Report {
                         .map(|r| r.drop_percent)
                 };
                 let ran = |task| self.cell(&backbone.name, task, Regime::Full).is_some();
+                let error = |task| {
+                    self.cell(&backbone.name, task, Regime::Full)
+                        .and_then(|c| c.intervals.as_ref())
+                        .map(|i| i.drop_percent)
+                };
+                let (top1_error, source_drop_error) = backbone
+                    .source_intervals
+                    .filter(|_| backbone.source_measured)
+                    .map_or((None, None), |(t, d)| (Some(t), Some(d)));
                 let source = backbone.source_top1.is_some();
                 // A published top-1 is a value, but the corrupted source task only ran if
                 // rtb evaluated the backbone.
@@ -281,6 +315,13 @@ impl Report {
                         drop(Task::Coco),
                         drop(Task::Ade20k),
                         drop(Task::Cifar10),
+                    ],
+                    errors: [
+                        top1_error,
+                        source_drop_error,
+                        error(Task::Coco),
+                        error(Task::Ade20k),
+                        error(Task::Cifar10),
                     ],
                     ran: [
                         source,

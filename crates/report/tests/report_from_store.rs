@@ -24,6 +24,7 @@ fn table(clean: f64, with: &[Corruption]) -> MetricTable {
                 )
             })
             .collect(),
+        replicates: None,
     }
 }
 
@@ -96,7 +97,7 @@ fn report_recomputes_every_number_and_marks_missing_cells() {
         .unwrap();
     assert!(
         table1.starts_with(&format!(
-            "| regular | Regular | {noise_drop:.2} | 36.09 | {blur_drop:.2} | 44.00 |"
+            "| regular | Regular | {noise_drop:.2} | - | 36.09 | {blur_drop:.2} | - | 44.00 |"
         )),
         "{table1}"
     );
@@ -105,13 +106,13 @@ fn report_recomputes_every_number_and_marks_missing_cells() {
         .skip_while(|l| !l.starts_with("## Table 1"))
         .find(|l| l.starts_with("| swin |"))
         .unwrap();
-    assert!(swin_row.contains("incomplete | 18.01"), "{swin_row}");
+    assert!(swin_row.contains("incomplete | - | 18.01"), "{swin_row}");
     let table2_row = md
         .lines()
         .skip_while(|l| !l.starts_with("## Table 2"))
         .find(|l| l.starts_with("| regular |"))
         .unwrap();
-    assert!(table2_row.contains("not run | 48.98"), "{table2_row}");
+    assert!(table2_row.contains("not run | - | 48.98"), "{table2_row}");
     assert!(
         !md.contains("tiny"),
         "another preset leaked into the report"
@@ -162,7 +163,10 @@ fn undefined_drops_read_n_a_not_not_run() {
         .skip_while(|l| !l.starts_with("## Figure 1"))
         .find(|l| l.starts_with("| regular |"))
         .unwrap();
-    assert_eq!(row, "| regular | 0.00 | n/a | not run | not run | n/a |");
+    assert_eq!(
+        row,
+        "| regular | 0.00 | - | n/a | - | not run | - | not run | - | n/a | - |"
+    );
 }
 
 /// Figure 1's first two bars name the source task; a published backbone that rtb did not
@@ -209,4 +213,98 @@ fn figure1_names_the_source_and_marks_published_backbones_not_run() {
     let labels = Report::load(mini.path(), "mini").unwrap().figure1_labels();
     assert_eq!(labels[0], "shapes64 top-1");
     assert_eq!(labels[1], "shapes64-C drop");
+}
+
+/// A cell and a backbone with bootstrap replicates: the ± columns and the CSV bounds are the
+/// intervals rtb-results computes from the paired replicates; a cell without replicates
+/// shows "-".
+#[test]
+fn intervals_from_replicates_fill_the_plus_minus_columns() {
+    use rtb_results::{Replicates, Resampler};
+    let runs = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // Per-image correctness: clean gets images 0..12 of 20 right, every corruption at
+    // severity s loses the first s of them.
+    let resampler = Resampler::new(5, 20, 100);
+    let correct = |k: usize| -> Vec<f64> { (0..20).map(|i| f64::from(u8::from(i < k))).collect() };
+    let mut primary = table(0.6, &[]);
+    let mut replicates =
+        Replicates::new(&resampler, resampler.mean_replicates(&correct(12)).unwrap());
+    for c in Corruption::BENCHMARK {
+        primary
+            .corrupted
+            .insert(c, std::array::from_fn(|s| (11 - s) as f64 / 20.0));
+        replicates.corrupted.insert(
+            c,
+            std::array::from_fn(|s| resampler.mean_replicates(&correct(11 - s)).unwrap()),
+        );
+    }
+    primary.replicates = Some(replicates);
+    let metrics = CellMetrics {
+        cell: CellId::new("mini", "regular", Task::Cifar10, Regime::Full).unwrap(),
+        primary: primary.clone(),
+        secondary: BTreeMap::new(),
+        info: BTreeMap::new(),
+    };
+    metrics.write(runs.path()).unwrap();
+    let mut source = record("regular", "Regular");
+    source.source = Some(primary.clone());
+    source.write(runs.path()).unwrap();
+    CellMetrics {
+        cell: CellId::new("mini", "regular", Task::Cifar10, Regime::Fixed).unwrap(),
+        primary: table(0.5, &Corruption::BENCHMARK),
+        secondary: BTreeMap::new(),
+        info: BTreeMap::new(),
+    }
+    .write(runs.path())
+    .unwrap();
+    let report = Report::load(runs.path(), "mini").unwrap();
+    report.write(out.path()).unwrap();
+
+    let intervals = primary.intervals().unwrap().unwrap();
+    let drop = primary.robustness().unwrap().drop_percent;
+    let pm = |i: rtb_results::Interval| format!("{:.2}", i.half_width());
+    assert!(intervals.drop_percent.half_width() > 0.0);
+    let md = std::fs::read_to_string(out.path().join("index.md")).unwrap();
+    let figure_row = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## Figure 1"))
+        .find(|l| l.starts_with("| regular |"))
+        .unwrap();
+    assert_eq!(
+        figure_row,
+        format!(
+            "| regular | 60.00 | {} | {drop:.2} | {} | not run | - | not run | - | {drop:.2} | {} |",
+            pm(intervals.clean.scaled(100.0)),
+            pm(intervals.drop_percent),
+            pm(intervals.drop_percent),
+        )
+    );
+    let cells = std::fs::read_to_string(out.path().join("cells.csv")).unwrap();
+    let full = cells
+        .lines()
+        .find(|l| l.starts_with("regular,cifar10,full,"))
+        .unwrap();
+    assert!(
+        full.contains(&format!("{drop:.2},{}", pm(intervals.drop_percent))),
+        "{full}"
+    );
+    let fixed = cells
+        .lines()
+        .find(|l| l.starts_with("regular,cifar10,fixed,"))
+        .unwrap();
+    assert!(fixed.contains(",-,"), "no replicates, no ±: {fixed}");
+    let long = std::fs::read_to_string(out.path().join("per_corruption.csv")).unwrap();
+    let fog3 = long
+        .lines()
+        .find(|l| l.contains(",full,top1,fog,weather,3,"))
+        .unwrap();
+    let bounds = intervals.corrupted[&Corruption::Fog][2];
+    assert!(
+        fog3.ends_with(&format!(",{},{}", bounds.low, bounds.high)),
+        "{fog3}"
+    );
+    // The figure's error bars come from the same intervals.
+    let series = report.figure1();
+    assert_eq!(series[0].errors[4], Some(intervals.drop_percent));
 }

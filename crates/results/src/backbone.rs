@@ -157,6 +157,7 @@ mod tests {
                     .into_iter()
                     .map(|c| (c, [0.5; 5]))
                     .collect(),
+                replicates: None,
             }),
             published: None,
         };

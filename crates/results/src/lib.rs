@@ -14,6 +14,11 @@
 //! 1 − rPC in percent, and the drop of a category uses the mean over that category's
 //! corruptions × 5 severities.
 //!
+//! Confidence intervals come from a paired bootstrap over the evaluation images
+//! ([`Resampler`], [`Replicates`], [`MetricTable::intervals`]): a table may carry B replicates
+//! of every condition, each computed on the same seeded resample of the images, and every
+//! interval of a drop is the percentile interval of the drops of the replicates.
+//!
 //! This crate knows no model, tensor or dataset; it depends only on serde and on
 //! rtb-corruption for the corruption names and categories.
 //!
@@ -21,7 +26,7 @@
 //! use std::collections::BTreeMap;
 //! use rtb_corruption::{Category, Corruption};
 //! use rtb_results::MetricTable;
-//! let mut table = MetricTable { clean: 0.8, corrupted: BTreeMap::new() };
+//! let mut table = MetricTable { clean: 0.8, corrupted: BTreeMap::new(), replicates: None };
 //! for corruption in Corruption::BENCHMARK {
 //!     table.corrupted.insert(corruption, [0.6; 5]);
 //! }
@@ -33,10 +38,12 @@
 #![deny(missing_docs)]
 
 mod backbone;
+mod bootstrap;
 mod cell;
 mod metrics;
 
 pub use backbone::{BACKBONE_FILE, BackboneRecord, Published};
+pub use bootstrap::{DEFAULT_REPLICATES, Interval, Replicates, Resampler, RobustnessIntervals};
 pub use cell::{CellId, Regime, Task};
 pub use metrics::{CellMetrics, METRICS_FILE, MetricTable, Robustness, SCHEMA_VERSION};
 

@@ -7,6 +7,7 @@ use rtb_corruption::{Category, Corruption};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::bootstrap::{Interval, Replicates};
 use crate::{CellId, ResultsError};
 
 /// The file name of a cell's evaluation.
@@ -22,6 +23,9 @@ pub struct MetricTable {
     pub clean: f64,
     /// P under each corruption that was evaluated, severities 1..5.
     pub corrupted: BTreeMap<Corruption, [f64; 5]>,
+    /// Paired bootstrap replicates of every condition, for confidence intervals
+    /// ([`MetricTable::intervals`]); `None` in files written before rtb stored them.
+    pub replicates: Option<Replicates>,
 }
 
 /// The robustness metrics of DESIGN §2.
@@ -103,6 +107,8 @@ pub(crate) struct TableJson {
     corrupted: BTreeMap<String, [f64; 5]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     summary: Option<SummaryJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bootstrap: Option<BootstrapJson>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -111,6 +117,31 @@ struct SummaryJson {
     rpc: f64,
     drop_percent: f64,
     category_drop_percent: BTreeMap<String, f64>,
+    // 95 % intervals as [low, high], when the table has replicates (for human readers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mpc_ci95: Option<[f64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    drop_percent_ci95: Option<[f64; 2]>,
+}
+
+// The replicates: `replicates` values per condition, resampled from `seed` and `images`. A
+// replicate can be NaN (an mIoU of a resample without any labelled class); JSON has no NaN,
+// so it is written as null and read back as NaN.
+#[derive(Serialize, Deserialize)]
+struct BootstrapJson {
+    seed: u64,
+    images: usize,
+    replicates: usize,
+    clean: Vec<Option<f64>>,
+    corrupted: BTreeMap<String, [Vec<Option<f64>>; 5]>,
+}
+
+fn to_nullable(values: &[f64]) -> Vec<Option<f64>> {
+    values.iter().map(|v| v.is_finite().then_some(*v)).collect()
+}
+
+fn from_nullable(values: Vec<Option<f64>>) -> Vec<f64> {
+    values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -134,14 +165,38 @@ pub(crate) fn table_to_json(table: &MetricTable) -> TableJson {
             .iter()
             .map(|(c, values)| (c.name().to_string(), *values))
             .collect(),
-        summary: table.robustness().ok().map(|r| SummaryJson {
-            mpc: r.mpc,
-            rpc: r.rpc,
-            drop_percent: r.drop_percent,
-            category_drop_percent: r
-                .category_drop_percent
+        summary: table.robustness().ok().map(|r| {
+            let intervals = table.intervals().ok().flatten();
+            // Undefined bounds (a resample with a clean metric of 0) are left out.
+            let pair =
+                |i: Interval| (i.low.is_finite() && i.high.is_finite()).then_some([i.low, i.high]);
+            SummaryJson {
+                mpc: r.mpc,
+                rpc: r.rpc,
+                drop_percent: r.drop_percent,
+                category_drop_percent: r
+                    .category_drop_percent
+                    .iter()
+                    .map(|(c, v)| (c.name().to_string(), *v))
+                    .collect(),
+                mpc_ci95: intervals.as_ref().and_then(|i| pair(i.mpc)),
+                drop_percent_ci95: intervals.as_ref().and_then(|i| pair(i.drop_percent)),
+            }
+        }),
+        bootstrap: table.replicates.as_ref().map(|r| BootstrapJson {
+            seed: r.seed,
+            images: r.images,
+            replicates: r.count(),
+            clean: to_nullable(&r.clean),
+            corrupted: r
+                .corrupted
                 .iter()
-                .map(|(c, v)| (c.name().to_string(), *v))
+                .map(|(c, rows)| {
+                    (
+                        c.name().to_string(),
+                        std::array::from_fn(|s| to_nullable(&rows[s])),
+                    )
+                })
                 .collect(),
         }),
     }
@@ -156,9 +211,44 @@ pub(crate) fn table_from_json(json: TableJson, path: &Path) -> Result<MetricTabl
         })?;
         corrupted.insert(corruption, values);
     }
+    let replicates = match json.bootstrap {
+        None => None,
+        Some(b) => {
+            let mut replicates = Replicates {
+                seed: b.seed,
+                images: b.images,
+                clean: from_nullable(b.clean),
+                corrupted: BTreeMap::new(),
+            };
+            for (name, rows) in b.corrupted {
+                let rows = rows.map(from_nullable);
+                let corruption: Corruption = name.parse().map_err(|_| ResultsError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("unknown corruption {name:?} in \"bootstrap.corrupted\""),
+                })?;
+                replicates.corrupted.insert(corruption, rows);
+            }
+            if replicates.count() != b.replicates {
+                return Err(ResultsError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "bootstrap.replicates is {} but bootstrap.clean holds {}",
+                        b.replicates,
+                        replicates.count()
+                    ),
+                });
+            }
+            replicates.check().map_err(|err| ResultsError::Invalid {
+                path: path.to_path_buf(),
+                message: err.to_string(),
+            })?;
+            Some(replicates)
+        }
+    };
     Ok(MetricTable {
         clean: json.clean,
         corrupted,
+        replicates,
     })
 }
 
@@ -313,6 +403,7 @@ mod tests {
                 .into_iter()
                 .map(|c| (c, std::array::from_fn(|s| value(c, s))))
                 .collect(),
+            replicates: None,
         }
     }
 
@@ -387,6 +478,56 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn replicates_round_trip_and_files_without_them_still_load() {
+        use crate::{Replicates, Resampler};
+        let cell = CellId::new("tiny", "regular", Task::Cifar10, Regime::Full).unwrap();
+        let mut primary = table(0.5, |_, s| 0.4 - 0.05 * s as f64);
+        primary
+            .corrupted
+            .retain(|c, _| c.category() != Category::Extra);
+        let resampler = Resampler::new(3, 10, 4);
+        // A NaN replicate (an mIoU with no class present) is written as null.
+        let mut replicates = Replicates::new(&resampler, vec![0.5, 0.6, 0.4, 0.5]);
+        for c in Corruption::BENCHMARK {
+            replicates.corrupted.insert(
+                c,
+                std::array::from_fn(|s| vec![0.4 - 0.05 * s as f64, 0.45, f64::NAN, 0.4]),
+            );
+        }
+        primary.replicates = Some(replicates);
+        let metrics = CellMetrics {
+            cell,
+            primary,
+            secondary: BTreeMap::new(),
+            info: BTreeMap::new(),
+        };
+        let text = metrics.to_json();
+        assert!(text.contains("\"mpc_ci95\""), "{text}");
+        assert!(text.contains("null"), "{text}");
+        let path = Path::new("metrics.json");
+        let read = CellMetrics::from_json(&text, path).unwrap();
+        // NaN != NaN, so compare the text and the NaN's position.
+        assert_eq!(read.to_json(), text);
+        assert!(
+            read.primary.replicates.as_ref().unwrap().corrupted[&Corruption::Fog][1][2].is_nan()
+        );
+        assert_eq!(read.primary.corrupted, metrics.primary.corrupted);
+
+        // A file written before replicates existed: no "bootstrap", no intervals.
+        let mut old: Value = serde_json::from_str(&text).unwrap();
+        old.as_object_mut().unwrap().remove("bootstrap");
+        let old = CellMetrics::from_json(&old.to_string(), path).unwrap();
+        assert_eq!(old.primary.replicates, None);
+        assert_eq!(old.primary.intervals().unwrap(), None);
+        assert_eq!(old.primary.corrupted, metrics.primary.corrupted);
+
+        // Replicate counts that disagree are a named error.
+        let bad = text.replacen("\"replicates\": 4", "\"replicates\": 5", 1);
+        let err = CellMetrics::from_json(&bad, path).unwrap_err().to_string();
+        assert!(err.contains("bootstrap.replicates"), "{err}");
     }
 
     #[test]

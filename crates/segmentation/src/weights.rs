@@ -22,12 +22,13 @@
 //!   carries the unused final `swin.layernorm` (canonical `norm.*`), which
 //!   [`UperNetWeights::fit`] drops for a dense backbone;
 //! - mmseg 0.x Swin as in the Swin-Transformer-Semantic-Segmentation release (Microsoft
-//!   names, `norm0..norm3` output norms), and torchvision-named ResNets.
+//!   names, `norm0..norm3` output norms), mmseg 1.x's own Swin names
+//!   (`stages.i.blocks.j.attn.w_msa`, `ffn.layers`, rtb-models' `openmmlab_swin` layout), and
+//!   torchvision-named ResNets.
 //!
-//! Not handled (the backbone's layout is reported unknown, naming the file): mmseg 1.x's
-//! own Swin names (`stages.i.blocks.j.attn.w_msa`, `ffn.layers`), the deep-stem ResNetV1c of
-//! mmseg's `upernet_r50` configs (`stem.0…`, which rtb-models' ResNet has no layout for),
-//! and mmpretrain's ConvNeXt names.
+//! Not handled (the backbone's layout is reported unknown, naming the file): the deep-stem
+//! ResNetV1c of mmseg's `upernet_r50` configs (`stem.0…`, which rtb-models' ResNet has no
+//! layout for), and mmpretrain's ConvNeXt names.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;

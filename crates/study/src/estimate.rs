@@ -100,7 +100,13 @@ pub fn estimate(
                     let cifar_eval = cap(s.cifar_test);
                     let seconds = corrupt_seconds(source_eval, s.source_size)
                         + corrupt_seconds(cifar_eval, 32)
-                        + (s.source_train + s.cifar_train + s.ade_train + s.ade_val) as f64 * 2e-5;
+                        + (s.source_train
+                            + s.cifar_train
+                            + s.ade_train
+                            + s.ade_val
+                            + s.coco_train
+                            + s.coco_val) as f64
+                            * 2e-5;
                     (seconds, 0, 0)
                 }
                 None => (0.0, 0, 0),
@@ -142,6 +148,7 @@ pub fn estimate(
                 let (train_split, test_split) = match (synthetic, cell.task) {
                     (Some(s), rtb_results::Task::Cifar10) => (s.cifar_train, s.cifar_test),
                     (Some(s), rtb_results::Task::Ade20k) => (s.ade_train, s.ade_val),
+                    (Some(s), rtb_results::Task::Coco) => (s.coco_train, s.coco_val),
                     _ => {
                         let sizes =
                             datasets
@@ -170,6 +177,12 @@ pub fn estimate(
                     // Segmentation corrupts its evaluation images in the cell (at full
                     // resolution, before the resize); CIFAR-10-C is made by the data step.
                     let side = synthetic.map_or(task.image_size, |s| s.ade_size);
+                    seconds += corrupt_seconds(cap(test_split), side);
+                }
+                if cell.task == rtb_results::Task::Coco {
+                    // Detection corrupts in the cell too; COCO 2017's images are about
+                    // 640×480, close to a square of 554.
+                    let side = synthetic.map_or(554, |s| s.coco_size);
                     seconds += corrupt_seconds(cap(test_split), side);
                 }
                 (seconds, train, eval)

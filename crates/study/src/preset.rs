@@ -149,6 +149,15 @@ pub struct SyntheticSpec {
     /// Side of the ADE20K-layout scenes (square).
     #[serde(default = "default_ade_size")]
     pub ade_size: usize,
+    /// COCO-export training scenes (the detection cells; needed with a `coco` task).
+    #[serde(default)]
+    pub coco_train: usize,
+    /// COCO-export validation scenes.
+    #[serde(default)]
+    pub coco_val: usize,
+    /// Side of the COCO-export scenes (square).
+    #[serde(default = "default_ade_size")]
+    pub coco_size: usize,
 }
 
 fn default_ade_size() -> usize {
@@ -172,9 +181,17 @@ pub struct EvaluationSpec {
     /// Evaluate at most this many images per condition (`None`: the whole split).
     #[serde(default)]
     pub images: Option<usize>,
-    /// The evaluation seed: per-image corruption seeds derive from it.
+    /// The evaluation seed: per-image corruption seeds derive from it, and so do the
+    /// bootstrap resamples.
     #[serde(default)]
     pub seed: u64,
+    /// Bootstrap replicates for the 95 % confidence intervals (0: none).
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
+}
+
+fn default_bootstrap() -> usize {
+    rtb_results::DEFAULT_REPLICATES
 }
 
 fn all_severities() -> Vec<u8> {
@@ -636,6 +653,23 @@ impl Preset {
                     "data",
                     "an ade20k task needs ade_train and ade_val scenes of the synthetic world"
                         .into(),
+                );
+            }
+            let has_coco = self.tasks.iter().any(|t| t.task == Task::Coco);
+            if has_coco && (synthetic.coco_train == 0 || synthetic.coco_val == 0) {
+                return invalid(
+                    "data",
+                    "a coco task needs coco_train and coco_val scenes of the synthetic world"
+                        .into(),
+                );
+            }
+            if has_coco && synthetic.coco_size < 32 {
+                return invalid(
+                    "data.coco_size",
+                    format!(
+                        "{} is below 32 (mmdet's shortest training image side)",
+                        synthetic.coco_size
+                    ),
                 );
             }
             if has_ade && synthetic.ade_size < 32 {

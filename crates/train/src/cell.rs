@@ -28,8 +28,11 @@ pub struct CellEval {
     pub corruptions: Vec<Corruption>,
     /// Severities (1..=5).
     pub severities: Vec<u8>,
-    /// Seed of the per-image corruption seeds.
+    /// Seed of the per-image corruption seeds and of the bootstrap resamples.
     pub seed: u64,
+    /// Paired bootstrap replicates per condition for the confidence intervals (0: none);
+    /// tasks draw them with `rtb_results::Resampler::new(seed, images, bootstrap)`.
+    pub bootstrap: usize,
     /// Evaluate at most this many images per condition (`None`: the whole split), for tasks
     /// that evaluate a subset (ADE20K, COCO); CIFAR-10 evaluates its whole test split.
     pub images: Option<usize>,
@@ -175,6 +178,7 @@ mod tests {
                 corruptions: vec![],
                 severities: vec![1],
                 seed: 0,
+                bootstrap: 0,
                 images: None,
                 frost_dir: None,
             },

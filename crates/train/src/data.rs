@@ -231,6 +231,8 @@ pub struct DataLoader<D, C> {
     dataset: Arc<D>,
     collate: Arc<C>,
     cfg: LoaderConfig,
+    /// A group per sample (e.g. wide or tall images): shuffled batches hold one group each.
+    groups: Option<Arc<Vec<u8>>>,
 }
 
 impl<D, C> Clone for DataLoader<D, C> {
@@ -239,6 +241,7 @@ impl<D, C> Clone for DataLoader<D, C> {
             dataset: self.dataset.clone(),
             collate: self.collate.clone(),
             cfg: self.cfg.clone(),
+            groups: self.groups.clone(),
         }
     }
 }
@@ -265,7 +268,25 @@ where
             dataset,
             collate,
             cfg,
+            groups: None,
         })
+    }
+
+    /// Groups the samples (`groups[i]` is sample `i`'s, e.g. mmdet's aspect-ratio flag): a
+    /// shuffled epoch then fills each batch from one group, as torchvision's
+    /// `GroupedBatchSampler` does (walking the shuffled order, a group's batch is emitted
+    /// when full; the leftovers of every group end the epoch, in group order). The order
+    /// stays a function of the seed and the epoch, so resuming is unchanged. Errors when
+    /// `groups` does not have one entry per sample.
+    pub fn with_groups(mut self, groups: Vec<u8>) -> Result<Self> {
+        if groups.len() != self.dataset.len() {
+            return Err(TrainError::config(
+                "loader.groups",
+                format!("{} groups for {} samples", groups.len(), self.dataset.len()),
+            ));
+        }
+        self.groups = Some(Arc::new(groups));
+        Ok(self)
     }
 
     /// The configuration.
@@ -291,13 +312,16 @@ where
     /// The dataset indices of epoch `epoch`, in order.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
         let len = self.dataset.len();
-        if self.cfg.shuffle {
-            permutation(
-                len,
-                derive_seed(self.cfg.seed, Stream::Order, &[epoch as u64]),
-            )
-        } else {
-            (0..len).collect()
+        if !self.cfg.shuffle {
+            return (0..len).collect();
+        }
+        let order = permutation(
+            len,
+            derive_seed(self.cfg.seed, Stream::Order, &[epoch as u64]),
+        );
+        match &self.groups {
+            Some(groups) => group_batches(&order, groups, self.cfg.batch_size),
+            None => order,
         }
     }
 
@@ -342,6 +366,24 @@ where
             self.cfg.prefetch,
         )
     }
+}
+
+/// `order` rearranged so that consecutive runs of `batch_size` share a group where possible
+/// ([`DataLoader::with_groups`]).
+fn group_batches(order: &[usize], groups: &[u8], batch_size: usize) -> Vec<usize> {
+    let mut buckets: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
+    let mut out = Vec::with_capacity(order.len());
+    for &index in order {
+        let bucket = buckets.entry(groups[index]).or_default();
+        bucket.push(index);
+        if bucket.len() == batch_size {
+            out.append(bucket);
+        }
+    }
+    for bucket in buckets.values_mut() {
+        out.append(bucket);
+    }
+    out
 }
 
 /// Builds one batch from its `(index, seed)` plan.
@@ -578,6 +620,51 @@ mod tests {
             .epoch_from(epoch, first)
             .collect::<Result<Vec<_>>>()
             .unwrap()
+    }
+
+    #[test]
+    fn grouped_batches_hold_one_group_and_every_index_once() {
+        let cfg = LoaderConfig {
+            batch_size: 4,
+            shuffle: true,
+            workers: 0,
+            seed: 3,
+            ..LoaderConfig::default()
+        };
+        // 30 samples: multiples of 3 are group 1 (10 of them), the rest group 0 (20).
+        let groups: Vec<u8> = (0..30).map(|i| u8::from(i % 3 == 0)).collect();
+        let loader = DataLoader::new(Numbers(30), |s: Vec<(usize, u64)>| Ok(s), cfg)
+            .unwrap()
+            .with_groups(groups.clone())
+            .unwrap();
+        for epoch in 0..3 {
+            let order = loader.order(epoch);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..30).collect::<Vec<_>>());
+            // Group 0 fills 5 batches, group 1 two (and a leftover of 2 at the end).
+            let pure = order
+                .chunks(4)
+                .filter(|b| b.iter().all(|&i| groups[i] == groups[b[0]]))
+                .count();
+            assert!(pure >= 7, "epoch {epoch}: {pure} single-group batches");
+            assert_eq!(
+                order,
+                loader.order(epoch),
+                "the order is a function of the epoch"
+            );
+        }
+        assert_ne!(loader.order(0), loader.order(1));
+        assert!(
+            DataLoader::new(
+                Numbers(3),
+                |s: Vec<(usize, u64)>| Ok(s),
+                LoaderConfig::default()
+            )
+            .unwrap()
+            .with_groups(vec![0])
+            .is_err()
+        );
     }
 
     #[test]

@@ -110,6 +110,6 @@ pub use engine::{
     evaluate,
 };
 pub use error::{Result, TrainError};
-pub use metric::{Accuracy, ClassPredictions, Mean, Metric};
+pub use metric::{Accuracy, ClassPredictions, Mean, Metric, SampleCorrectness};
 pub use observe::{Event, LogRecord, MetricsLog, NullObserver, Observer, Recorder, StepRecord};
 pub use run::{CHECKPOINT_DIR, CONFIG_FILE, LOG_FILE, RunDir, write_atomically};

@@ -70,6 +70,50 @@ impl Metric for Accuracy {
     }
 }
 
+/// Top-1 correctness of every sample, in evaluation order: the accuracy, and the per-sample
+/// values a bootstrap over the evaluated images resamples.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SampleCorrectness {
+    correct: Vec<bool>,
+}
+
+impl SampleCorrectness {
+    /// 1.0 for each correct sample, 0.0 otherwise, in the order seen.
+    pub fn values(&self) -> Vec<f64> {
+        self.correct
+            .iter()
+            .map(|&c| f64::from(u8::from(c)))
+            .collect()
+    }
+}
+
+impl Metric for SampleCorrectness {
+    type Input = ClassPredictions;
+
+    fn update(&mut self, input: &ClassPredictions) {
+        self.correct.extend(
+            input
+                .predicted
+                .iter()
+                .zip(&input.targets)
+                .map(|(p, t)| p == t),
+        );
+    }
+
+    /// 0 when nothing was seen (as [`Accuracy`]).
+    fn value(&self) -> f64 {
+        if self.correct.is_empty() {
+            0.0
+        } else {
+            self.correct.iter().filter(|&&c| c).count() as f64 / self.correct.len() as f64
+        }
+    }
+
+    fn reset(&mut self) {
+        self.correct.clear();
+    }
+}
+
 /// The mean of scalar values (e.g. a validation loss).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Mean {
@@ -116,6 +160,15 @@ mod tests {
         assert_eq!(accuracy.value(), 0.5);
         accuracy.reset();
         assert_eq!(accuracy.value(), 0.0);
+        let mut samples = SampleCorrectness::default();
+        samples.update(&ClassPredictions {
+            predicted: vec![1, 2, 3],
+            targets: vec![1, 0, 3],
+        });
+        assert_eq!(samples.values(), vec![1.0, 0.0, 1.0]);
+        assert_eq!(samples.value(), 2.0 / 3.0);
+        samples.reset();
+        assert_eq!(samples.value(), 0.0);
         let mut mean = Mean::default();
         mean.update(&vec![1.0, 2.0, 6.0]);
         assert_eq!(mean.value(), 3.0);

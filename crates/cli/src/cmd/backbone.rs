@@ -91,6 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             eval: source_c_spec(&preset)?,
             eval_batch_size: 100,
             frost_dir: args.step.frost_dir(),
+            bootstrap: preset.evaluation.bootstrap,
         };
         let bar = crate::progress::bar(0, &format!("{} source-task evaluation", spec.name));
         let done = rtb_pretrain::pretrain(

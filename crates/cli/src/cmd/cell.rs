@@ -95,6 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .collect::<Result<_, _>>()?,
             severities: preset.evaluation.severities.clone(),
             seed: preset.evaluation.seed,
+            bootstrap: preset.evaluation.bootstrap,
             images: preset.evaluation.images,
             frost_dir: args.step.frost_dir(),
         },

@@ -20,6 +20,77 @@ pub enum Args {
     /// mIoU (aAcc, mAcc) of a segmentation run on its validation split, clean and per
     /// corruption × severity.
     Ade(AdeArgs),
+    /// Box AP (and mask AP) of a detection run on its validation split, clean and per
+    /// corruption × severity.
+    Coco(CocoArgs),
+}
+
+/// Arguments of `rtb eval coco`.
+#[derive(Debug, clap::Args)]
+pub struct CocoArgs {
+    /// The run directory written by `rtb train coco` or `rtb cell`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub run: PathBuf,
+    /// Comma-separated corruption names, `all` or `benchmark` (default: the run's config).
+    #[arg(long, value_delimiter = ',')]
+    pub corruptions: Vec<String>,
+    /// Comma-separated severities (default: the run's config).
+    #[arg(long, value_delimiter = ',')]
+    pub severities: Vec<u8>,
+    /// Evaluate the first N validation images.
+    #[arg(long)]
+    pub images: Option<usize>,
+    /// Keep a COCO results JSON per condition in <RUN_DIR>/results/.
+    #[arg(long)]
+    pub keep_results: bool,
+    /// The frost textures' folder (default: RTB_FROST_DIR or the rtb cache).
+    #[arg(long, value_name = "DIR")]
+    pub frost_dir: Option<PathBuf>,
+}
+
+fn run_coco(args: CocoArgs) -> anyhow::Result<ExitCode> {
+    let cfg: rtb_coco::CocoConfig = rtb_train::RunDir::new(&args.run).read_config()?;
+    let mut eval = cfg.eval.clone();
+    if let Some(corruptions) = parse_corruptions(&args.corruptions)? {
+        eval.corruptions = corruptions;
+    }
+    if !args.severities.is_empty() {
+        eval.severities = args.severities;
+    }
+    if args.images.is_some() {
+        eval.images = args.images;
+    }
+    eval.keep_results |= args.keep_results;
+    eval.frost_dir = args
+        .frost_dir
+        .or(eval.frost_dir)
+        .or_else(rtb_fetch::frost_dir);
+    let mut renderer = Renderer::default();
+    let metrics = rtb_coco::evaluate(&args.run, Some(&eval), &mut renderer)?;
+    println!("{}  box AP (mask AP)", metrics.cell);
+    let mask = metrics.secondary.get("mask_ap");
+    println!(
+        "{:<20} {:>8.4} ({:.4})",
+        "clean",
+        metrics.primary.clean,
+        mask.map_or(f64::NAN, |m| m.clean)
+    );
+    for (corruption, values) in &metrics.primary.corrupted {
+        let row: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
+        println!("{:<20} {}", corruption.name(), row.join(" "));
+    }
+    match metrics.primary.robustness() {
+        Ok(r) => println!(
+            "mPC {:.4}  rPC {:.4}  drop {:.2} %",
+            r.mpc, r.rpc, r.drop_percent
+        ),
+        Err(err) => println!("mPC / rPC not computed: {err}"),
+    }
+    println!(
+        "wrote {}",
+        args.run.join(rtb_results::METRICS_FILE).display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `rtb eval ade`.
@@ -138,6 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Args::Cifar(args) => run_cifar(args),
         Args::Imagenet(args) => super::imagenet::run(args),
         Args::Ade(args) => run_ade(args),
+        Args::Coco(args) => run_coco(args),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod backbone;
 pub mod cell;
 pub mod coco_eval;
 pub mod corrupt;
+pub mod detect;
 pub mod device_check;
 pub mod env;
 pub mod eval;

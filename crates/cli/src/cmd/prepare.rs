@@ -56,6 +56,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     spec.ade_size
                 );
             }
+            if preset.task(rtb_results::Task::Coco).is_ok() {
+                let coco_dir = crate::tasks::data_dir(rtb_results::Task::Coco, &preset.data, data);
+                let summary = rtb_synth::write_coco(&config, &coco_dir)?;
+                tracing::info!(
+                    "COCO export: {} + {} scenes of {}², {} + {} annotations",
+                    spec.coco_train,
+                    spec.coco_val,
+                    spec.coco_size,
+                    summary.annotations.0,
+                    summary.annotations.1
+                );
+            }
             let frost = args.step.frost_dir();
             let val = rtb_pretrain::Images::read(&source.val)?;
             let bar = crate::progress::bar(0, "source-C");

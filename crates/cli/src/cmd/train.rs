@@ -22,6 +22,77 @@ pub enum Args {
     Cifar(Box<CifarArgs>),
     /// Train UperNet on an ADE20K-layout dataset (fixed-feature or full-network).
     Ade(AdeArgs),
+    /// Train Mask R-CNN on a COCO-layout dataset (fixed-feature or full-network).
+    Coco(CocoArgs),
+}
+
+/// Arguments of `rtb train coco`.
+#[derive(Debug, clap::Args)]
+pub struct CocoArgs {
+    /// The run config (rtb_coco::CocoConfig as JSON: a config.json of another run, or one
+    /// written by hand); the flags below override its fields.
+    #[arg(long, value_name = "JSON")]
+    pub config: PathBuf,
+    /// The run directory (config.json, checkpoints/, metrics.jsonl; later metrics.json).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: PathBuf,
+    /// The dataset root (train2017/, val2017/, annotations/).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Backbone weights (any layout rtb-models reads).
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// fixed or full.
+    #[arg(long)]
+    pub regime: Option<Regime>,
+    /// Micro-batches per step (gradient accumulation; must divide the batch size).
+    #[arg(long)]
+    pub accumulate: Option<usize>,
+    /// Stop after this many iterations (the schedule keeps its length).
+    #[arg(long)]
+    pub max_iters: Option<usize>,
+    /// Data-loader threads.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<DeviceChoice>,
+}
+
+fn run_coco(args: &CocoArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let mut cfg: rtb_coco::CocoConfig = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not an rtb_coco::CocoConfig", args.config.display()))?;
+    if let Some(data) = &args.data {
+        cfg.data_dir = data.clone();
+    }
+    if let Some(weights) = &args.weights {
+        cfg.weights = Some(weights.clone());
+    }
+    if let Some(regime) = args.regime {
+        cfg.regime = regime;
+    }
+    if let Some(accumulate) = args.accumulate {
+        cfg.accumulate = accumulate;
+    }
+    if let Some(max) = args.max_iters {
+        cfg.engine.max_iters = Some(max);
+    }
+    if let Some(workers) = args.workers {
+        cfg.workers = workers;
+    }
+    if let Some(device) = args.device {
+        cfg.device = device;
+    }
+    let mut renderer = Renderer::default();
+    let summary = rtb_coco::train(&cfg, &args.out, &mut renderer)?;
+    println!(
+        "trained {} iterations into {}",
+        summary.iterations,
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `rtb train ade`.
@@ -430,6 +501,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args {
         Args::Cifar(args) => run_cifar(&args),
         Args::Ade(args) => run_ade(&args),
+        Args::Coco(args) => run_coco(&args),
     }
 }
 

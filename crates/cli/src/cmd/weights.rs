@@ -5,7 +5,11 @@
 //! - `rtb weights import --arch NAME --from FILE --to OUT.safetensors`: reads safetensors or a
 //!   PyTorch checkpoint (zip or legacy format, any nesting, `module.` prefixes), converts the
 //!   keys to the canonical (timm ≥ 0.9) layout, checks them against the architecture (every
-//!   missing, unexpected or mismatched key is reported) and writes safetensors.
+//!   missing, unexpected or mismatched key is reported) and writes safetensors. A Mask R-CNN
+//!   checkpoint (torchvision's `maskrcnn_resnet50_fpn` state dict or mmdetection's) is
+//!   recognised by its RoI-head keys: its backbone is converted and checked the same way,
+//!   and the file written keeps the detector's neck and heads under their flavor's keys, so
+//!   `rtb detect --weights` reads it back.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -151,6 +155,14 @@ pub fn save_atomically(
 
 fn import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let arch = args.arch.resolve()?;
+    let file = weights::read_weights(&args.from, args.key.as_deref())?;
+    let is_detector = file.tensors.iter().any(|(k, _)| {
+        let k = k.strip_prefix("module.").unwrap_or(k);
+        k.starts_with("roi_heads.") || k.starts_with("roi_head.")
+    });
+    if is_detector {
+        return import_detector(args, &arch.with_num_classes(None)?, file.tensors);
+    }
     let canonical = rtb_models::read_canonical(&arch, &args.from, args.key.as_deref())?;
     let source = args.from.display().to_string();
     rtb_models::check_state_dict(&arch, &source, &canonical.tensors)?;
@@ -168,6 +180,39 @@ fn import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         "wrote {} ({} tensors, canonical layout)",
         args.to.display(),
         tensors.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rtb weights import` of a Mask R-CNN checkpoint: the backbone in the canonical layout
+/// under the flavor's backbone prefix, the neck and heads as they were.
+fn import_detector(
+    args: &ImportArgs,
+    arch: &ArchConfig,
+    tensors: Vec<(String, Tensor)>,
+) -> anyhow::Result<ExitCode> {
+    let source = args.from.display().to_string();
+    let detector = rtb_detection::import::import_detector(tensors)
+        .with_context(|| format!("importing {source}"))?;
+    let cfg = rtb_detection::import::detector_config(&detector)
+        .with_context(|| format!("reading the detector of {source}"))?;
+    rtb_models::check_state_dict(arch, &source, &detector.backbone)?;
+    let prefix = cfg.backbone_prefix();
+    let mut out: std::collections::HashMap<String, Tensor> = detector
+        .backbone
+        .iter()
+        .map(|(k, t)| (format!("{prefix}.{k}"), t.clone()))
+        .collect();
+    out.extend(detector.heads.clone());
+    save_atomically(&out, &args.to)?;
+    println!(
+        "wrote {} ({:?} Mask R-CNN, {} classes, FPN {}, box head {}, mask head {}; backbone in the canonical layout)",
+        args.to.display(),
+        detector.flavor,
+        cfg.num_classes,
+        cfg.fpn_channels,
+        cfg.box_representation,
+        cfg.mask_conv_channels
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,11 @@
 //!   transformers 5's module names (`q_proj`/`k_proj`/`v_proj`, `o_proj`,
 //!   `relative_position_bias.relative_position_bias_table`, `mlp.fc1/fc2`); `SwinBackbone`'s
 //!   `hidden_states_norms.stageK` become the dense-task norms `norm{K−1}`.
+//! - Swin, OpenMMLab (mmsegmentation 1.x, mmdetection 3.x and their 0.x / 2.x releases):
+//!   `patch_embed.projection`, `stages.i.blocks.j.attn.w_msa.*`, `ffn.layers.0.0` / `ffn.layers.1`,
+//!   patch merging at the end of stage `i` whose `norm` / `reduction` channels are in
+//!   `nn.Unfold`'s order (`c·4 + kh·2 + kw`), reordered to timm's (`(kw·2 + kh)·C + c`); the
+//!   dense-task norms `norm0`..`norm3` keep their names.
 //!
 //! Buffers that models recompute (`num_batches_tracked`, `relative_position_index`,
 //! `attn_mask`) are dropped; a DataParallel `module.` prefix is stripped.
@@ -199,6 +204,90 @@ pub(crate) fn is_microsoft_swin(keys: &[&str]) -> bool {
 pub(crate) fn is_transformers_swin(keys: &[&str]) -> bool {
     keys.iter()
         .any(|k| k.contains("embeddings.patch_embeddings.projection"))
+}
+
+/// OpenMMLab Swin keys (mmsegmentation / mmdetection `SwinTransformer`).
+pub(crate) fn is_openmmlab_swin(keys: &[&str]) -> bool {
+    let starts = |prefix: &str| keys.iter().any(|k| k.starts_with(prefix));
+    starts("patch_embed.projection.") && keys.iter().any(|k| k.contains(".attn.w_msa."))
+}
+
+/// Converts an OpenMMLab Swin state dict (module docs).
+pub(crate) fn openmmlab_swin_to_timm(
+    source: &str,
+    tensors: Vec<(String, Tensor)>,
+) -> Result<Vec<(String, Tensor)>> {
+    let unrecognised = |key: &str| ModelError::Unsupported {
+        model: "weights",
+        message: format!("{source}: unrecognised OpenMMLab Swin key {key}"),
+    };
+    let mut out = Vec::with_capacity(tensors.len());
+    for (key, tensor) in tensors {
+        if let Some(tail) = key.strip_prefix("patch_embed.projection.") {
+            out.push((format!("patch_embed.proj.{tail}"), tensor));
+            continue;
+        }
+        let Some(rest) = key.strip_prefix("stages.") else {
+            // `patch_embed.norm`, the output norms `normK`, anything else: timm's names.
+            out.push((key, tensor));
+            continue;
+        };
+        let (stage, tail) = rest.split_once('.').ok_or_else(|| unrecognised(&key))?;
+        let stage: usize = stage.parse().map_err(|_| unrecognised(&key))?;
+        if let Some(param) = tail.strip_prefix("downsample.") {
+            // mmdet merges patches at the end of a stage, timm at the start of the next one.
+            let renamed = format!("layers.{}.downsample.{param}", stage + 1);
+            let reordered = match param {
+                "norm.weight" | "norm.bias" | "reduction.weight" => unfold_to_concat(&tensor)
+                    .map_err(|e| format_error(Path::new(source), format!("{key}: {e}")))?,
+                _ => return Err(unrecognised(&key)),
+            };
+            out.push((renamed, reordered));
+            continue;
+        }
+        let rest = tail
+            .strip_prefix("blocks.")
+            .ok_or_else(|| unrecognised(&key))?;
+        let (block, param) = rest.split_once('.').ok_or_else(|| unrecognised(&key))?;
+        let mapped = [
+            ("norm1.", "norm1."),
+            ("norm2.", "norm2."),
+            ("attn.w_msa.qkv.", "attn.qkv."),
+            ("attn.w_msa.proj.", "attn.proj."),
+            (
+                "attn.w_msa.relative_position_bias_table",
+                "attn.relative_position_bias_table",
+            ),
+            (
+                "attn.w_msa.relative_position_index",
+                "attn.relative_position_index",
+            ),
+            ("ffn.layers.0.0.", "mlp.fc1."),
+            ("ffn.layers.1.", "mlp.fc2."),
+        ]
+        .iter()
+        .find_map(|(from, to)| param.strip_prefix(from).map(|t| format!("{to}{t}")))
+        .ok_or_else(|| unrecognised(&key))?;
+        out.push((format!("layers.{stage}.blocks.{block}.{mapped}"), tensor));
+    }
+    Ok(out)
+}
+
+/// Reorders the last dimension (`4C`) of a patch-merging tensor from `nn.Unfold`'s channel
+/// order `c·4 + kh·2 + kw` to timm's concatenation order `(kw·2 + kh)·C + c`.
+fn unfold_to_concat(tensor: &Tensor) -> candle_core::Result<Tensor> {
+    let dims = tensor.dims().to_vec();
+    let last = *dims.last().unwrap_or(&0);
+    if !last.is_multiple_of(4) || last == 0 {
+        candle_core::bail!("last dimension {last} is not a multiple of 4");
+    }
+    let channels = last / 4;
+    let lead: usize = dims[..dims.len() - 1].iter().product();
+    tensor
+        .reshape((lead, channels, 2, 2))?
+        .permute((0, 3, 2, 1))?
+        .contiguous()?
+        .reshape(dims)
 }
 
 /// Converts Microsoft-layout Swin keys.
@@ -548,6 +637,66 @@ mod tests {
             Some("transformers_swin")
         );
         assert_eq!(name(&["foo.weight"]), None);
+    }
+
+    #[test]
+    fn openmmlab_patch_merging_channels_move_from_unfold_to_timm_order() {
+        // C = 2: Unfold's index c·4 + kh·2 + kw goes to timm's (kw·2 + kh)·C + c.
+        let norm = Tensor::arange(0f32, 8.0, &Device::Cpu).unwrap();
+        let reordered: Vec<f32> = unfold_to_concat(&norm).unwrap().to_vec1().unwrap();
+        assert_eq!(reordered, [0.0, 4.0, 2.0, 6.0, 1.0, 5.0, 3.0, 7.0]);
+        // A reduction weight [out, 4C] has its columns reordered, row by row.
+        let weight = Tensor::arange(0f32, 16.0, &Device::Cpu)
+            .unwrap()
+            .reshape((2, 8))
+            .unwrap();
+        let rows: Vec<Vec<f32>> = unfold_to_concat(&weight).unwrap().to_vec2().unwrap();
+        assert_eq!(rows[1], [8.0, 12.0, 10.0, 14.0, 9.0, 13.0, 11.0, 15.0]);
+
+        let keys = [
+            "patch_embed.projection.weight",
+            "stages.0.blocks.0.attn.w_msa.qkv.weight",
+        ];
+        assert_eq!(
+            detect_layout(keys.iter().copied()).map(|l| l.name),
+            Some("openmmlab_swin")
+        );
+        let converted = openmmlab_swin_to_timm(
+            "test",
+            vec![
+                ("stages.1.downsample.norm.weight".into(), norm.clone()),
+                ("stages.2.blocks.1.ffn.layers.0.0.bias".into(), norm.clone()),
+                (
+                    "stages.2.blocks.1.ffn.layers.1.weight".into(),
+                    weight.clone(),
+                ),
+                (
+                    "stages.0.blocks.0.attn.w_msa.proj.bias".into(),
+                    norm.clone(),
+                ),
+            ],
+        )
+        .unwrap();
+        let names: Vec<&str> = converted.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "layers.2.downsample.norm.weight",
+                "layers.2.blocks.1.mlp.fc1.bias",
+                "layers.2.blocks.1.mlp.fc2.weight",
+                "layers.0.blocks.0.attn.proj.bias",
+            ]
+        );
+        let err = openmmlab_swin_to_timm(
+            "ckpt.pth",
+            vec![("stages.0.blocks.0.ffn.gate.weight".into(), norm)],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ckpt.pth") && err.contains("ffn.gate"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,7 +13,19 @@
 //! - [`resize_nearest`]: `cv2.resize(…, INTER_NEAREST)`: source index
 //!   `min(floor(d · (1 / (dst / src))), src − 1)` in double precision.
 
-use crate::AdeTaskError;
+/// A resize that cannot be done: a side of 0 pixels, or a buffer of the wrong length.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("resize: {message}")]
+pub struct ResizeError {
+    /// What is wrong, with the sizes involved.
+    pub message: String,
+}
+
+impl ResizeError {
+    fn new(message: String) -> Self {
+        Self { message }
+    }
+}
 
 /// The fixed-point scale of OpenCV's linear resize coefficients (`INTER_RESIZE_COEF_BITS` =
 /// 11).
@@ -26,15 +38,12 @@ pub fn rescale_size(
     width: u32,
     height: u32,
     scale: (u32, u32),
-) -> Result<((u32, u32), f64), AdeTaskError> {
+) -> Result<((u32, u32), f64), ResizeError> {
     if width == 0 || height == 0 || scale.0 == 0 || scale.1 == 0 {
-        return Err(AdeTaskError::Config {
-            field: "resize".into(),
-            message: format!(
-                "cannot rescale a {width}×{height} image to scale {}×{}",
-                scale.0, scale.1
-            ),
-        });
+        return Err(ResizeError::new(format!(
+            "cannot rescale a {width}×{height} image to scale {}×{}",
+            scale.0, scale.1
+        )));
     }
     let max_long = f64::from(scale.0.max(scale.1));
     let max_short = f64::from(scale.0.min(scale.1));
@@ -45,13 +54,10 @@ pub fn rescale_size(
     let new_width = (f64::from(width) * factor + 0.5) as u32;
     let new_height = (f64::from(height) * factor + 0.5) as u32;
     if new_width == 0 || new_height == 0 {
-        return Err(AdeTaskError::Config {
-            field: "resize".into(),
-            message: format!(
-                "rescaling a {width}×{height} image to scale {}×{} leaves a side of 0 pixels",
-                scale.0, scale.1
-            ),
-        });
+        return Err(ResizeError::new(format!(
+            "rescaling a {width}×{height} image to scale {}×{} leaves a side of 0 pixels",
+            scale.0, scale.1
+        )));
     }
     Ok(((new_width, new_height), factor))
 }
@@ -112,7 +118,7 @@ pub fn resize_linear(
     channels: usize,
     dst_width: usize,
     dst_height: usize,
-) -> Result<Vec<u8>, AdeTaskError> {
+) -> Result<Vec<u8>, ResizeError> {
     check_buffer(src, width, height, channels, dst_width, dst_height)?;
     if (width, height) == (dst_width, dst_height) {
         return Ok(src.to_vec());
@@ -201,7 +207,7 @@ pub fn resize_nearest(
     channels: usize,
     dst_width: usize,
     dst_height: usize,
-) -> Result<Vec<u8>, AdeTaskError> {
+) -> Result<Vec<u8>, ResizeError> {
     check_buffer(src, width, height, channels, dst_width, dst_height)?;
     let cn = channels;
     let inverse = |src: usize, dst: usize| 1.0 / (dst as f64 / src as f64);
@@ -227,24 +233,18 @@ fn check_buffer(
     channels: usize,
     dst_width: usize,
     dst_height: usize,
-) -> Result<(), AdeTaskError> {
+) -> Result<(), ResizeError> {
     if width == 0 || height == 0 || dst_width == 0 || dst_height == 0 || channels == 0 {
-        return Err(AdeTaskError::Config {
-            field: "resize".into(),
-            message: format!(
-                "cannot resize {width}×{height}×{channels} to {dst_width}×{dst_height}: \
+        return Err(ResizeError::new(format!(
+            "cannot resize {width}×{height}×{channels} to {dst_width}×{dst_height}: \
                  every size must be positive"
-            ),
-        });
+        )));
     }
     if src.len() != width * height * channels {
-        return Err(AdeTaskError::Config {
-            field: "resize".into(),
-            message: format!(
-                "a buffer of {} bytes is not {width}×{height}×{channels}",
-                src.len()
-            ),
-        });
+        return Err(ResizeError::new(format!(
+            "a buffer of {} bytes is not {width}×{height}×{channels}",
+            src.len()
+        )));
     }
     Ok(())
 }

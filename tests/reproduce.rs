@@ -1,13 +1,17 @@
 //! The study end to end at toy scale (`presets/tiny.toml`), through rtb-study's orchestrator
 //! and this build's `rtb` binary, exactly as `cargo xtask reproduce --preset tiny` runs it:
 //!
-//! - every step succeeds, the report's files exist, and its numbers (every cell, Table 2's
-//!   per-category drops of the ADE20K cells, Figure 1) equal those recomputed here from the
-//!   raw metrics.json and backbone.json tables;
+//! - every step succeeds, the report's files exist, and its numbers (every cell, Table 1's
+//!   and Table 2's per-category drops of the COCO and ADE20K cells, Figure 1) equal those
+//!   recomputed here from the raw metrics.json and backbone.json tables;
 //! - a second run recomputes nothing (every step but the report is skipped, no result file
 //!   is rewritten);
+//! - every cell and backbone stores paired bootstrap replicates (the preset's
+//!   `[evaluation] bootstrap`), and the report's ± columns are the intervals rtb-results
+//!   computes from them;
 //! - a backbone step killed mid-training and restarted ends with the same bytes (weights,
-//!   backbone.json, the downstream cell's metrics.json) as an uninterrupted run.
+//!   backbone.json, the downstream cells' metrics.json with their replicates, and the report
+//!   with its ± values) as an uninterrupted run: the same seed gives the same intervals.
 //!
 //! The corruptions include frost, so the tests need the frost textures (`cargo xtask
 //! assets`); without them they skip with a note, unless RTB_REQUIRE_ASSETS=1 (CI).
@@ -17,38 +21,18 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
+use rtb_results::{BackboneRecord, CellMetrics, Interval};
 use rtb_study::{
     DeviceKind, Filter, Invocation, Layout, Orchestrator, Outcome, Plan, Preset, Schedule, Step,
     Summary,
 };
+use rtb_tests::{frost_available, repo_root, rtb_binary};
 use serde_json::Value;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
-
-#[allow(clippy::print_stderr)]
-fn frost_available() -> bool {
-    let present = rtb_fetch::frost_dir()
-        .is_some_and(|dir| rtb_corruption::FrostTextures::new(dir).verify().is_ok());
-    if !present {
-        assert!(
-            std::env::var("RTB_REQUIRE_ASSETS").as_deref() != Ok("1"),
-            "RTB_REQUIRE_ASSETS=1 but the frost textures are missing (cargo xtask assets)"
-        );
-        eprintln!("skipping: the frost textures are missing (run `cargo xtask assets`)");
-    }
-    present
-}
 
 fn orchestrator(preset_file: &Path, preset: &Preset, root: &Path) -> Orchestrator {
     let runs = root.join("runs");
     Orchestrator {
-        rtb: PathBuf::from(env!("CARGO_BIN_EXE_rtb")),
+        rtb: rtb_binary(),
         invocation: Invocation {
             preset_file: preset_file.to_path_buf(),
             layout: Layout::new(&runs, preset, &root.join("downloads")),
@@ -111,6 +95,31 @@ fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
+/// The cells of a CSV row whose header is `column` and the "±" column after it (headers
+/// repeat "±", so rows are read by position).
+fn with_plus_minus(path: &Path, row_starts: &str, column: &str) -> (String, String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let headers: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = headers.iter().position(|h| *h == column).unwrap();
+    assert_eq!(headers[at + 1], "±", "{column} is followed by its ± column");
+    let row: Vec<&str> = lines
+        .find(|l| l.starts_with(row_starts))
+        .unwrap_or_else(|| panic!("no row {row_starts} in {}", path.display()))
+        .split(',')
+        .collect();
+    (row[at].to_string(), row[at + 1].to_string())
+}
+
+/// The "±" the report prints for an interval (two decimals; "n/a" when undefined).
+fn plus_minus(interval: Interval) -> String {
+    if interval.low.is_finite() && interval.high.is_finite() {
+        format!("{:.2}", interval.half_width())
+    } else {
+        "n/a".to_string()
+    }
+}
+
 fn mtimes(dir: &Path, out: &mut BTreeMap<PathBuf, SystemTime>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -140,8 +149,8 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
     let plan = Plan::new(&preset, Schedule::Paper, &Filter::default(), None).unwrap();
     assert_eq!(
         plan.cells().count(),
-        16,
-        "4 backbones × (ADE20K + CIFAR-10) × 2 regimes"
+        24,
+        "4 backbones × (COCO + ADE20K + CIFAR-10) × 2 regimes"
     );
 
     let first = run(&orchestrator, &plan);
@@ -189,69 +198,124 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
         assert_eq!(row["mPC"], format!("{:.2}", 100.0 * mpc), "{cell}");
         assert_eq!(row["Drop %"], format!("{drop:.2}"), "{cell}");
         assert_eq!(metrics["cell"]["preset"], "tiny");
-    }
-    // Table 2 (ADE20K, fixed): each backbone's per-category drops, recomputed from the raw
-    // mIoU table of metrics.json; the secondary tables (aAcc, mAcc) hold every condition.
-    let start = index.find("# Table 2").expect("the report has Table 2");
-    let section = &index[start..];
-    let table2 = &section[..section[1..]
-        .find("\n#")
-        .map_or(section.len(), |end| end + 1)];
-    for backbone in ["regular", "ant", "deepaug", "swin"] {
-        let metrics = json(&runs.join(format!("tiny/{backbone}/ade20k/fixed/metrics.json")));
-        assert_eq!(metrics["metric"], "miou");
-        for name in ["aacc", "macc"] {
-            assert_eq!(
-                metrics["secondary"][name]["corrupted"]
-                    .as_object()
-                    .unwrap()
-                    .len(),
-                15,
-                "{backbone}: {name}"
-            );
+
+        // The paired bootstrap: B replicates of every condition over the evaluated images,
+        // and the report's ± of the drop is rtb-results' interval of them.
+        let bootstrap = &metrics["bootstrap"];
+        assert_eq!(
+            bootstrap["replicates"].as_u64(),
+            Some(preset.evaluation.bootstrap as u64),
+            "{cell}"
+        );
+        assert_eq!(
+            bootstrap["clean"].as_array().unwrap().len(),
+            preset.evaluation.bootstrap,
+            "{cell}"
+        );
+        assert_eq!(
+            bootstrap["corrupted"].as_object().unwrap().len(),
+            15,
+            "{cell}"
+        );
+        let table = CellMetrics::read(&cell.dir(&runs).join("metrics.json"))
+            .unwrap()
+            .primary;
+        let key = format!(
+            "{},{},{},",
+            cell.backbone,
+            cell.task.name(),
+            cell.regime.name()
+        );
+        if clean > 0.0 {
+            let intervals = table.intervals().unwrap().unwrap();
+            let (shown, pm) = with_plus_minus(&report.join("cells.csv"), &key, "Drop %");
+            assert_eq!(shown, format!("{drop:.2}"), "{cell}");
+            assert_eq!(pm, plus_minus(intervals.drop_percent), "{cell}");
+            let (_, pm) = with_plus_minus(&report.join("cells.csv"), &key, "Clean");
+            assert_eq!(pm, plus_minus(intervals.clean.scaled(100.0)), "{cell}");
         }
-        let clean = metrics["clean"].as_f64().unwrap();
-        let corrupted = metrics["corrupted"].as_object().unwrap();
-        let drops: Vec<String> = ["noise", "blur", "digital", "weather"]
-            .iter()
-            .map(|category| {
-                let values: Vec<f64> = corrupted
-                    .iter()
-                    .filter(|(name, _)| {
-                        name.parse::<rtb_corruption::Corruption>()
-                            .unwrap()
-                            .category()
-                            .name()
-                            == *category
-                    })
-                    .flat_map(|(_, row)| {
-                        row.as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|v| v.as_f64().unwrap())
-                            .collect::<Vec<_>>()
-                    })
-                    .collect();
-                let mean = values.iter().sum::<f64>() / values.len() as f64;
-                if clean > 0.0 {
-                    format!("{:.2}", 100.0 * (1.0 - mean / clean))
-                } else {
-                    "n/a".to_string()
-                }
-            })
-            .collect();
-        let line = table2
-            .lines()
-            .find(|l| l.starts_with(&format!("| {backbone} |")))
-            .unwrap_or_else(|| panic!("no Table 2 row for {backbone}:\n{table2}"));
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        // | backbone | paper row | noise (rtb) | noise (paper) | blur (rtb) | …
-        let ours: Vec<&str> = (0..4).map(|i| cells[3 + 2 * i]).collect();
-        assert_eq!(ours, drops, "{backbone}: {line}");
+    }
+    for backbone in ["regular", "ant", "deepaug", "swin"] {
+        let record =
+            BackboneRecord::read(&runs.join(format!("tiny/{backbone}/backbone.json"))).unwrap();
+        let replicates = record.source.unwrap().replicates.unwrap();
+        assert_eq!(
+            replicates.count(),
+            preset.evaluation.bootstrap,
+            "{backbone}"
+        );
+        assert_eq!(replicates.corrupted.len(), 15, "{backbone}");
+    }
+    // Table 1 (COCO, fixed) and Table 2 (ADE20K, fixed): each backbone's per-category drops,
+    // recomputed from the raw primary table of metrics.json (box AP, mIoU); the secondary
+    // tables (mask AP; aAcc, mAcc) hold every condition.
+    for (title, task, metric, secondary) in [
+        ("# Table 1", "coco", "bbox_ap", &["mask_ap"][..]),
+        ("# Table 2", "ade20k", "miou", &["aacc", "macc"][..]),
+    ] {
+        let start = index
+            .find(title)
+            .unwrap_or_else(|| panic!("the report has {title}"));
+        let section = &index[start..];
+        let table2 = &section[..section[1..]
+            .find("\n#")
+            .map_or(section.len(), |end| end + 1)];
+        for backbone in ["regular", "ant", "deepaug", "swin"] {
+            let metrics = json(&runs.join(format!("tiny/{backbone}/{task}/fixed/metrics.json")));
+            assert_eq!(metrics["metric"], metric);
+            for name in secondary {
+                assert_eq!(
+                    metrics["secondary"][name]["corrupted"]
+                        .as_object()
+                        .unwrap()
+                        .len(),
+                    15,
+                    "{backbone}: {name}"
+                );
+            }
+            let clean = metrics["clean"].as_f64().unwrap();
+            let corrupted = metrics["corrupted"].as_object().unwrap();
+            let drops: Vec<String> = ["noise", "blur", "digital", "weather"]
+                .iter()
+                .map(|category| {
+                    let values: Vec<f64> = corrupted
+                        .iter()
+                        .filter(|(name, _)| {
+                            name.parse::<rtb_corruption::Corruption>()
+                                .unwrap()
+                                .category()
+                                .name()
+                                == *category
+                        })
+                        .flat_map(|(_, row)| {
+                            row.as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|v| v.as_f64().unwrap())
+                                .collect::<Vec<_>>()
+                        })
+                        .collect();
+                    let mean = values.iter().sum::<f64>() / values.len() as f64;
+                    if clean > 0.0 {
+                        format!("{:.2}", 100.0 * (1.0 - mean / clean))
+                    } else {
+                        "n/a".to_string()
+                    }
+                })
+                .collect();
+            let line = table2
+                .lines()
+                .find(|l| l.starts_with(&format!("| {backbone} |")))
+                .unwrap_or_else(|| panic!("no {title} row for {backbone}:\n{table2}"));
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // | backbone | paper row | noise (rtb) | ± | noise (paper) | blur (rtb) | …
+            let ours: Vec<&str> = (0..4).map(|i| cells[3 + 3 * i]).collect();
+            assert_eq!(ours, drops, "{title} {backbone}: {line}");
+        }
     }
     // The long table repeats metrics.json's raw values.
     let long = csv_rows(&report.join("per_corruption.csv"));
-    for task in ["cifar10", "ade20k"] {
+    for task in ["cifar10", "ade20k", "coco"] {
         let fog = long
             .iter()
             .find(|r| {
@@ -274,7 +338,7 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
         let (clean, _, drop) = recompute(&record["source"]);
         let line = index
             .lines()
-            .find(|l| l.starts_with(&format!("| {backbone} |")) && l.matches('|').count() == 7)
+            .find(|l| l.starts_with(&format!("| {backbone} |")) && l.matches('|').count() == 12)
             .unwrap_or_else(|| panic!("no Figure 1 row for {backbone}"));
         // A clean accuracy of 0 (possible at toy scale) leaves the drop undefined.
         let drop = if clean > 0.0 {
@@ -282,10 +346,14 @@ fn tiny_study_runs_reports_and_resumes_without_recomputing() {
         } else {
             "n/a".to_string()
         };
-        assert!(
-            line.contains(&format!("| {:.2} | {drop} |", 100.0 * clean)),
+        // | backbone | top-1 | ± | drop | ± | …
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        assert_eq!(
+            (cells[2], cells[4]),
+            (format!("{:.2}", 100.0 * clean).as_str(), drop.as_str()),
             "{backbone}: {line}"
         );
+        assert!(cells[3].parse::<f64>().is_ok(), "a ± for top-1: {line}");
     }
 
     // Second run: nothing is recomputed.
@@ -414,4 +482,20 @@ fn a_killed_backbone_step_resumes_to_the_same_bytes() {
             "{file} differs between the killed-and-resumed and the uninterrupted run"
         );
     }
+    // The same seeds give the same replicates, so the same intervals in the report.
+    let a_report = &a.invocation.report_dir;
+    let b_report = &b.invocation.report_dir;
+    for file in ["index.md", "cells.csv", "per_corruption.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(a_report.join(file)).unwrap(),
+            std::fs::read_to_string(b_report.join(file)).unwrap(),
+            "{file} differs between the two runs"
+        );
+    }
+    let cells = std::fs::read_to_string(a_report.join("cells.csv")).unwrap();
+    let full = cells
+        .lines()
+        .find(|l| l.starts_with("deepaug,cifar10,full,"))
+        .unwrap();
+    assert!(!full.contains(",-,"), "every ± is filled: {full}");
 }

@@ -7,7 +7,8 @@
 #   bash gpu-check/run.sh [OUT_DIR]          # default $OUT, else gpu-check/out
 #
 # Environment: RTB_DEVICE (cuda), RTB_SIZE (paper; small for a quick or CPU run), RTB_BIN
-# (gpu-check/bin/rtb), PYTHON (python3), RTB_ITERS (5), RTB_TIMEOUT (seconds per step, 300).
+# (gpu-check/bin/rtb), PYTHON (python3), RTB_ITERS (5), RTB_TIMEOUT (seconds per step, 300),
+# RTB_PEER (1; 0 skips PyTorch).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-${OUT:-$here/out}}
@@ -17,6 +18,7 @@ bin=${RTB_BIN:-$here/bin/rtb}
 python=${PYTHON:-python3}
 iters=${RTB_ITERS:-5}
 limit=${RTB_TIMEOUT:-300}
+peer=${RTB_PEER:-1}
 mkdir -p "$out"
 start=$(date +%s)
 
@@ -57,6 +59,7 @@ timeout "$limit" "$bin" device-check --device "$device" --size "$size" --iters "
     --output "$out/rtb.json" 2> "$out/rtb.log" || status=$?
 [ "$status" -ne 0 ] && { echo "rtb device-check exited $status (log: $out/rtb.log)"; tail -5 "$out/rtb.log"; }
 
+if [ "$peer" = 1 ]; then
 echo "== PyTorch peer (f32, then bf16 autocast)"
 timeout "$limit" "$python" "$here/torch_peer.py" --device "$device" --size "$size" --iters "$iters" \
     --output "$out/torch.json" 2> "$out/torch.log" || echo "torch_peer (f32) failed: see $out/torch.log"
@@ -64,6 +67,7 @@ if [ "$device" != cpu ]; then
     timeout "$limit" "$python" "$here/torch_peer.py" --device "$device" --size "$size" --iters "$iters" \
         --bf16 --output "$out/torch-bf16.json" 2> "$out/torch-bf16.log" \
         || echo "torch_peer (bf16) failed: see $out/torch-bf16.log"
+fi
 fi
 
 "$python" "$here/table.py" --rtb "$out/rtb.json" --torch "$out/torch.json" \

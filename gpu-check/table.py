@@ -13,7 +13,7 @@ import sys
 def peer_name(rtb_name):
     task, _, arch = rtb_name.partition(" ")
     if task == "cifar":
-        return PEERS["cifar"]["swin" if arch.startswith("swin") else "resnet"]
+        return "cifar-swin-t" if arch.startswith("swin") else "cifar-resnet50"
     if task == "mask":
         return "mask-rcnn"
     return "upernet"

@@ -141,14 +141,14 @@ fn find_toolkit(args: &ToolkitArgs) -> anyhow::Result<Toolkit> {
             }
         }
     }
-    if let Some(nvcc) = find_on_path("nvcc") {
-        if let Some(root) = nvcc.parent().and_then(Path::parent) {
-            eprintln!("CUDA toolkit from nvcc on PATH: {}", root.display());
-            return Ok(Toolkit {
-                root: root.to_path_buf(),
-                link_dir: None,
-            });
-        }
+    if let Some(nvcc) = find_on_path("nvcc")
+        && let Some(root) = nvcc.parent().and_then(Path::parent)
+    {
+        eprintln!("CUDA toolkit from nvcc on PATH: {}", root.display());
+        return Ok(Toolkit {
+            root: root.to_path_buf(),
+            link_dir: None,
+        });
     }
     let venv = venv_dir(args);
     if wheel_root(&venv).is_none() {
@@ -215,6 +215,9 @@ fn prepare_wheel_links(wheel_root: &Path, dest: &Path) -> anyhow::Result<PathBuf
     if !stub.is_file() {
         build_driver_stub(&stub)?;
     }
+    // The soname too, so that a CUDA build can run here (on the CPU) with this folder on
+    // LD_LIBRARY_PATH: its CUDA calls then fail cleanly with "no device".
+    relink(&stub, &lib64.join("libcuda.so.1"))?;
     Ok(dest.to_path_buf())
 }
 

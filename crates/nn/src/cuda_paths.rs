@@ -12,7 +12,6 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};
 
 use crate::conv::Conv2dConfig;
-use crate::ops::pool::MaxPool2dConfig;
 
 /// Whether candle's `Tensor::conv2d` expresses `cfg`: it takes one stride, padding and dilation
 /// for both axes.
@@ -42,22 +41,6 @@ pub fn conv2d_candle(
         Some(bias) => ys.broadcast_add(&bias.reshape((1, bias.elem_count(), 1, 1))?),
         None => Ok(ys),
     }
-}
-
-/// Whether candle's `max_pool2d` computes `cfg` with a correct backward: its backward exists
-/// only for non-overlapping windows (kernel = stride), and it has no padding or dilation.
-pub fn candle_max_pool2d_supported(cfg: &MaxPool2dConfig, (h, w): (usize, usize)) -> bool {
-    cfg.kernel == cfg.stride
-        && cfg.padding == (0, 0)
-        && cfg.dilation == (1, 1)
-        // Ceil mode only changes the output where windows hang over the edge.
-        && (!cfg.ceil_mode || (h % cfg.kernel.0 == 0 && w % cfg.kernel.1 == 0))
-}
-
-/// [`crate::ops::pool::max_pool2d`] through candle's pooling kernel; `cfg` must pass
-/// [`candle_max_pool2d_supported`].
-pub fn max_pool2d_candle(xs: &Tensor, cfg: &MaxPool2dConfig) -> Result<Tensor> {
-    xs.max_pool2d_with_stride(cfg.kernel, cfg.stride)
 }
 
 /// [`crate::clip::clip_grad_norm`] with the norm reduced on the device: one host copy per call

@@ -266,9 +266,9 @@ pub fn max_pool2d(xs: &Tensor, cfg: &MaxPool2dConfig) -> Result<Tensor> {
     let (n, c, h, w) = dims4("max_pool2d", xs)?;
     let (ho, wo) = cfg.output_size((h, w))?;
     if !xs.device().is_cpu() {
-        if crate::cuda_paths::candle_max_pool2d_supported(cfg, (h, w)) {
-            return crate::cuda_paths::max_pool2d_candle(xs, cfg);
-        }
+        // Not candle's max_pool2d even for kernel = stride: its backward (0.11.1) multiplies
+        // the gradient by the fraction of maxima in a window instead of dividing by their
+        // count, so a unique maximum gets 1/k² of its gradient (tests/cuda_paths.rs).
         return max_pool2d_composed(xs, cfg);
     }
     let op = MaxPool {

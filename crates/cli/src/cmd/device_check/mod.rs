@@ -268,7 +268,7 @@ fn print_table(report: &Report) {
     }
     if !report.models.is_empty() {
         println!(
-            "\n{:<18} {:>10} {:>10} {:>9} {:>9} {:>9} {:>6} {:>10} {:>10} {:>5}",
+            "\n{:<24} {:>10} {:>10} {:>9} {:>9} {:>9} {:>6} {:>10} {:>10} {:>5}",
             "model",
             "cpu loss",
             "dev loss",
@@ -282,7 +282,7 @@ fn print_table(report: &Report) {
         );
         for m in &report.models {
             println!(
-                "{:<18} {:>10} {:>10} {:>9} {:>9} {:>9} {:>6} {:>10} {:>10} {:>5}",
+                "{:<24} {:>10} {:>10} {:>9} {:>9} {:>9} {:>6} {:>10} {:>10} {:>5}",
                 m.name,
                 m.cpu_loss.map_or("-".into(), |v| format!("{v:.5}")),
                 m.device_loss.map_or("-".into(), |v| format!("{v:.5}")),

@@ -403,6 +403,7 @@ fn a_killed_backbone_step_resumes_to_the_same_bytes() {
         [
             "data",
             "backbone deepaug",
+            "cell deepaug/coco/full",
             "cell deepaug/ade20k/full",
             "cell deepaug/cifar10/full",
             "report"

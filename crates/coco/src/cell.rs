@@ -95,7 +95,6 @@ pub fn config_from_cell(spec: &CellSpec) -> Result<CocoConfig, CellError> {
         batch_size: spec.option("eval_batch_size")?.unwrap_or(1),
         bootstrap: spec.eval.bootstrap,
         keep_results: spec.bool_option("keep_results")?.unwrap_or(false),
-        bootstrap: spec.eval.bootstrap,
     };
     cfg.validate()?;
     Ok(cfg)

@@ -403,6 +403,7 @@ fn a_killed_backbone_step_resumes_to_the_same_bytes() {
         [
             "data",
             "backbone deepaug",
+            "cell deepaug/coco/full",
             "cell deepaug/ade20k/full",
             "cell deepaug/cifar10/full",
             "report"
@@ -473,6 +474,7 @@ fn a_killed_backbone_step_resumes_to_the_same_bytes() {
     for file in [
         "backbone.safetensors",
         "backbone.json",
+        "coco/full/metrics.json",
         "ade20k/full/metrics.json",
         "cifar10/full/metrics.json",
     ] {

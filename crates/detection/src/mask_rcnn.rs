@@ -27,6 +27,7 @@ use candle_nn::VarBuilder;
 use rtb_models::{Backbone, Mode};
 
 use crate::Flavor;
+use crate::anchors::AnchorGenerator;
 use crate::box_head::{BoxHeadConfig, BoxInferenceConfig};
 use crate::error::{Result, shape};
 use crate::fpn::{Fpn, FpnConfig, FpnLayout};
@@ -177,7 +178,20 @@ impl MaskRcnn {
         let mut rpn = Rpn::mask_rcnn(cfg.flavor, cfg.fpn_channels, &vb.pp(rpn))?;
         rpn.train_cfg = cfg.rpn_train;
         rpn.test_cfg = cfg.rpn_test;
-        let roi_heads = RoiHeads::new(&cfg.roi_heads(), &vb.pp(roi))?;
+        let mut roi_cfg = cfg.roi_heads();
+        // A backbone whose C2..C5 are not at strides 4..32 (a small-image stem) puts P2..P6 at
+        // its own strides: anchors (scale 8 × stride) and RoI pooling follow them.
+        let [s2, s3, s4, s5] = backbone.strides();
+        if [s2, s3, s4, s5] != [4, 8, 16, 32] {
+            rpn.anchors = AnchorGenerator::new(
+                cfg.flavor,
+                &[s2, s3, s4, s5, 2 * s5],
+                &[8.0],
+                &[0.5, 1.0, 2.0],
+            )?;
+            roi_cfg.strides = vec![s2, s3, s4, s5];
+        }
+        let roi_heads = RoiHeads::new(&roi_cfg, &vb.pp(roi))?;
         Ok(Self {
             backbone,
             fpn,

@@ -37,41 +37,6 @@ pub fn build_task(cfg: &AdeConfig) -> Result<AdeTask, AdeTaskError> {
     )
 }
 
-/// Writes `config.json`, or checks that an existing one equals `cfg` up to where the run
-/// stops and how many threads load its data (a run directory holds one configuration).
-fn claim_run_dir(cfg: &AdeConfig, run: &RunDir) -> Result<(), AdeTaskError> {
-    if run.config_path().exists() {
-        let existing: AdeConfig = run.read_config()?;
-        let mut comparable = existing.clone();
-        comparable.engine.max_iters = cfg.engine.max_iters;
-        comparable.workers = cfg.workers;
-        comparable.eval = cfg.eval.clone();
-        if &comparable != cfg {
-            let ours = serde_json::to_value(cfg).unwrap_or(Value::Null);
-            let theirs = serde_json::to_value(&existing).unwrap_or(Value::Null);
-            let differing: Vec<String> = match (&ours, &theirs) {
-                (Value::Object(a), Value::Object(b)) => a
-                    .iter()
-                    .filter(|(k, v)| b.get(*k) != Some(v))
-                    .map(|(k, _)| k.clone())
-                    .collect(),
-                _ => Vec::new(),
-            };
-            return Err(AdeTaskError::config(
-                &run.config_path().display().to_string(),
-                format!(
-                    "the run directory was made with another configuration (differs in: {}); \
-                     use another directory or the same settings",
-                    differing.join(", ")
-                ),
-            ));
-        }
-        return Ok(());
-    }
-    run.write_config(cfg)?;
-    Ok(())
-}
-
 fn label_spec(cfg: &AdeConfig) -> LabelSpec {
     LabelSpec::reduced(cfg.model.num_classes)
 }
@@ -94,7 +59,11 @@ pub fn train_task(
 ) -> Result<(AdeTask, FitSummary), AdeTaskError> {
     cfg.validate()?;
     let run = RunDir::new(run_dir);
-    claim_run_dir(cfg, &run)?;
+    run.claim(cfg, |existing, ours| {
+        existing.engine.max_iters = ours.engine.max_iters;
+        existing.workers = ours.workers;
+        existing.eval = ours.eval.clone();
+    })?;
     let data = Arc::new(AdeDataset::open(&cfg.data_dir, Split::Training)?);
     tracing::info!(
         "ADE20K layout in {}: {} training images, {} classes",

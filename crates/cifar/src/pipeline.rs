@@ -38,41 +38,6 @@ pub fn build_task(cfg: &CifarConfig, num_classes: usize) -> Result<CifarTask> {
     Ok(CifarTask::new(model, cfg.image_size, device, dtype))
 }
 
-/// Writes `config.json`, or checks that an existing one equals `cfg` (a run directory holds
-/// one configuration; resuming with other settings would mix two runs).
-fn claim_run_dir(cfg: &CifarConfig, run: &RunDir) -> Result<()> {
-    if run.config_path().exists() {
-        let existing: CifarConfig = run.read_config()?;
-        // Where a run stops and how many threads load its data do not change its numbers.
-        let mut comparable = existing.clone();
-        comparable.engine.max_iters = cfg.engine.max_iters;
-        comparable.workers = cfg.workers;
-        if &comparable != cfg {
-            let ours = serde_json::to_value(cfg).expect("configs serialise");
-            let theirs = serde_json::to_value(&existing).expect("configs serialise");
-            let mut differing = Vec::new();
-            if let (Value::Object(a), Value::Object(b)) = (&ours, &theirs) {
-                for (key, value) in a {
-                    if b.get(key) != Some(value) {
-                        differing.push(key.clone());
-                    }
-                }
-            }
-            return Err(CifarError::config(
-                run.config_path().display().to_string(),
-                format!(
-                    "the run directory was made with another configuration (differs in: {}); \
-                     use another --out or the same settings",
-                    differing.join(", ")
-                ),
-            ));
-        }
-        return Ok(());
-    }
-    run.write_config(cfg)?;
-    Ok(())
-}
-
 /// Trains a cell into `run_dir`, resuming from its newest checkpoint if there is one.
 pub fn train(cfg: &CifarConfig, run_dir: &Path, observer: &mut dyn Observer) -> Result<FitSummary> {
     train_task(cfg, run_dir, observer).map(|(_, summary)| summary)
@@ -86,7 +51,11 @@ pub fn train_task(
 ) -> Result<(CifarTask, FitSummary)> {
     cfg.validate()?;
     let run = RunDir::new(run_dir);
-    claim_run_dir(cfg, &run)?;
+    // Where a run stops and how many threads load its data do not change its numbers.
+    run.claim(cfg, |existing, ours| {
+        existing.engine.max_iters = ours.engine.max_iters;
+        existing.workers = ours.workers;
+    })?;
     let data = Cifar10::load(&cfg.data_dir)?;
     tracing::info!(
         "CIFAR from {}: {} training and {} test images, {} classes",

@@ -39,41 +39,6 @@ pub fn build_task(cfg: &CocoConfig, cat_ids: Vec<i64>) -> Result<CocoTask, CocoT
     )
 }
 
-/// Writes `config.json`, or checks that an existing one equals `cfg` up to where the run
-/// stops, how many threads load its data and how it is evaluated.
-fn claim_run_dir(cfg: &CocoConfig, run: &RunDir) -> Result<(), CocoTaskError> {
-    if run.config_path().exists() {
-        let existing: CocoConfig = run.read_config()?;
-        let mut comparable = existing.clone();
-        comparable.engine.max_iters = cfg.engine.max_iters;
-        comparable.workers = cfg.workers;
-        comparable.eval = cfg.eval.clone();
-        if &comparable != cfg {
-            let ours = serde_json::to_value(cfg).unwrap_or(Value::Null);
-            let theirs = serde_json::to_value(&existing).unwrap_or(Value::Null);
-            let differing: Vec<String> = match (&ours, &theirs) {
-                (Value::Object(a), Value::Object(b)) => a
-                    .iter()
-                    .filter(|(k, v)| b.get(*k) != Some(v))
-                    .map(|(k, _)| k.clone())
-                    .collect(),
-                _ => Vec::new(),
-            };
-            return Err(CocoTaskError::config(
-                &run.config_path().display().to_string(),
-                format!(
-                    "the run directory was made with another configuration (differs in: {}); \
-                     use another directory or the same settings",
-                    differing.join(", ")
-                ),
-            ));
-        }
-        return Ok(());
-    }
-    run.write_config(cfg)?;
-    Ok(())
-}
-
 /// Trains a cell into `run_dir`, resuming from its newest checkpoint if there is one (bit
 /// for bit on the CPU: every draw derives from the seed and the position).
 pub fn train(
@@ -92,7 +57,11 @@ pub fn train_task(
 ) -> Result<(CocoTask, FitSummary), CocoTaskError> {
     cfg.validate()?;
     let run = RunDir::new(run_dir);
-    claim_run_dir(cfg, &run)?;
+    run.claim(cfg, |existing, ours| {
+        existing.engine.max_iters = ours.engine.max_iters;
+        existing.workers = ours.workers;
+        existing.eval = ours.eval.clone();
+    })?;
     let split = Arc::new(CocoSplit::open(&cfg.data_dir, Split::Train)?);
     let train = CocoTrain::new(split.clone(), cfg.train);
     tracing::info!(

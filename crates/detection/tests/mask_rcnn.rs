@@ -237,3 +237,30 @@ fn training_is_reproducible_by_seed_and_accepts_an_image_without_objects() {
         assert!(l.iter().all(|v| v.is_finite()), "{flavor:?}: {l:?}");
     }
 }
+
+#[test]
+fn anchors_and_pooling_follow_a_small_stem_backbones_strides() {
+    // A small-image stem puts C2..C5 at strides 2..16: P2..P6 sit at 2..32, and the anchors
+    // (scale 8 × stride) and the RoI pooling must be laid there, not at 4..64.
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let cfg = MaskRcnnConfig::new(Flavor::Mmdet, 3).with_widths(16, 32, 8);
+    let small = ResNetConfig {
+        stem: rtb_models::Stem::Small { stride: 2 },
+        ..ResNetConfig::tiny().without_classifier()
+    };
+    let backbone = ResNet::new(&small, &vb.pp(cfg.backbone_prefix())).unwrap();
+    assert_eq!(backbone.strides(), [2, 4, 8, 16]);
+    let detector = MaskRcnn::new(&cfg, Box::new(backbone), &vb).unwrap();
+    assert_eq!(detector.rpn.anchors.strides(), [2, 4, 8, 16, 32]);
+    assert_eq!(detector.roi_heads.config().strides, [2, 4, 8, 16]);
+    let losses = detector.forward_train(&batch(), &targets(), 5).unwrap();
+    for value in scalars(&losses) {
+        assert!(value.is_finite(), "{value}");
+    }
+
+    // A standard backbone keeps Mask R-CNN's strides.
+    let (standard, _) = model(Flavor::Mmdet, Freeze::none());
+    assert_eq!(standard.rpn.anchors.strides(), [4, 8, 16, 32, 64]);
+    assert_eq!(standard.roi_heads.config().strides, [4, 8, 16, 32]);
+}

@@ -189,8 +189,16 @@ impl std::fmt::Display for ArchConfig {
 /// `arch`'s family (an error when the file holds another family).
 pub fn read_canonical(arch: &ArchConfig, path: &Path, key: Option<&str>) -> Result<Canonical> {
     let file = weights::read_weights(path, key)?;
-    let source = path.display().to_string();
-    let canonical = weights::canonicalize(&source, file.tensors)?;
+    canonical_for(arch, &path.display().to_string(), file.tensors)
+}
+
+/// [`read_canonical`] on tensors already read from `source`.
+pub fn canonical_for(
+    arch: &ArchConfig,
+    source: &str,
+    tensors: Vec<(String, Tensor)>,
+) -> Result<Canonical> {
+    let canonical = weights::canonicalize(source, tensors)?;
     if canonical.layout.family != arch.family() {
         return Err(ModelError::Unsupported {
             model: "weights",

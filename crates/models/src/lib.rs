@@ -54,7 +54,9 @@ pub mod resnet;
 pub mod swin;
 pub mod weights;
 
-pub use arch::{ArchConfig, check_state_dict, from_state_dict, load_backbone, read_canonical};
+pub use arch::{
+    ArchConfig, canonical_for, check_state_dict, from_state_dict, load_backbone, read_canonical,
+};
 pub use backbone::{
     Backbone, BackboneOutput, Features, Freeze, FreezeGroup, Mode, ParamKind, Parameter,
 };

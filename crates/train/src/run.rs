@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::checkpoint::Checkpointer;
 use crate::error::{Result, TrainError, io_err};
@@ -87,8 +89,48 @@ impl RunDir {
         Ok(path)
     }
 
+    /// Claims the directory for `config` (a run directory holds one configuration): writes
+    /// `config.json` when there is none, else checks that the one there equals `config` once
+    /// `carry_over(existing, config)` has copied onto it the settings that do not change a
+    /// run's numbers (where it stops, how many threads load its data, how it is evaluated). An
+    /// error names the top-level keys that differ.
+    pub fn claim<C>(&self, config: &C, carry_over: impl FnOnce(&mut C, &C)) -> Result<()>
+    where
+        C: Serialize + DeserializeOwned + PartialEq + Clone,
+    {
+        if !self.config_path().exists() {
+            self.write_config(config)?;
+            return Ok(());
+        }
+        let existing: C = self.read_config()?;
+        let mut comparable = existing.clone();
+        carry_over(&mut comparable, config);
+        if &comparable == config {
+            return Ok(());
+        }
+        let differing: Vec<String> = match (
+            serde_json::to_value(config),
+            serde_json::to_value(&existing),
+        ) {
+            (Ok(Value::Object(ours)), Ok(Value::Object(theirs))) => ours
+                .iter()
+                .filter(|(key, value)| theirs.get(*key) != Some(value))
+                .map(|(key, _)| key.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        Err(TrainError::config(
+            self.config_path().display().to_string(),
+            format!(
+                "the run directory was made with another configuration (differs in: {}); \
+                 use another directory or the same settings",
+                differing.join(", ")
+            ),
+        ))
+    }
+
     /// Reads `config.json` as `C`.
-    pub fn read_config<C: serde::de::DeserializeOwned>(&self) -> Result<C> {
+    pub fn read_config<C: DeserializeOwned>(&self) -> Result<C> {
         let path = self.config_path();
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
         serde_json::from_str(&text).map_err(|err| {
@@ -97,5 +139,58 @@ impl RunDir {
                 format!("not a run config: {err}"),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+    struct Config {
+        seed: u64,
+        lr: f64,
+        workers: usize,
+    }
+
+    #[test]
+    fn a_run_directory_holds_one_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let first = Config {
+            seed: 1,
+            lr: 0.1,
+            workers: 2,
+        };
+        let carry = |existing: &mut Config, ours: &Config| existing.workers = ours.workers;
+        run.claim(&first, carry).unwrap();
+        assert_eq!(run.read_config::<Config>().unwrap(), first);
+        // The same settings, or ones differing only where carried over, claim it again.
+        run.claim(&first, carry).unwrap();
+        run.claim(
+            &Config {
+                workers: 8,
+                ..first.clone()
+            },
+            carry,
+        )
+        .unwrap();
+        // Anything else is an error naming the keys and the file.
+        let other = Config {
+            seed: 2,
+            lr: 0.2,
+            workers: 2,
+        };
+        let err = run.claim(&other, carry).unwrap_err().to_string();
+        assert!(
+            err.contains("seed, lr") || err.contains("lr, seed"),
+            "{err}"
+        );
+        assert!(err.contains(CONFIG_FILE), "{err}");
+        assert_eq!(
+            run.read_config::<Config>().unwrap(),
+            first,
+            "left as it was"
+        );
     }
 }

@@ -187,23 +187,6 @@ fn from_checkpoint(args: &Args, path: &Path) -> anyhow::Result<(Detector, (u32, 
     ))
 }
 
-fn images_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
-        })
-        .collect();
-    out.sort();
-    if out.is_empty() {
-        bail!("{}: no .jpg, .jpeg or .png images", dir.display());
-    }
-    Ok(out)
-}
-
 fn image_id(path: &Path, position: usize) -> i64 {
     path.file_stem()
         .and_then(|s| s.to_str())
@@ -218,7 +201,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, None) => bail!("give --run RUN_DIR, or --arch NAME with --weights FILE"),
     };
 
-    let images = images_in(&args.images)?;
+    let images = super::images_in(&args.images)?;
     let mut temporary = args.output.as_os_str().to_owned();
     temporary.push(".part");
     let temporary = PathBuf::from(temporary);

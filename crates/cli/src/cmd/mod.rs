@@ -22,3 +22,23 @@ pub mod synth;
 pub mod train;
 pub mod weights;
 pub mod weights_fetch;
+
+/// The images of a folder for `rtb segment` and `rtb detect`: `.jpg`, `.jpeg` and `.png` files
+/// (not recursive), in name order; an error when there are none.
+pub(crate) fn images_in(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use anyhow::Context;
+    let mut out: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+        })
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        anyhow::bail!("{}: no .jpg, .jpeg or .png images", dir.display());
+    }
+    Ok(out)
+}

@@ -71,23 +71,6 @@ fn config_of(
     Ok(cfg)
 }
 
-fn images_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
-        })
-        .collect();
-    out.sort();
-    if out.is_empty() {
-        bail!("{}: no .jpg, .jpeg or .png images", dir.display());
-    }
-    Ok(out)
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let arch = args.arch.resolve()?.with_num_classes(None)?;
     let &[long, short] = args.scale.as_slice() else {
@@ -108,7 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &weights,
         (DType::F32, &device),
     )?;
-    let images = images_in(&args.images)?;
+    let images = super::images_in(&args.images)?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let bar = crate::progress::bar(images.len() as u64, "segmenting");

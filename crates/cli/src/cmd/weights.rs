@@ -163,8 +163,8 @@ fn import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     if is_detector {
         return import_detector(args, &arch.with_num_classes(None)?, file.tensors);
     }
-    let canonical = rtb_models::read_canonical(&arch, &args.from, args.key.as_deref())?;
     let source = args.from.display().to_string();
+    let canonical = rtb_models::canonical_for(&arch, &source, file.tensors)?;
     rtb_models::check_state_dict(&arch, &source, &canonical.tensors)?;
     tracing::info!(
         "{}: {} tensors in layout '{}' ({} recomputed buffers dropped)",

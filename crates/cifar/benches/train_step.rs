@@ -9,10 +9,15 @@
 //! `cargo bench -p rtb-cifar --bench train_step [-- CASE…]` with cases `mini32` (the mini
 //! preset's ResNet at 32 px, batch 64, full network), `r50full` (ResNet-50 at 224, batch 8,
 //! full network) and `r50fixed` (ResNet-50 at 224, batch 8, fixed features). `RTB_BENCH_STEPS`
-//! sets the timed steps (default 5).
+//! sets the timed steps (default 5). The steps run as the `rtb` binary runs them (mimalloc,
+//! `rtb_nn::cpu::on_compute_pool`, `CANDLE_NUM_THREADS=1` unless set); `RTB_BENCH_HANDOFF=1`
+//! runs them from the main thread instead.
 #![allow(clippy::print_stdout)]
 
 use std::time::Instant;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use candle_core::{DType, Device, Tensor};
 use rtb_cifar::{CifarBatch, CifarTask, Classifier};
@@ -112,6 +117,17 @@ fn run(case: &Case, steps: usize) {
 }
 
 fn main() {
+    // As the `rtb` binary runs: no second (candle) pool unless CANDLE_NUM_THREADS is set, the
+    // steps on a compute-pool worker unless RTB_BENCH_HANDOFF is set (each op handed to the
+    // pool from outside, as before rtb_nn::cpu).
+    if std::env::var_os(rtb_nn::cpu::CANDLE_THREADS_VARIABLE).is_none() {
+        // SAFETY: the first statement of `main`, before any other thread exists.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var(rtb_nn::cpu::CANDLE_THREADS_VARIABLE, "1");
+        }
+    }
+    let handoff = std::env::var_os("RTB_BENCH_HANDOFF").is_some();
     let wanted: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -122,7 +138,11 @@ fn main() {
         .unwrap_or(5);
     for case in &CASES {
         if wanted.is_empty() || wanted.iter().any(|w| w == case.name) {
-            run(case, steps);
+            if handoff {
+                run(case, steps);
+            } else {
+                rtb_nn::cpu::on_compute_pool(|| run(case, steps)).unwrap();
+            }
         }
     }
 }

@@ -14,6 +14,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// Freed tensors' memory is kept for the next step instead of going back to the kernel, which
+// would zero it again page by page (BENCHMARKS.md, rtb-cifar).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How much of ImageNet corruption robustness survives transfer to detection, segmentation and
 /// classification.
 #[derive(Debug, Parser)]
@@ -97,9 +102,33 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 fn main() -> ExitCode {
+    // candle's elementwise ops would otherwise start a spinning pool of their own beside
+    // rayon's (rtb_nn::cpu says why one pool is faster).
+    if std::env::var_os(rtb_nn::cpu::CANDLE_THREADS_VARIABLE).is_none() {
+        // SAFETY: the first statement of `main`: no other thread exists yet that could read
+        // the environment while it changes.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var(rtb_nn::cpu::CANDLE_THREADS_VARIABLE, "1");
+        }
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    let result = match cli.command {
+    let result = rtb_nn::cpu::on_compute_pool(|| dispatch(cli.command))
+        .map_err(anyhow::Error::from)
+        .and_then(|result| result);
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one subcommand.
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::AdeEval(args) => cmd::ade_eval::run(args),
         Command::Arch(args) => cmd::arch::run(args),
         Command::CocoEval(args) => cmd::coco_eval::run(args),
@@ -117,13 +146,6 @@ fn main() -> ExitCode {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Segment(args) => cmd::segment::run(args),
         Command::Detect(args) => cmd::detect::run(args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {}", error_chain(&err));
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -26,7 +26,7 @@ use candle_core::{
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
-use crate::ops::gemm::{GemmScalar, MatRef, gemm, gemm_threaded};
+use crate::ops::gemm::{GemmScalar, MatRef, gemm_threaded};
 use crate::ops::{CpuKernel1, dims4, shape_error, strided_narrow};
 
 /// Stride, padding, dilation and groups of a convolution (PyTorch's meaning and defaults).
@@ -169,74 +169,102 @@ impl Im2ColGeometry {
         self.out_height * self.out_width
     }
 
-    /// The range of output positions `o` along one axis for which
-    /// `o·stride + tap·dilation − padding` lands inside `[0, len)`, and that input offset at
-    /// `o = 0` (possibly negative).
-    fn valid_range(
-        len: usize,
-        out_len: usize,
-        tap: usize,
-        stride: usize,
-        padding: usize,
-        dilation: usize,
-    ) -> (usize, usize, isize) {
-        let shift = (tap * dilation) as isize - padding as isize;
-        // First o with o·stride + shift ≥ 0.
-        let lo = if shift >= 0 {
-            0
-        } else {
-            ((-shift) as usize).div_ceil(stride)
-        };
-        // First o with o·stride + shift ≥ len.
-        let hi = if (len as isize) <= shift {
-            0
-        } else {
-            ((len as isize - shift) as usize).div_ceil(stride)
-        };
-        let lo = lo.min(out_len);
-        (lo, hi.clamp(lo, out_len), shift)
+    /// The input's size with its zero border.
+    fn padded_size(&self) -> (usize, usize) {
+        (
+            self.height + 2 * self.padding.0,
+            self.width + 2 * self.padding.1,
+        )
     }
 
-    /// Fills the `[taps, Ho·Wo]` block of one input plane.
-    fn im2col_plane<T: WithDType>(&self, plane: &[T], block: &mut [T]) {
+    /// `plane` with its zero border, built in `scratch` (`plane` itself without padding).
+    fn padded<'a, T: WithDType>(&self, plane: &'a [T], scratch: &'a mut Vec<T>) -> &'a [T] {
+        if self.padding == (0, 0) {
+            return plane;
+        }
+        let (hp, wp) = self.padded_size();
+        scratch.clear();
+        scratch.resize(hp * wp, T::from_f64(0.0));
+        for (y, row) in plane.chunks_exact(self.width).enumerate() {
+            let start = (y + self.padding.0) * wp + self.padding.1;
+            scratch[start..start + self.width].copy_from_slice(row);
+        }
+        scratch
+    }
+
+    /// Fills the `[taps, Ho·Wo]` block of one input plane: tap row `r` is
+    /// `block[r·row_stride..][..Ho·Wo]` (`row_stride` is `Ho·Wo` for a block of its own, wider
+    /// when several images' blocks sit side by side). `scratch` holds the padded plane.
+    fn im2col_plane<T: WithDType>(
+        &self,
+        plane: &[T],
+        block: &mut [T],
+        row_stride: usize,
+        scratch: &mut Vec<T>,
+    ) {
+        if self.out_len() == 0 {
+            return;
+        }
+        let src_width = self.padded_size().1;
+        let src = self.padded(plane, scratch);
+        // With the row width and stride known at compile time the row copies of small images
+        // unroll; a call to memcpy per row of 2–16 values cost more than the copy itself.
+        macro_rules! rows {
+            ($(($wo:literal, $s:literal)),*) => {
+                match (self.out_width, self.stride.1) {
+                    $(($wo, $s) => self.im2col_rows(src, src_width, block, row_stride, $wo, $s),)*
+                    (wo, s) => self.im2col_rows(src, src_width, block, row_stride, wo, s),
+                }
+            };
+        }
+        rows!(
+            (1, 1),
+            (2, 1),
+            (4, 1),
+            (7, 1),
+            (8, 1),
+            (14, 1),
+            (16, 1),
+            (28, 1),
+            (32, 1),
+            (1, 2),
+            (2, 2),
+            (4, 2),
+            (7, 2),
+            (8, 2),
+            (14, 2),
+            (16, 2),
+            (28, 2),
+            (32, 2)
+        );
+    }
+
+    /// The rows of [`Self::im2col_plane`] from the padded plane `src` (`src_width` wide), for
+    /// output rows `wo` wide read at horizontal stride `stride`.
+    #[inline(always)]
+    fn im2col_rows<T: Copy>(
+        &self,
+        src: &[T],
+        src_width: usize,
+        block: &mut [T],
+        row_stride: usize,
+        wo: usize,
+        stride: usize,
+    ) {
         let (kh, kw) = self.kernel;
-        let (ho, wo) = (self.out_height, self.out_width);
-        let zero = T::from_f64(0.0);
+        let ho = self.out_height;
         for ki in 0..kh {
-            let (ylo, yhi, yshift) = Self::valid_range(
-                self.height,
-                ho,
-                ki,
-                self.stride.0,
-                self.padding.0,
-                self.dilation.0,
-            );
             for kj in 0..kw {
-                let (xlo, xhi, xshift) = Self::valid_range(
-                    self.width,
-                    wo,
-                    kj,
-                    self.stride.1,
-                    self.padding.1,
-                    self.dilation.1,
-                );
-                let rows = &mut block[(ki * kw + kj) * ho * wo..(ki * kw + kj + 1) * ho * wo];
+                let rows = &mut block[(ki * kw + kj) * row_stride..][..ho * wo];
                 for (oy, row) in rows.chunks_exact_mut(wo).enumerate() {
-                    if oy < ylo || oy >= yhi || xlo >= xhi {
-                        row.fill(zero);
-                        continue;
-                    }
-                    let iy = (oy * self.stride.0) as isize + yshift;
-                    let src = &plane[iy as usize * self.width..(iy as usize + 1) * self.width];
-                    row[..xlo].fill(zero);
-                    row[xhi..].fill(zero);
-                    let first = (xlo * self.stride.1) as isize + xshift;
-                    let first = first as usize;
-                    if self.stride.1 == 1 {
-                        row[xlo..xhi].copy_from_slice(&src[first..first + (xhi - xlo)]);
+                    let start = (oy * self.stride.0 + ki * self.dilation.0) * src_width
+                        + kj * self.dilation.1;
+                    if stride == 1 {
+                        row.copy_from_slice(&src[start..start + wo]);
                     } else {
-                        for (t, out) in row[xlo..xhi].iter_mut().enumerate() {
-                            *out = src[first + t * self.stride.1];
+                        let src = &src[start..start + (wo - 1) * stride + 1];
+                        for (t, out) in row.iter_mut().enumerate() {
+                            *out = src[t * stride];
                         }
                     }
                 }
@@ -244,48 +272,89 @@ impl Im2ColGeometry {
         }
     }
 
-    /// Adds the `[taps, Ho·Wo]` block of one plane back into that plane (the adjoint of
-    /// [`Self::im2col_plane`]).
-    fn col2im_plane<T: WithDType>(&self, block: &[T], plane: &mut [T]) {
-        let (kh, kw) = self.kernel;
-        let (ho, wo) = (self.out_height, self.out_width);
-        for ki in 0..kh {
-            let (ylo, yhi, yshift) = Self::valid_range(
-                self.height,
-                ho,
-                ki,
-                self.stride.0,
-                self.padding.0,
-                self.dilation.0,
-            );
-            for kj in 0..kw {
-                let (xlo, xhi, xshift) = Self::valid_range(
-                    self.width,
-                    wo,
-                    kj,
-                    self.stride.1,
-                    self.padding.1,
-                    self.dilation.1,
-                );
-                if xlo >= xhi {
-                    continue;
+    /// Adds the `[taps, Ho·Wo]` block of one plane (tap row `r` at `block[r·row_stride..]`)
+    /// back into that plane (the adjoint of [`Self::im2col_plane`]); `scratch` holds the
+    /// padded sums.
+    fn col2im_plane<T: WithDType>(
+        &self,
+        block: &[T],
+        plane: &mut [T],
+        row_stride: usize,
+        scratch: &mut Vec<T>,
+    ) {
+        if self.out_len() == 0 {
+            return;
+        }
+        let (hp, wp) = self.padded_size();
+        let padded = self.padding != (0, 0);
+        let acc: &mut [T] = if padded {
+            scratch.clear();
+            scratch.resize(hp * wp, T::from_f64(0.0));
+            scratch
+        } else {
+            plane
+        };
+        macro_rules! rows {
+            ($(($wo:literal, $s:literal)),*) => {
+                match (self.out_width, self.stride.1) {
+                    $(($wo, $s) => self.col2im_rows(block, acc, wp, row_stride, $wo, $s),)*
+                    (wo, s) => self.col2im_rows(block, acc, wp, row_stride, wo, s),
                 }
-                let rows = &block[(ki * kw + kj) * ho * wo..(ki * kw + kj + 1) * ho * wo];
-                for (oy, row) in rows.chunks_exact(wo).enumerate().take(yhi).skip(ylo) {
-                    let iy = (oy * self.stride.0) as isize + yshift;
-                    let dst = &mut plane[iy as usize * self.width..(iy as usize + 1) * self.width];
-                    let first = ((xlo * self.stride.1) as isize + xshift) as usize;
-                    if self.stride.1 == 1 {
-                        for (d, &v) in dst[first..first + (xhi - xlo)]
-                            .iter_mut()
-                            .zip(&row[xlo..xhi])
-                        {
-                            *d += v;
-                        }
-                    } else {
-                        for (t, &v) in row[xlo..xhi].iter().enumerate() {
-                            dst[first + t * self.stride.1] += v;
-                        }
+            };
+        }
+        rows!(
+            (1, 1),
+            (2, 1),
+            (4, 1),
+            (7, 1),
+            (8, 1),
+            (14, 1),
+            (16, 1),
+            (28, 1),
+            (32, 1),
+            (1, 2),
+            (2, 2),
+            (4, 2),
+            (7, 2),
+            (8, 2),
+            (14, 2),
+            (16, 2),
+            (28, 2),
+            (32, 2)
+        );
+        if padded {
+            for (y, row) in plane.chunks_exact_mut(self.width).enumerate() {
+                let start = (y + self.padding.0) * wp + self.padding.1;
+                for (d, &v) in row.iter_mut().zip(&scratch[start..start + self.width]) {
+                    *d += v;
+                }
+            }
+        }
+    }
+
+    /// The rows of [`Self::col2im_plane`], added into the padded plane `acc` (`acc_width`
+    /// wide).
+    #[inline(always)]
+    fn col2im_rows<T: WithDType>(
+        &self,
+        block: &[T],
+        acc: &mut [T],
+        acc_width: usize,
+        row_stride: usize,
+        wo: usize,
+        stride: usize,
+    ) {
+        let (kh, kw) = self.kernel;
+        let ho = self.out_height;
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let rows = &block[(ki * kw + kj) * row_stride..][..ho * wo];
+                for (oy, row) in rows.chunks_exact(wo).enumerate() {
+                    let start = (oy * self.stride.0 + ki * self.dilation.0) * acc_width
+                        + kj * self.dilation.1;
+                    let dst = &mut acc[start..start + (wo - 1) * stride + 1];
+                    for (t, &v) in row.iter().enumerate() {
+                        dst[t * stride] += v;
                     }
                 }
             }
@@ -312,7 +381,9 @@ impl CpuKernel1 for Im2Col {
         if block_len > 0 {
             out.par_chunks_mut(block_len)
                 .zip(xs.par_chunks(plane_len.max(1)))
-                .for_each(|(block, plane)| g.im2col_plane(plane, block));
+                .for_each_init(Vec::new, |scratch, (block, plane)| {
+                    g.im2col_plane(plane, block, g.out_len(), scratch)
+                });
         }
         let n = planes / g.channels.max(1);
         Ok((out, Shape::from((n, g.channels * g.taps(), g.out_len()))))
@@ -330,7 +401,9 @@ impl CpuKernel1 for Col2Im {
         if plane_len > 0 && block_len > 0 {
             out.par_chunks_mut(plane_len)
                 .zip(cols.par_chunks(block_len))
-                .for_each(|(plane, block)| g.col2im_plane(block, plane));
+                .for_each_init(Vec::new, |scratch, (plane, block)| {
+                    g.col2im_plane(block, plane, g.out_len(), scratch)
+                });
         }
         let n = planes / g.channels.max(1);
         Ok((out, Shape::from((n, g.channels, g.height, g.width))))
@@ -515,6 +588,13 @@ pub fn conv2d_grads(
 /// ResNet-50 convolutions (batch 8, 2 threads, dX + dW): the transposed order is 3–6% faster
 /// at 64 output channels, equal at 128, and up to 3× slower at 256 and more (BENCHMARKS.md).
 const TRANSPOSED_WEIGHT_GRAD_MAX_OUT: usize = 128;
+
+/// Images whose outputs have fewer positions than this are batched into one product with at
+/// least this many columns (see `ConvPlan::chunk_len`).
+const CHUNK_COLUMNS: usize = 512;
+
+/// The most elements a chunk's im2col (or output) matrix may hold: 4 MiB of f32.
+const CHUNK_MAX_ELEMENTS: usize = 1 << 20;
 
 /// Shapes of one convolution, validated.
 #[derive(Debug, Clone, Copy)]
@@ -775,54 +855,110 @@ impl ConvPlan {
         self.out_channels / self.groups
     }
 
-    /// The im2col buffer of one image (`[C·kh·kw, L]`), or nothing for a pointwise
-    /// convolution, whose input is its own im2col matrix.
-    fn cols_scratch<T: WithDType>(&self) -> Vec<T> {
-        if self.pointwise {
-            Vec::new()
+    /// Rows of the whole im2col matrix of one image (`C·kh·kw`).
+    fn cols_rows(&self) -> usize {
+        self.in_channels() * self.geometry.taps()
+    }
+
+    /// How many images one chunk holds. A chunk's im2col matrices sit side by side
+    /// (`[C·kh·kw, n·L]`), so the products of small images get enough columns to run at the
+    /// GEMM kernels' speed instead of paying their per-call cost once per image; large images
+    /// (`L ≥ CHUNK_COLUMNS`) go one at a time, as before.
+    fn chunk_len(&self, images: usize) -> usize {
+        let l = self.out_len().max(1);
+        let wanted = CHUNK_COLUMNS.div_ceil(l);
+        let per_image = (self.cols_rows().max(self.out_channels) * l).max(1);
+        let fits = (CHUNK_MAX_ELEMENTS / per_image).max(1);
+        wanted.min(fits).min(images).max(1)
+    }
+
+    /// The batch split into contiguous parts, one per rayon thread when there are at least as
+    /// many images as threads (whole images per thread, single-threaded kernels: no
+    /// synchronisation until the end), else one part whose kernels use every thread. The flag
+    /// says whether the kernels inside a part should be parallel.
+    fn parts(&self) -> (Vec<std::ops::Range<usize>>, bool) {
+        let threads = rayon::current_num_threads();
+        if threads > 1 && self.batch >= threads {
+            let per_thread = self.batch.div_ceil(threads);
+            let parts = (0..self.batch)
+                .step_by(per_thread)
+                .map(|start| start..(start + per_thread).min(self.batch))
+                .collect();
+            (parts, false)
         } else {
-            vec![T::from_f64(0.0); self.in_channels() * self.geometry.taps() * self.out_len()]
+            (std::iter::once(0..self.batch).collect(), true)
         }
     }
 
-    /// im2col of one image into `cols` (`[C·kh·kw, L]`), parallel over channels when
-    /// `parallel`.
-    fn im2col_image<T: WithDType>(&self, image: &[T], cols: &mut [T], parallel: bool) {
+    /// im2col of `images` (consecutive images of `xs`) into `cols`, laid out `[C·kh·kw, n·L]`
+    /// with image `j` in columns `j·L..(j+1)·L`. Returns the matrix: `xs` itself for one image
+    /// of a pointwise convolution. Parallel over channels when `parallel` and one image.
+    fn gather_cols<'a, T: WithDType>(
+        &self,
+        xs: &'a [T],
+        images: std::ops::Range<usize>,
+        cols: &'a mut [T],
+        parallel: bool,
+    ) -> &'a [T] {
         let g = &self.geometry;
-        let plane = g.height * g.width;
-        let block = g.taps() * g.out_len();
-        if parallel {
-            cols.par_chunks_mut(block)
-                .zip(image.par_chunks(plane))
-                .for_each(|(block, plane)| g.im2col_plane(plane, block));
-        } else {
-            for (block, plane) in cols.chunks_exact_mut(block).zip(image.chunks_exact(plane)) {
-                g.im2col_plane(plane, block);
+        let (plane, l, taps) = (g.height * g.width, g.out_len(), g.taps());
+        let width = images.len() * l;
+        let image_at = |index: usize| &xs[index * self.image_len()..][..self.image_len()];
+        if images.len() == 1 {
+            let image = image_at(images.start);
+            if self.pointwise {
+                return image;
+            }
+            let cols = &mut cols[..self.cols_rows() * l];
+            if parallel {
+                cols.par_chunks_mut(taps * l)
+                    .zip(image.par_chunks(plane))
+                    .for_each_init(Vec::new, |scratch, (block, plane)| {
+                        g.im2col_plane(plane, block, l, scratch)
+                    });
+            } else {
+                let mut scratch = Vec::new();
+                for (block, plane) in cols
+                    .chunks_exact_mut(taps * l)
+                    .zip(image.chunks_exact(plane))
+                {
+                    g.im2col_plane(plane, block, l, &mut scratch);
+                }
+            }
+            return cols;
+        }
+        let cols = &mut cols[..self.cols_rows() * width];
+        let mut scratch = Vec::new();
+        for (j, index) in images.enumerate() {
+            for (channel, plane) in image_at(index).chunks_exact(plane).enumerate() {
+                let block = &mut cols[channel * taps * width + j * l..];
+                g.im2col_plane(plane, block, width, &mut scratch);
             }
         }
+        cols
     }
 
-    /// col2im of one image's `cols` into `image` (overwritten), parallel over channels when
-    /// `parallel`.
-    fn col2im_image<T: WithDType>(&self, cols: &[T], image: &mut [T], parallel: bool) {
-        let g = &self.geometry;
-        let plane = g.height * g.width;
-        let block = g.taps() * g.out_len();
-        let one_plane = |(plane, block): (&mut [T], &[T])| {
-            plane.fill(T::from_f64(0.0));
-            g.col2im_plane(block, plane);
-        };
-        if parallel {
-            image
-                .par_chunks_mut(plane)
-                .zip(cols.par_chunks(block))
-                .for_each(one_plane);
-        } else {
-            image
-                .chunks_exact_mut(plane)
-                .zip(cols.chunks_exact(block))
-                .for_each(one_plane);
+    /// The output gradients of `images` as one `[O, n·L]` matrix (image `j` in columns
+    /// `j·L..(j+1)·L`): `grad` itself for one image, else copied into `scratch`.
+    fn gather_grad<'a, T: WithDType>(
+        &self,
+        grad: &'a [T],
+        images: std::ops::Range<usize>,
+        scratch: &'a mut [T],
+    ) -> &'a [T] {
+        let (l, o) = (self.out_len(), self.out_channels);
+        if images.len() == 1 {
+            return &grad[images.start * o * l..][..o * l];
         }
+        let width = images.len() * l;
+        let scratch = &mut scratch[..o * width];
+        for (j, index) in images.enumerate() {
+            let image = &grad[index * o * l..][..o * l];
+            for (channel, row) in image.chunks_exact(l).enumerate() {
+                scratch[channel * width + j * l..][..l].copy_from_slice(row);
+            }
+        }
+        scratch
     }
 
     /// Whether some dimension other than the batch is empty (no channels, no pixels, no
@@ -832,80 +968,171 @@ impl ConvPlan {
     }
 
     fn forward<T: WithDType + GemmScalar>(&self, xs: &[T], weight: &[T]) -> Result<Vec<T>> {
-        let (l, kg, og) = (self.out_len(), self.group_k(), self.group_out());
-        let mut ys = vec![T::ZERO; self.batch * self.out_channels * l];
+        let out_image = self.out_channels * self.out_len();
+        let mut ys = vec![T::ZERO; self.batch * out_image];
         if self.is_degenerate() {
             return Ok(ys);
         }
-        let mut cols = self.cols_scratch();
-        for (image, out) in xs
-            .chunks_exact(self.image_len())
-            .zip(ys.chunks_exact_mut(self.out_channels * l))
-        {
-            let cols: &[T] = if self.pointwise {
-                image
-            } else {
-                self.im2col_image(image, &mut cols, true);
-                &cols
-            };
-            for g in 0..self.groups {
-                gemm(
-                    &mut out[g * og * l..(g + 1) * og * l],
-                    false,
-                    MatRef::row_major(&weight[g * og * kg..(g + 1) * og * kg], og, kg),
-                    MatRef::row_major(&cols[g * kg * l..(g + 1) * kg * l], kg, l),
-                )?;
+        let (parts, parallel) = self.parts();
+        let mut outs = Vec::with_capacity(parts.len());
+        let mut rest = ys.as_mut_slice();
+        for part in &parts {
+            let (head, tail) = rest.split_at_mut(part.len() * out_image);
+            outs.push((part.clone(), head));
+            rest = tail;
+        }
+        if parallel {
+            for (part, out) in outs {
+                self.forward_part(xs, weight, part, out, true)?;
             }
+        } else {
+            outs.into_par_iter()
+                .try_for_each(|(part, out)| self.forward_part(xs, weight, part, out, false))?;
         }
         Ok(ys)
     }
 
+    /// `Y[n] = W · cols(X[n])` for the images of `part` into `ys` (those images' outputs).
+    fn forward_part<T: WithDType + GemmScalar>(
+        &self,
+        xs: &[T],
+        weight: &[T],
+        part: std::ops::Range<usize>,
+        ys: &mut [T],
+        parallel: bool,
+    ) -> Result<()> {
+        let (l, kg, og, o) = (
+            self.out_len(),
+            self.group_k(),
+            self.group_out(),
+            self.out_channels,
+        );
+        let chunk = self.chunk_len(part.len());
+        let mut cols = vec![T::ZERO; self.cols_rows() * chunk * l];
+        let mut wide = if chunk > 1 {
+            vec![T::ZERO; o * chunk * l]
+        } else {
+            Vec::new()
+        };
+        for start in part.clone().step_by(chunk) {
+            let images = start..(start + chunk).min(part.end);
+            let (n, width) = (images.len(), images.len() * l);
+            let out = &mut ys[(start - part.start) * o * l..][..n * o * l];
+            let cols = self.gather_cols(xs, images, &mut cols, parallel);
+            // One image writes its output in place; a chunk writes `[O, n·L]` and scatters it.
+            let dst: &mut [T] = if n == 1 { &mut *out } else { &mut wide };
+            for g in 0..self.groups {
+                gemm_threaded(
+                    &mut dst[g * og * width..(g + 1) * og * width],
+                    false,
+                    MatRef::row_major(&weight[g * og * kg..(g + 1) * og * kg], og, kg),
+                    MatRef::row_major(&cols[g * kg * width..(g + 1) * kg * width], kg, width),
+                    parallel,
+                )?;
+            }
+            if n > 1 {
+                for (j, image) in out.chunks_exact_mut(o * l).enumerate() {
+                    for (channel, row) in image.chunks_exact_mut(l).enumerate() {
+                        row.copy_from_slice(&wide[channel * width + j * l..][..l]);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn grad_input<T: WithDType + GemmScalar>(&self, grad: &[T], weight: &[T]) -> Result<Vec<T>> {
-        let mut grad_xs = vec![T::ZERO; self.batch * self.image_len()];
+        let image_len = self.image_len();
+        let mut grad_xs = vec![T::ZERO; self.batch * image_len];
         if self.is_degenerate() {
             return Ok(grad_xs);
         }
-        let threads = rayon::current_num_threads();
-        if threads > 1 && self.batch >= threads {
-            // Whole images per thread, each with single-threaded products and col2im: no
-            // synchronisation between threads until the end.
-            let per_thread = self.batch.div_ceil(threads);
-            grad_xs
-                .par_chunks_mut(per_thread * self.image_len())
-                .zip(grad.par_chunks(per_thread * self.out_channels * self.out_len()))
-                .try_for_each(|(grad_xs, grad)| self.grad_input_of(grad, weight, grad_xs, false))?;
+        let (parts, parallel) = self.parts();
+        let mut outs = Vec::with_capacity(parts.len());
+        let mut rest = grad_xs.as_mut_slice();
+        for part in &parts {
+            let (head, tail) = rest.split_at_mut(part.len() * image_len);
+            outs.push((part.clone(), head));
+            rest = tail;
+        }
+        if parallel {
+            for (part, out) in outs {
+                self.grad_input_part(grad, weight, part, out, true)?;
+            }
         } else {
-            self.grad_input_of(grad, weight, &mut grad_xs, true)?;
+            outs.into_par_iter()
+                .try_for_each(|(part, out)| self.grad_input_part(grad, weight, part, out, false))?;
         }
         Ok(grad_xs)
     }
 
-    /// `dX[n] = col2im(Wᵀ · dY[n])` for the images of `grad` into `grad_xs`; each product and
-    /// col2im spread over rayon's threads when `parallel`, else on this thread.
-    fn grad_input_of<T: WithDType + GemmScalar>(
+    /// `dX[n] = col2im(Wᵀ · dY[n])` for the images of `part` into `grad_xs` (those images'
+    /// input gradients); products and col2im spread over rayon's threads when `parallel`.
+    fn grad_input_part<T: WithDType + GemmScalar>(
         &self,
         grad: &[T],
         weight: &[T],
+        part: std::ops::Range<usize>,
         grad_xs: &mut [T],
         parallel: bool,
     ) -> Result<()> {
+        let g = &self.geometry;
         let (l, kg, og) = (self.out_len(), self.group_k(), self.group_out());
-        let mut cols = self.cols_scratch();
-        for (g_out, g_in) in grad
-            .chunks_exact(self.out_channels * l)
-            .zip(grad_xs.chunks_exact_mut(self.image_len()))
-        {
-            let dcols: &mut [T] = if self.pointwise { g_in } else { &mut cols };
+        let (plane, taps) = (g.height * g.width, g.taps());
+        let chunk = self.chunk_len(part.len());
+        let mut dcols = vec![T::ZERO; self.cols_rows() * chunk * l];
+        let mut dy_scratch = if chunk > 1 {
+            vec![T::ZERO; self.out_channels * chunk * l]
+        } else {
+            Vec::new()
+        };
+        for start in part.clone().step_by(chunk) {
+            let images = start..(start + chunk).min(part.end);
+            let (n, width) = (images.len(), images.len() * l);
+            let out =
+                &mut grad_xs[(start - part.start) * self.image_len()..][..n * self.image_len()];
+            let dy = self.gather_grad(grad, images, &mut dy_scratch);
+            // A single image of a pointwise convolution is its own im2col matrix.
+            let in_place = self.pointwise && n == 1;
+            let dst: &mut [T] = if in_place {
+                &mut *out
+            } else {
+                &mut dcols[..self.cols_rows() * width]
+            };
             for group in 0..self.groups {
                 // dcols_g = W_gᵀ · dY_g
-                let dst = &mut dcols[group * kg * l..(group + 1) * kg * l];
                 let lhs =
                     MatRef::row_major(&weight[group * og * kg..(group + 1) * og * kg], og, kg).t();
-                let rhs = MatRef::row_major(&g_out[group * og * l..(group + 1) * og * l], og, l);
-                gemm_threaded(dst, false, lhs, rhs, parallel)?;
+                let rhs =
+                    MatRef::row_major(&dy[group * og * width..(group + 1) * og * width], og, width);
+                gemm_threaded(
+                    &mut dst[group * kg * width..(group + 1) * kg * width],
+                    false,
+                    lhs,
+                    rhs,
+                    parallel,
+                )?;
             }
-            if !self.pointwise {
-                self.col2im_image(&cols, g_in, parallel);
+            if in_place {
+                continue;
+            }
+            for (j, image) in out.chunks_exact_mut(self.image_len()).enumerate() {
+                let one_plane = |scratch: &mut Vec<T>, (channel, plane): (usize, &mut [T])| {
+                    plane.fill(T::ZERO);
+                    let block = &dcols[channel * taps * width + j * l..];
+                    g.col2im_plane(block, plane, width, scratch);
+                };
+                if parallel && n == 1 {
+                    image
+                        .par_chunks_mut(plane)
+                        .enumerate()
+                        .for_each_init(Vec::new, one_plane);
+                } else {
+                    let mut scratch = Vec::new();
+                    for item in image.chunks_exact_mut(plane).enumerate() {
+                        one_plane(&mut scratch, item);
+                    }
+                }
             }
         }
         Ok(())
@@ -916,22 +1143,22 @@ impl ConvPlan {
         if self.is_degenerate() {
             return Ok(vec![T::ZERO; weight_len]);
         }
-        let threads = rayon::current_num_threads();
-        if threads <= 1 || self.batch < threads {
+        let (parts, parallel) = self.parts();
+        if parallel {
             let mut grad_w = vec![T::ZERO; weight_len];
-            self.grad_weight_of(0..self.batch, xs, grad, &mut grad_w, true)?;
+            for part in parts {
+                self.grad_weight_part(part, xs, grad, &mut grad_w, true)?;
+            }
             return Ok(grad_w);
         }
-        // dW is small and a sum over the images: each thread sums its own share of the batch
+        // dW is small and a sum over the images: each thread sums its own part of the batch
         // with single-threaded products, then the partial sums are added. Splitting each
-        // product across threads instead synchronises them once per image for a small output.
-        let per_thread = self.batch.div_ceil(threads);
-        let partials = (0..self.batch.div_ceil(per_thread))
+        // product across threads instead synchronises them once per chunk for a small output.
+        let partials = parts
             .into_par_iter()
             .map(|part| {
-                let images = part * per_thread..((part + 1) * per_thread).min(self.batch);
                 let mut grad_w = vec![T::ZERO; weight_len];
-                self.grad_weight_of(images, xs, grad, &mut grad_w, false)?;
+                self.grad_weight_part(part, xs, grad, &mut grad_w, false)?;
                 Ok(grad_w)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -945,35 +1172,42 @@ impl ConvPlan {
         Ok(grad_w)
     }
 
-    /// Adds `dY[n] · cols(X[n])ᵀ` for each image `n` in `images` into `grad_w`; each product
-    /// and im2col spread over rayon's threads when `parallel`, else on this thread.
-    fn grad_weight_of<T: WithDType + GemmScalar>(
+    /// Adds `dY[n] · cols(X[n])ᵀ` for each image `n` in `part` into `grad_w`, a chunk of images
+    /// per product; products and im2col spread over rayon's threads when `parallel`.
+    fn grad_weight_part<T: WithDType + GemmScalar>(
         &self,
-        images: std::ops::Range<usize>,
+        part: std::ops::Range<usize>,
         xs: &[T],
         grad: &[T],
         grad_w: &mut [T],
         parallel: bool,
     ) -> Result<()> {
         let (l, kg, og) = (self.out_len(), self.group_k(), self.group_out());
-        let mut cols = self.cols_scratch();
+        let chunk = self.chunk_len(part.len());
+        let mut cols = vec![T::ZERO; self.cols_rows() * chunk * l];
+        let mut dy_scratch = if chunk > 1 {
+            vec![T::ZERO; self.out_channels * chunk * l]
+        } else {
+            Vec::new()
+        };
         let mut transposed = if og > TRANSPOSED_WEIGHT_GRAD_MAX_OUT {
             Vec::new()
         } else {
             vec![T::ZERO; kg * og]
         };
-        for index in images {
-            let image = &xs[index * self.image_len()..][..self.image_len()];
-            let g_out = &grad[index * self.out_channels * l..][..self.out_channels * l];
-            let cols: &[T] = if self.pointwise {
-                image
-            } else {
-                self.im2col_image(image, &mut cols, parallel);
-                &cols
-            };
+        for start in part.clone().step_by(chunk) {
+            let images = start..(start + chunk).min(part.end);
+            let width = images.len() * l;
+            let dy = self.gather_grad(grad, images.clone(), &mut dy_scratch);
+            let cols = self.gather_cols(xs, images, &mut cols, parallel);
             for group in 0..self.groups {
-                let dy = MatRef::row_major(&g_out[group * og * l..(group + 1) * og * l], og, l);
-                let cols = MatRef::row_major(&cols[group * kg * l..(group + 1) * kg * l], kg, l);
+                let dy =
+                    MatRef::row_major(&dy[group * og * width..(group + 1) * og * width], og, width);
+                let cols = MatRef::row_major(
+                    &cols[group * kg * width..(group + 1) * kg * width],
+                    kg,
+                    width,
+                );
                 let block = &mut grad_w[group * og * kg..(group + 1) * og * kg];
                 if og > TRANSPOSED_WEIGHT_GRAD_MAX_OUT {
                     gemm_threaded(block, true, dy, cols.t(), parallel)?;

@@ -17,7 +17,8 @@
 //!   smooth-L1;
 //! - [`optim`], [`schedule`], [`clip`]: SGD and AdamW with parameter groups and saveable state,
 //!   LR schedules as pure functions of the iteration, global-norm gradient clipping;
-//! - [`gradcheck`]: the finite-difference checker every test uses.
+//! - [`gradcheck`]: the finite-difference checker every test uses;
+//! - [`cpu`]: how a program runs these ops on the CPU (one rayon pool, no second candle pool).
 //!
 //! Each op has a CPU fast path with its own backward and a composition of candle ops (with
 //! correct gradients) that runs on any device, CUDA included.
@@ -36,6 +37,7 @@
 pub mod boxes;
 pub mod clip;
 pub mod conv;
+pub mod cpu;
 pub mod cuda_paths;
 pub mod deconv;
 pub mod error;

@@ -99,14 +99,27 @@ fn conv2d_grads_match_torch_gradients() {
     }
 }
 
-/// The backward kernels give each thread whole images when the batch has at least one per
-/// thread, and otherwise spread each image's products across threads; the weight gradient's
-/// product order depends on the output channels. Every combination gives the same gradients.
+/// The kernels give each thread whole images when the batch has at least one per thread, and
+/// otherwise spread each image's products across threads; small images are batched into
+/// chunks whose im2col matrices sit side by side (chunks of 6 at 10×10, cut short at the end
+/// of a thread's share; one image per chunk when the chunk's matrix would be too large); the
+/// weight gradient's product order depends on the output channels. Every combination gives
+/// the same output and gradients.
 #[test]
-fn conv2d_grads_do_not_depend_on_the_thread_count() {
+fn conv2d_does_not_depend_on_the_thread_count_or_chunking() {
     let cases = [
         // (batch, in, out, kernel, size, config): uneven splits, both product orders.
         (5, 4, 6, 3, 7, Conv2dConfig::default().with_padding(1)),
+        (13, 3, 5, 3, 10, Conv2dConfig::default().with_padding(1)),
+        (
+            37,
+            5,
+            3,
+            3,
+            4,
+            Conv2dConfig::default().with_stride(2).with_padding(1),
+        ),
+        (3, 150, 4, 3, 20, Conv2dConfig::default().with_padding(1)),
         (7, 6, 4, 1, 6, Conv2dConfig::default()),
         (3, 8, 130, 3, 5, Conv2dConfig::default().with_padding(1)),
         (
@@ -133,12 +146,25 @@ fn conv2d_grads_do_not_depend_on_the_thread_count() {
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| conv2d_grads(&x, &w, &gy, &cfg).unwrap())
+                .install(|| {
+                    let y = conv2d(&x, &w, None, &cfg).unwrap();
+                    let (gx, gw) = conv2d_grads(&x, &w, &gy, &cfg).unwrap();
+                    (y, gx, gw)
+                })
         };
-        let (gx1, gw1) = grads_with(1);
+        let (y1, gx1, gw1) = grads_with(1);
+        let y_composed = conv2d_composed(&x, &w, None, &cfg).unwrap();
+        assert_close(
+            &format!("case {seed} y vs composed"),
+            &y1,
+            &y_composed,
+            1e-12,
+            1e-12,
+        );
         for threads in [2, 3, 8] {
-            let (gx, gw) = grads_with(threads);
+            let (y, gx, gw) = grads_with(threads);
             let case = format!("case {seed}, {threads} threads");
+            assert_close(&format!("{case} y"), &y, &y1, 1e-12, 1e-12);
             assert_close(&format!("{case} gx"), &gx, &gx1, 1e-12, 1e-12);
             assert_close(&format!("{case} gw"), &gw, &gw1, 1e-12, 1e-12);
         }

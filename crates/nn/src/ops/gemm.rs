@@ -64,18 +64,8 @@ impl<'a, T> MatRef<'a, T> {
 }
 
 /// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), `dst` row-major
-/// `lhs.rows × rhs.cols` at the start of `dst`, parallel over rayon's threads.
-pub(crate) fn gemm<T: GemmScalar>(
-    dst: &mut [T],
-    accumulate: bool,
-    lhs: MatRef<'_, T>,
-    rhs: MatRef<'_, T>,
-) -> Result<()> {
-    gemm_threaded(dst, accumulate, lhs, rhs, true)
-}
-
-/// [`gemm`] over rayon's threads when `threaded`, else on the calling thread alone (for
-/// callers that already split their work across threads).
+/// `lhs.rows × rhs.cols` at the start of `dst`, over rayon's threads when `threaded`, else on
+/// the calling thread alone (for callers that already split their work across threads).
 pub(crate) fn gemm_threaded<T: GemmScalar>(
     dst: &mut [T],
     accumulate: bool,
@@ -169,11 +159,11 @@ mod tests {
         let rhs = MatRef::row_major(&b, 6, 7).t();
         let expected = naive(lhs, rhs);
         let mut dst = vec![0.0; 30];
-        gemm(&mut dst, false, lhs, rhs).unwrap();
+        gemm_threaded(&mut dst, false, lhs, rhs, true).unwrap();
         for (x, y) in dst.iter().zip(&expected) {
             assert!((x - y).abs() < 1e-12);
         }
-        gemm(&mut dst, true, lhs, rhs).unwrap();
+        gemm_threaded(&mut dst, true, lhs, rhs, true).unwrap();
         for (x, y) in dst.iter().zip(&expected) {
             assert!((x - 2.0 * y).abs() < 1e-12);
         }
@@ -190,12 +180,14 @@ mod tests {
             row_stride: 3,
             col_stride: 1,
         };
-        assert!(gemm(&mut dst, false, too_big, MatRef::row_major(&a, 3, 2)).is_err());
+        assert!(
+            gemm_threaded(&mut dst, false, too_big, MatRef::row_major(&a, 3, 2), true).is_err()
+        );
         let lhs = MatRef::row_major(&a, 2, 3);
-        assert!(gemm(&mut dst, false, lhs, MatRef::row_major(&a, 2, 3)).is_err());
+        assert!(gemm_threaded(&mut dst, false, lhs, MatRef::row_major(&a, 2, 3), true).is_err());
         let mut small = vec![0.0f32; 3];
-        assert!(gemm(&mut small, false, lhs, MatRef::row_major(&a, 3, 2)).is_err());
-        assert!(gemm(&mut dst, false, lhs, MatRef::row_major(&a, 3, 2)).is_ok());
+        assert!(gemm_threaded(&mut small, false, lhs, MatRef::row_major(&a, 3, 2), true).is_err());
+        assert!(gemm_threaded(&mut dst, false, lhs, MatRef::row_major(&a, 3, 2), true).is_ok());
         assert_eq!(dst, vec![3.0; 4]);
     }
 }

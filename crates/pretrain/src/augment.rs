@@ -2,7 +2,8 @@
 //! in the sample seed.
 //!
 //! - [`Augment::Standard`]: random crop with zero padding (an eighth of the side) and a
-//!   horizontal flip — the "regular" backbone.
+//!   horizontal flip — the "regular" backbone. Every recipe takes `crop = false` for the
+//!   flip alone (the mini preset's small images lose too much to a 4-pixel shift).
 //! - [`Augment::Noise`] (in the spirit of ANT, Rusak et al. 2020): after the standard
 //!   augmentation, a fraction of the images get additive noise of a random kind (Gaussian,
 //!   uniform, speckle) with σ drawn uniformly from `[0, max_sigma]`. ANT learns its noise
@@ -108,9 +109,16 @@ pub enum NoiseKind {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Augment {
     /// Random crop with padding and a flip.
-    Standard,
+    Standard {
+        /// The random crop (else the flip alone).
+        #[serde(default = "yes")]
+        crop: bool,
+    },
     /// Standard, then random noise on a fraction of the images.
     Noise {
+        /// The random crop (else the flip alone).
+        #[serde(default = "yes")]
+        crop: bool,
         /// Fraction of images that get noise (ANT: ½).
         #[serde(default = "half")]
         probability: f64,
@@ -123,6 +131,9 @@ pub enum Augment {
     },
     /// Standard, then AugMix.
     Augmix {
+        /// The random crop (else the flip alone).
+        #[serde(default = "yes")]
+        crop: bool,
         /// Chains per mixture (AugMix: 3).
         #[serde(default = "default_width")]
         width: usize,
@@ -144,6 +155,9 @@ pub enum Augment {
     },
 }
 
+fn yes() -> bool {
+    true
+}
 fn half() -> f64 {
     0.5
 }
@@ -170,6 +184,15 @@ fn default_jsd_weight() -> f64 {
 }
 
 impl Augment {
+    /// Whether the recipe crops at random before the flip.
+    pub fn crop(&self) -> bool {
+        match self {
+            Augment::Standard { crop }
+            | Augment::Noise { crop, .. }
+            | Augment::Augmix { crop, .. } => *crop,
+        }
+    }
+
     /// Images per sample: 3 with the JSD loss (clean, two views), else 1.
     pub fn views(&self) -> usize {
         match self {
@@ -193,11 +216,12 @@ impl Augment {
     /// Checks ranges; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         match self {
-            Augment::Standard => Ok(()),
+            Augment::Standard { .. } => Ok(()),
             Augment::Noise {
                 probability,
                 max_sigma,
                 kinds,
+                ..
             } => {
                 if !(0.0..=1.0).contains(probability) {
                     return Err(format!(
@@ -241,13 +265,18 @@ impl Augment {
     /// floats in [0, 1], each `3 × side × side`.
     pub fn apply(&self, rgb: &[u8], side: usize, seed: u64) -> Vec<Vec<f32>> {
         let mut draws = Draws::new(seed);
-        let base = crop_flip(rgb, side, &mut draws);
+        let base = if self.crop() {
+            crop_flip(rgb, side, &mut draws)
+        } else {
+            flip(rgb, side, &mut draws)
+        };
         match self {
-            Augment::Standard => vec![planar(&to_unit(&base), side)],
+            Augment::Standard { .. } => vec![planar(&to_unit(&base), side)],
             Augment::Noise {
                 probability,
                 max_sigma,
                 kinds,
+                ..
             } => {
                 let mut image = to_unit(&base);
                 if draws.unit() < *probability {
@@ -283,6 +312,23 @@ impl Augment {
             }
         }
     }
+}
+
+/// A horizontal flip with probability ½ (one draw).
+pub fn flip(rgb: &[u8], side: usize, draws: &mut Draws) -> Vec<u8> {
+    let mut out = rgb.to_vec();
+    if draws.unit() < 0.5 {
+        for row in out.chunks_exact_mut(side * 3) {
+            let pixels = row.len() / 3;
+            for x in 0..pixels / 2 {
+                let mirror = pixels - 1 - x;
+                for channel in 0..3 {
+                    row.swap(x * 3 + channel, mirror * 3 + channel);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Random crop with `side / 8` zero padding, then a horizontal flip with probability ½.
@@ -582,13 +628,16 @@ mod tests {
     fn same_seed_same_views_other_seed_other_views() {
         let rgb = image(16);
         for augment in [
-            Augment::Standard,
+            Augment::Standard { crop: true },
+            Augment::Standard { crop: false },
             Augment::Noise {
+                crop: true,
                 probability: 1.0,
                 max_sigma: 0.5,
                 kinds: default_kinds(),
             },
             Augment::Augmix {
+                crop: true,
                 width: 3,
                 depth: 3,
                 severity: 3.0,
@@ -614,6 +663,7 @@ mod tests {
         // of the noise is σ ~ U(0, 0.2), so its mean over many images is about 0.1.
         let rgb = vec![128u8; 32 * 32 * 3];
         let augment = Augment::Noise {
+            crop: true,
             probability: 1.0,
             max_sigma: 0.2,
             kinds: vec![NoiseKind::Gaussian],
@@ -634,14 +684,45 @@ mod tests {
         assert!((mean_sigma - 0.1).abs() < 0.01, "{mean_sigma}");
         // Probability 0 leaves the (cropped, flipped) image unchanged.
         let clean = Augment::Noise {
+            crop: true,
             probability: 0.0,
             max_sigma: 0.2,
             kinds: vec![NoiseKind::Gaussian],
         };
         assert_eq!(
             clean.apply(&rgb, 32, 3),
-            Augment::Standard.apply(&rgb, 32, 3)
+            Augment::Standard { crop: true }.apply(&rgb, 32, 3)
         );
+    }
+
+    #[test]
+    fn without_the_crop_a_view_is_the_image_or_its_mirror_and_both_occur() {
+        let side = 8;
+        let rgb = image(side);
+        let mirror: Vec<u8> = (0..side * side)
+            .flat_map(|p| {
+                let (y, x) = (p / side, p % side);
+                let q = (y * side + side - 1 - x) * 3;
+                rgb[q..q + 3].to_vec()
+            })
+            .collect();
+        let unit = |rgb: &[u8]| planar(&to_unit(rgb), side);
+        let augment: Augment =
+            serde_json::from_str(r#"{"kind": "standard", "crop": false}"#).unwrap();
+        assert!(!augment.crop());
+        let (mut same, mut mirrored) = (0, 0);
+        for seed in 0..64 {
+            let view = &augment.apply(&rgb, side, seed)[0];
+            if *view == unit(&rgb) {
+                same += 1;
+            } else {
+                assert_eq!(*view, unit(&mirror), "seed {seed}");
+                mirrored += 1;
+            }
+        }
+        assert!(same > 16 && mirrored > 16, "{same} / {mirrored}");
+        let default: Augment = serde_json::from_str(r#"{"kind": "noise"}"#).unwrap();
+        assert!(default.crop(), "the crop is on unless turned off");
     }
 
     #[test]

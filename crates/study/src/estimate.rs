@@ -4,7 +4,7 @@
 //! through [`ArchCosts`]), images seen by training and evaluation (the synthetic world's
 //! counts, or the datasets manifest's split sizes), corruption work, and throughput
 //! assumptions from the preset's `[cost]` table (one rate, scaled per task by
-//! `task_factor`).
+//! `task_factor` and for the backbones' pretraining by `pretrain_factor`).
 //!
 //! A training image costs 3 forward passes of what trains (forward, and the backward's two
 //! products) and one of a frozen backbone; the heads always train. An estimate, not a
@@ -178,8 +178,9 @@ pub fn estimate(
                         let views = if jsd { 3.0 } else { 1.0 };
                         let train = (s.source_train * pretrain.epochs) as u64;
                         let eval = cap(s.source_val) * (1 + conditions);
-                        let seconds =
-                            (3.0 * views * macs * train as f64 + macs * eval as f64) / rate;
+                        let seconds = (3.0 * views * macs * train as f64 + macs * eval as f64)
+                            / rate
+                            * cost.pretrain_factor;
                         (seconds, train, eval)
                     }
                     // Download and import: dominated by the network, not estimated here.
@@ -338,7 +339,8 @@ mod tests {
     /// A cell's compute is (backbone × 1 or 3 + heads' training forward × 3) per training
     /// image plus (backbone + heads' evaluation forward) per evaluation image over the rate,
     /// times the task's factor: doubling COCO's factor adds exactly that much to the COCO
-    /// cells and nothing to the others.
+    /// cells and nothing to the others; doubling `pretrain_factor` doubles the backbone
+    /// steps' compute (3 MACs per training image, 1 per evaluation image) and nothing else.
     #[test]
     fn cells_count_heads_and_scale_by_their_task_factor() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../presets/tiny.toml");
@@ -387,6 +389,33 @@ mod tests {
             );
         }
         assert!(coco_cells > 0);
+
+        preset.cost.task_factor.clear();
+        preset.cost.pretrain_factor = 2.0;
+        let plan = Plan {
+            preset: preset.clone(),
+            ..plan
+        };
+        let pretrain = estimate(&plan, DeviceKind::Cpu, &Flat, &datasets).unwrap();
+        let mut backbones = 0;
+        for (one, two) in base.iter().zip(&pretrain) {
+            let Step::Backbone(name) = &one.step else {
+                assert_eq!(one.seconds, two.seconds, "{:?}", one.step);
+                continue;
+            };
+            backbones += 1;
+            // The tiny preset's AugMix backbone trains on three views.
+            let views = if name == "deepaug" { 3.0 } else { 1.0 };
+            let compute =
+                (3.0 * views * 1e6 * one.train_images as f64 + 1e6 * one.eval_images as f64) / rate;
+            assert!(
+                ((two.seconds - one.seconds) / compute - 1.0).abs() < 1e-9,
+                "{name}: {} → {}, compute {compute}",
+                one.seconds,
+                two.seconds
+            );
+        }
+        assert!(backbones > 0);
     }
 
     #[test]

@@ -339,6 +339,13 @@ pub struct CostSpec {
     /// the one rate fits (`task_factor = { coco = 1.5 }`); 1 for a task not named.
     #[serde(default)]
     pub task_factor: BTreeMap<Task, f64>,
+    /// The same for the backbones' pretraining and source-task evaluation steps.
+    #[serde(default = "default_factor")]
+    pub pretrain_factor: f64,
+}
+
+fn default_factor() -> f64 {
+    1.0
 }
 
 impl CostSpec {
@@ -369,6 +376,7 @@ impl Default for CostSpec {
             corrupt_ms_per_kilopixel: default_corrupt_ms(),
             process_overhead_seconds: default_overhead(),
             task_factor: BTreeMap::new(),
+            pretrain_factor: default_factor(),
         }
     }
 }
@@ -510,12 +518,18 @@ impl Preset {
                 message: err.to_string(),
             }
         })?;
-        for (task, factor) in &self.cost.task_factor {
-            if !(factor.is_finite() && *factor > 0.0) {
-                return invalid(
-                    &format!("cost.task_factor.{task}"),
-                    format!("must be a positive number, got {factor}"),
-                );
+        let factors = self
+            .cost
+            .task_factor
+            .iter()
+            .map(|(task, factor)| (format!("cost.task_factor.{task}"), *factor))
+            .chain([(
+                "cost.pretrain_factor".to_string(),
+                self.cost.pretrain_factor,
+            )]);
+        for (key, factor) in factors {
+            if !(factor.is_finite() && factor > 0.0) {
+                return invalid(&key, format!("must be a positive number, got {factor}"));
             }
         }
         if self.backbones.is_empty() {

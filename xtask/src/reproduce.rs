@@ -12,9 +12,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use rtb_study::weights::DatasetsManifest;
 use rtb_study::{
-    ArchCosts, CachedCosts, DeviceKind, Event, Filter, ImageNetC, ImageNetData, Invocation, Layout,
-    Orchestrator, Outcome, Plan, Preset, Schedule, Shard, Step, StudyError, estimate,
-    format_seconds,
+    ArchCosts, CachedCosts, DeviceKind, Event, Filter, HeadCost, HeadQuery, ImageNetC,
+    ImageNetData, Invocation, Layout, Orchestrator, Outcome, Plan, Preset, Schedule, Shard, Step,
+    StudyError, estimate, format_seconds,
 };
 
 use crate::process::{cargo, exec};
@@ -128,6 +128,52 @@ impl ArchCosts for RtbArchCosts {
             .get("macs")
             .and_then(serde_json::Value::as_f64)
             .ok_or_else(|| invalid("rtb arch macs printed no \"macs\"".into()))
+    }
+
+    fn head_macs(&self, query: &HeadQuery<'_>) -> Result<HeadCost, StudyError> {
+        let arch = query.arch;
+        let invalid = |message: String| StudyError::Invalid {
+            what: format!("{} heads over arch {arch}", query.task),
+            message,
+        };
+        let arch_arg = match arch {
+            toml::Value::String(name) => name.clone(),
+            other => serde_json::to_string(other).map_err(|e| invalid(e.to_string()))?,
+        };
+        let options = rtb_study::table_to_json(query.options).to_string();
+        let mut command = std::process::Command::new(&self.rtb);
+        command
+            .args(["arch", "macs", "--json", "--size"])
+            .arg(query.size.to_string())
+            .arg("--arch")
+            .arg(&arch_arg)
+            .arg("--task")
+            .arg(query.task.name())
+            .arg("--options")
+            .arg(&options);
+        if let Some(classes) = query.num_classes {
+            command.arg("--classes").arg(classes.to_string());
+        }
+        let output = command
+            .output()
+            .map_err(|e| invalid(format!("cannot run {}: {e}", self.rtb.display())))?;
+        if !output.status.success() {
+            return Err(invalid(
+                String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            ));
+        }
+        let value: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .map_err(|e| invalid(format!("rtb arch macs printed no JSON: {e}")))?;
+        let field = |key: &str| {
+            value
+                .get(key)
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| invalid(format!("rtb arch macs --task printed no {key:?}")))
+        };
+        Ok(HeadCost {
+            train: field("head_train_macs")?,
+            eval: field("head_eval_macs")?,
+        })
     }
 }
 
@@ -369,6 +415,14 @@ mod tests {
     impl ArchCosts for Flat {
         fn forward_macs(&self, _: &toml::Value, size: usize) -> Result<f64, StudyError> {
             Ok(1e5 * (size * size) as f64)
+        }
+
+        fn head_macs(&self, query: &HeadQuery<'_>) -> Result<HeadCost, StudyError> {
+            let macs = 1e5 * (query.size * query.size) as f64;
+            Ok(HeadCost {
+                train: macs,
+                eval: macs,
+            })
         }
     }
 

@@ -6,37 +6,32 @@
 //! argmax, and the IoU accumulation. Prints each part per image and the overhead (everything
 //! but the forward pass) as a share of the forward pass; the issue's bar is < 15 %.
 //!
-//! `cargo bench -p rtb-ade --bench eval_overhead`. Frost needs the textures (`cargo xtask
-//! assets`); without them the mean is over the other 14 corruptions, and the output says so.
+//! `cargo bench -p rtb-ade --bench eval_overhead`. The timer, the test image and the
+//! corruption loop are rtb-coco's bench's too (`benches/shared/eval_overhead.rs`). Frost
+//! needs the textures (`cargo xtask assets`); without them the mean is over the other 14
+//! corruptions, and the output says so.
 #![allow(clippy::print_stdout)]
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use image::RgbImage;
 use rtb_ade::{TestConfig, normalize};
 use rtb_ade_eval::{EvalConfig, IouAccumulator, LabelMap};
-use rtb_corruption::{Corruption, Corruptor, Flavor, FrostTextures, RandomState, Severity};
 use rtb_models::init::trainable_builder;
 use rtb_models::{ArchConfig, ResNetConfig};
 use rtb_segmentation::{UperNet, UperNetConfig, argmax, resize_logits};
 
+#[path = "../../../benches/shared/eval_overhead.rs"]
+mod shared;
+
+use shared::{corruption_cost, seconds};
+
 const WIDTH: u32 = 854;
 const HEIGHT: u32 = 640;
 
-fn seconds<T>(f: impl FnOnce() -> T) -> (T, f64) {
-    let start = Instant::now();
-    let out = f();
-    (out, start.elapsed().as_secs_f64())
-}
-
 fn main() {
-    let image = RgbImage::from_fn(WIDTH, HEIGHT, |x, y| {
-        let v = |k: u32| ((x * k + y * (k + 3)) % 251) as u8;
-        image::Rgb([v(3), v(5), v(7)])
-    });
+    let image = shared::test_image(WIDTH, HEIGHT);
     let label = LabelMap::new(
         WIDTH,
         HEIGHT,
@@ -46,26 +41,8 @@ fn main() {
     )
     .expect("label map");
 
-    let mut corruptor = Corruptor::new(Flavor::ImageCorruptions);
-    let frost = frost_textures();
-    if let Some(dir) = &frost {
-        corruptor = corruptor.with_frost_textures(FrostTextures::new(dir));
-    }
-    let severity = Severity::new(3).expect("severity");
-    let mut corrupt_total = 0.0;
-    let mut counted = 0usize;
-    for corruption in Corruption::BENCHMARK {
-        let mut rng = RandomState::new(7);
-        match seconds(|| corruptor.corrupt(&image, corruption, severity, &mut rng)) {
-            (Ok(_), s) => {
-                corrupt_total += s;
-                counted += 1;
-                println!("  corrupt {:<18} {:>8.1} ms", corruption.name(), s * 1e3);
-            }
-            (Err(err), _) => println!("  corrupt {:<18} skipped: {err}", corruption.name()),
-        }
-    }
-    let corrupt = corrupt_total / counted.max(1) as f64;
+    let corruption = corruption_cost(&image);
+    let corrupt = corruption.mean;
 
     let test = TestConfig::default();
     let (resized, resize) = seconds(|| test.resize(&image).expect("resize"));
@@ -91,14 +68,10 @@ fn main() {
 
     let overhead = corrupt + resize + normalize_s + back + accumulate;
     println!(
-        "per image: corrupt {:.1} ms (mean of {counted}{}), resize {:.1} ms, normalise {:.1} ms, \
+        "per image: corrupt {:.1} ms ({}), resize {:.1} ms, normalise {:.1} ms, \
          forward {:.0} ms, logits resize + argmax {:.1} ms, accumulate {:.2} ms",
         corrupt * 1e3,
-        if frost.is_some() {
-            ""
-        } else {
-            ", no frost textures"
-        },
+        corruption.note(),
         resize * 1e3,
         normalize_s * 1e3,
         forward * 1e3,
@@ -110,9 +83,4 @@ fn main() {
         100.0 * overhead / forward,
         100.0 * (overhead - back) / forward
     );
-}
-
-/// The frost textures' folder when `cargo xtask assets` installed them.
-fn frost_textures() -> Option<std::path::PathBuf> {
-    rtb_fetch::frost_dir().filter(|dir| dir.join("frost1.png").exists())
 }

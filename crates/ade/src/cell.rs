@@ -10,7 +10,8 @@
 
 use rtb_models::ArchConfig;
 use rtb_results::{CellMetrics, Task};
-use rtb_train::{CellError, CellSpec, CellTask, Observer};
+use rtb_segmentation::UperNetConfig;
+use rtb_train::{CellError, CellOptions, CellSpec, CellTask, CostQuery, HeadMacs, Observer};
 
 use crate::config::{AdeConfig, AdeEvalConfig};
 use crate::error::AdeTaskError;
@@ -70,15 +71,7 @@ pub fn config_from_cell(spec: &CellSpec) -> Result<AdeConfig, CellError> {
     if spec.bool_option("photometric")? == Some(false) {
         cfg.train.photometric = None;
     }
-    if let Some(channels) = spec.option::<usize>("channels")? {
-        cfg.model.channels = channels;
-    }
-    if let (Some(channels), Some(aux)) = (
-        spec.option::<usize>("auxiliary_channels")?,
-        cfg.model.auxiliary.as_mut(),
-    ) {
-        aux.channels = channels;
-    }
+    cfg.model = heads_from_options(spec.options(), num_classes)?;
     cfg.batch_size = spec.batch_size;
     cfg.workers = spec.workers;
     cfg.seed = spec.seed;
@@ -97,6 +90,25 @@ pub fn config_from_cell(spec: &CellSpec) -> Result<AdeConfig, CellError> {
     Ok(cfg)
 }
 
+/// mmseg's ADE20K UperNet for `num_classes` classes with the options' head widths
+/// (`channels`, `auxiliary_channels`).
+fn heads_from_options(
+    options: CellOptions<'_>,
+    num_classes: usize,
+) -> Result<UperNetConfig, CellError> {
+    let mut model = UperNetConfig::ade20k().with_num_classes(num_classes);
+    if let Some(channels) = options.get::<usize>("channels")? {
+        model.channels = channels;
+    }
+    if let (Some(channels), Some(aux)) = (
+        options.get::<usize>("auxiliary_channels")?,
+        model.auxiliary.as_mut(),
+    ) {
+        aux.channels = channels;
+    }
+    Ok(model)
+}
+
 impl CellTask for AdeCell {
     fn task(&self) -> Task {
         Task::Ade20k
@@ -106,5 +118,82 @@ impl CellTask for AdeCell {
         let cfg = config_from_cell(spec)?;
         train(&cfg, &spec.run_dir, observer)?;
         Ok(evaluate(&spec.run_dir, None, observer)?)
+    }
+
+    /// UperNet's decode and auxiliary heads on an `image_size²` image (the training crop; a
+    /// square image at the test scale), in training and evaluation alike: inference runs
+    /// the auxiliary head too.
+    fn head_macs(&self, query: &CostQuery) -> Result<HeadMacs, CellError> {
+        let options = CellOptions(&query.options);
+        options.check(Task::Ade20k, &CELL_OPTIONS)?;
+        let arch: ArchConfig = serde_json::from_value(query.arch.clone())
+            .map_err(|err| format!("not an rtb-models architecture config: {err}"))?;
+        let num_classes = match options.get::<usize>("num_classes")? {
+            Some(n) => n,
+            None => query
+                .num_classes
+                .unwrap_or(rtb_ade_eval::ADE20K_CLASSES.len()),
+        };
+        let model = heads_from_options(options, num_classes)?;
+        // Zero weights: only the backbone's channels and strides are read.
+        let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &candle_core::Device::Cpu);
+        let backbone = arch.with_num_classes(None)?.build(&vb)?;
+        let side = query.image_size;
+        let macs = model
+            .head_macs(&backbone.out_channels(), &backbone.strides(), (side, side))
+            .total();
+        Ok(HeadMacs {
+            train: macs,
+            eval: macs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cell's heads are the options' widths over the backbone's C2..C5: resnet_tiny
+    /// (C2..C5 of 16, 32, 32, 64 at strides 4..32) under 16 / 8-channel heads on 64² is
+    /// what rtb-segmentation counts for those shapes, and the class count comes from the
+    /// options first, then the query, then ADE20K's 150.
+    #[test]
+    fn head_macs_follow_the_options() {
+        let arch = ArchConfig::from_name("resnet_tiny").unwrap();
+        let mut query = CostQuery {
+            arch: serde_json::to_value(&arch).unwrap(),
+            image_size: 64,
+            options: serde_json::json!({"channels": 16, "auxiliary_channels": 8})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            num_classes: Some(5),
+        };
+        let heads = UperNetConfig::tiny();
+        let want = heads
+            .head_macs(&[16, 32, 32, 64], &[4, 8, 16, 32], (64, 64))
+            .total();
+        assert_eq!(
+            AdeCell.head_macs(&query).unwrap(),
+            HeadMacs {
+                train: want,
+                eval: want
+            }
+        );
+        query.num_classes = None;
+        let ade = heads
+            .with_num_classes(150)
+            .head_macs(&[16, 32, 32, 64], &[4, 8, 16, 32], (64, 64))
+            .total();
+        assert_eq!(AdeCell.head_macs(&query).unwrap().eval, ade);
+        query
+            .options
+            .insert("num_classes".into(), serde_json::json!(5));
+        assert_eq!(AdeCell.head_macs(&query).unwrap().eval, want);
+        query
+            .options
+            .insert("augment".into(), serde_json::json!(true));
+        let err = AdeCell.head_macs(&query).unwrap_err().to_string();
+        assert!(err.contains("\"augment\""), "{err}");
     }
 }

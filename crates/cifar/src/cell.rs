@@ -4,7 +4,7 @@
 
 use rtb_models::ArchConfig;
 use rtb_results::{CellMetrics, Task};
-use rtb_train::{CellError, CellSpec, CellTask, Observer};
+use rtb_train::{CellError, CellSpec, CellTask, CostQuery, HeadMacs, Observer};
 
 use crate::config::CifarConfig;
 use crate::pipeline::{EvalOverrides, evaluate, train};
@@ -65,5 +65,61 @@ impl CellTask for CifarCell {
             &EvalOverrides::default(),
             observer,
         )?)
+    }
+
+    /// The linear classifier over the pooled features (`features × classes`), in training
+    /// and evaluation alike.
+    fn head_macs(&self, query: &CostQuery) -> Result<HeadMacs, CellError> {
+        rtb_train::CellOptions(&query.options).check(Task::Cifar10, &CELL_OPTIONS)?;
+        let arch: ArchConfig = serde_json::from_value(query.arch.clone())
+            .map_err(|err| format!("not an rtb-models architecture config: {err}"))?;
+        // Zero weights: only the shapes are read.
+        let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &candle_core::Device::Cpu);
+        let backbone = arch.with_num_classes(None)?.build(&vb)?;
+        let features = backbone.num_features().ok_or_else(|| {
+            format!(
+                "{} has no pooled features to classify",
+                backbone.arch_name()
+            )
+        })?;
+        let macs = (features * query.num_classes.unwrap_or(10)) as f64;
+        Ok(HeadMacs {
+            train: macs,
+            eval: macs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// resnet_tiny pools 64 features (bottlenecks, C5 = 4 × 16): 640 MACs for 10 classes, 192
+    /// for 3; an unknown option is refused as `run` refuses it.
+    #[test]
+    fn head_macs_count_the_linear_classifier() {
+        let query = CostQuery {
+            arch: serde_json::to_value(ArchConfig::from_name("resnet_tiny").unwrap()).unwrap(),
+            image_size: 32,
+            options: serde_json::Map::new(),
+            num_classes: None,
+        };
+        let macs = CifarCell.head_macs(&query).unwrap();
+        assert_eq!(
+            macs,
+            HeadMacs {
+                train: 640.0,
+                eval: 640.0
+            }
+        );
+        let three = CostQuery {
+            num_classes: Some(3),
+            ..query.clone()
+        };
+        assert_eq!(CifarCell.head_macs(&three).unwrap().eval, 192.0);
+        let mut bad = query.clone();
+        bad.options.insert("scale".into(), serde_json::json!(2));
+        let err = CifarCell.head_macs(&bad).unwrap_err().to_string();
+        assert!(err.contains("\"scale\""), "{err}");
     }
 }

@@ -144,6 +144,76 @@ fn every_listing_of_architectures_is_the_registry() {
     );
 }
 
+/// Every cell of every shipped preset has its heads costed (`rtb arch macs --task`, which
+/// the estimate asks): the dense heads cost something, and for the mini preset's slim heads
+/// the same order as its small backbones or more (they were left out of the estimate before).
+#[test]
+fn every_shipped_cell_costs_its_heads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf();
+    let mut queries = Vec::new();
+    for name in ["tiny", "mini", "paper"] {
+        let preset =
+            rtb_study::Preset::load(&root.join("presets").join(format!("{name}.toml"))).unwrap();
+        let classes = match &preset.data {
+            rtb_study::DataSpec::Synthetic(s) => Some(s.num_classes),
+            rtb_study::DataSpec::Download { .. } => None,
+        };
+        for backbone in &preset.backbones {
+            let arch = match &backbone.arch {
+                toml::Value::String(name) => name.clone(),
+                table => serde_json::to_string(table).unwrap(),
+            };
+            for task in &preset.tasks {
+                for regime in task.paper.values().chain(task.short.values()) {
+                    let options = rtb_study::table_to_json(&regime.options).to_string();
+                    queries.push((arch.clone(), task.task, task.image_size, options, classes));
+                }
+            }
+        }
+    }
+    queries.sort_by_key(|q| format!("{q:?}"));
+    queries.dedup();
+    for (arch, task, size, options, classes) in queries {
+        let size = size.to_string();
+        let mut args = vec![
+            "arch",
+            "macs",
+            "--json",
+            "--size",
+            &size,
+            "--arch",
+            &arch,
+            "--task",
+            task.name(),
+            "--options",
+            &options,
+        ];
+        let classes = classes.map(|c| c.to_string());
+        if let Some(classes) = &classes {
+            args.extend(["--classes", classes]);
+        }
+        let out = rtb(&args);
+        let what = format!("{arch} {task} {size} {options}");
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let backbone = value["macs"].as_f64().unwrap();
+        let train = value["head_train_macs"].as_f64().unwrap();
+        let eval = value["head_eval_macs"].as_f64().unwrap();
+        assert!(train > 0.0 && eval > 0.0, "{what}: {value}");
+        if task != rtb_results::Task::Cifar10 {
+            assert!(eval > 0.1 * backbone, "{what}: {value}");
+        }
+    }
+}
+
 /// Regression: `rtb … 2>log` wrote ANSI colour escapes into the log file.
 #[test]
 fn logs_to_a_pipe_carry_no_colour_codes() {

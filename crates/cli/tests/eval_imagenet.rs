@@ -202,6 +202,7 @@ datasets = []
 corruptions = ["gaussian_noise", "fog"]
 severities = [1, 2, 3, 4, 5]
 seed = 0
+bootstrap = 30
 [cost]
 cpu_gmacs_per_second = 1.0
 corrupt_ms_per_kilopixel = 0.1
@@ -265,10 +266,13 @@ batch_size = 4
         "bicubic",
         "--crop-pct",
         "0.9",
+        "--bootstrap",
+        "30",
         "--json",
         &root_str("direct.json"),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
     let direct: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("direct.json")).unwrap()).unwrap();
     let clean_correct = direct["clean"]["top1_correct"].as_f64().unwrap();
@@ -298,6 +302,33 @@ batch_size = 4
             "{corruption} {severity}: {got} vs {expected}"
         );
     }
+
+    // Paired bootstrap replicates of every condition from the preset's count and seed (issue
+    // 17: the paper preset's source columns had none), the same as `rtb eval imagenet
+    // --bootstrap 30 --seed 0` draws in another process.
+    let boot = &source["bootstrap"];
+    assert_eq!(boot["replicates"], 30, "{boot}");
+    assert_eq!(boot["seed"], 0, "{boot}");
+    assert_eq!(boot["images"].as_f64(), Some(clean_images), "{boot}");
+    let clean_replicates: Vec<f64> = boot["clean"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(clean_replicates.len(), 30);
+    for corruption in ["gaussian_noise", "fog"] {
+        let rows = boot["corrupted"][corruption].as_array().unwrap();
+        assert_eq!(rows.len(), 5, "{boot}");
+        assert!(rows.iter().all(|row| row.as_array().unwrap().len() == 30));
+    }
+    let interval = rtb_results::Interval::percentile_95(&clean_replicates);
+    let line = format!(
+        "bootstrap (30 replicates, seed 0): clean top-1 95 % interval [{:.2}, {:.2}] %",
+        100.0 * interval.low,
+        100.0 * interval.high
+    );
+    assert!(printed.contains(&line), "{line}\n{printed}");
 
     // Without --imagenet-val the step records no source: the report shows "not run".
     std::fs::remove_file(root.join("runs/imagenet-test/tiny/backbone.json")).unwrap();

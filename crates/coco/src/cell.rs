@@ -12,9 +12,9 @@
 
 use rtb_models::ArchConfig;
 use rtb_results::{CellMetrics, Task};
-use rtb_train::{CellError, CellSpec, CellTask, Observer};
+use rtb_train::{CellError, CellOptions, CellSpec, CellTask, CostQuery, HeadMacs, Observer};
 
-use crate::config::{CocoConfig, CocoEvalConfig};
+use crate::config::{CocoConfig, CocoEvalConfig, DetectorConfig};
 use crate::dataset::{CocoSplit, Split};
 use crate::pipeline::{evaluate, train};
 
@@ -65,18 +65,7 @@ pub fn config_from_cell(spec: &CellSpec) -> Result<CocoConfig, CellError> {
     if let Some(ratio) = spec.option::<f64>("flip_ratio")? {
         cfg.train.flip_ratio = ratio;
     }
-    let model = &mut cfg.model;
-    for (key, slot) in [
-        ("fpn_channels", &mut model.fpn_channels),
-        ("box_representation", &mut model.box_representation),
-        ("mask_conv_channels", &mut model.mask_conv_channels),
-        ("rpn_samples", &mut model.rpn_samples),
-        ("roi_samples", &mut model.roi_samples),
-    ] {
-        if let Some(v) = spec.option::<usize>(key)? {
-            *slot = v;
-        }
-    }
+    cfg.model = detector_from_options(spec.options(), cfg.model.num_classes)?;
     cfg.accumulate = spec.option("accumulate")?.unwrap_or(1);
     if let Some(group) = spec.bool_option("group_aspect_ratio")? {
         cfg.group_aspect_ratio = group;
@@ -100,6 +89,27 @@ pub fn config_from_cell(spec: &CellSpec) -> Result<CocoConfig, CellError> {
     Ok(cfg)
 }
 
+/// mmdet's Mask R-CNN R50-FPN sizes for `num_classes` classes with the options' widths and
+/// sample counts.
+fn detector_from_options(
+    options: CellOptions<'_>,
+    num_classes: usize,
+) -> Result<DetectorConfig, CellError> {
+    let mut model = DetectorConfig::mask_rcnn(num_classes);
+    for (key, slot) in [
+        ("fpn_channels", &mut model.fpn_channels),
+        ("box_representation", &mut model.box_representation),
+        ("mask_conv_channels", &mut model.mask_conv_channels),
+        ("rpn_samples", &mut model.rpn_samples),
+        ("roi_samples", &mut model.roi_samples),
+    ] {
+        if let Some(v) = options.get::<usize>(key)? {
+            *slot = v;
+        }
+    }
+    Ok(model)
+}
+
 impl CellTask for CocoCell {
     fn task(&self) -> Task {
         Task::Coco
@@ -109,5 +119,75 @@ impl CellTask for CocoCell {
         let cfg = config_from_cell(spec)?;
         train(&cfg, &spec.run_dir, observer)?;
         Ok(evaluate(&spec.run_dir, None, observer)?)
+    }
+
+    /// Mask R-CNN's FPN, RPN and RoI heads on an `image_size²` image (the scales' short
+    /// edge; COCO's images are wider, which the backbone's count does not see either), with
+    /// rtb-detection's bounds on the RoIs: the sampled ones and their positives in training,
+    /// every kept proposal and 100 detections in evaluation.
+    fn head_macs(&self, query: &CostQuery) -> Result<HeadMacs, CellError> {
+        let options = CellOptions(&query.options);
+        options.check(Task::Coco, &CELL_OPTIONS)?;
+        let arch: ArchConfig = serde_json::from_value(query.arch.clone())
+            .map_err(|err| format!("not an rtb-models architecture config: {err}"))?;
+        let model = detector_from_options(options, query.num_classes.unwrap_or(80))?;
+        let detector = model.to_mask_rcnn()?;
+        // Zero weights: only the backbone's channels and strides are read.
+        let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &candle_core::Device::Cpu);
+        let backbone = arch.with_num_classes(None)?.build(&vb)?;
+        let side = query.image_size;
+        let macs = detector.head_macs(&backbone.out_channels(), &backbone.strides(), (side, side));
+        Ok(HeadMacs {
+            train: macs.train(),
+            eval: macs.test(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rtb_detection::Flavor;
+    use rtb_detection::mask_rcnn::MaskRcnnConfig;
+
+    use super::*;
+
+    /// The cell's detector is the options' widths and samples over the backbone's C2..C5:
+    /// resnet_tiny (16, 32, 32, 64 at strides 4..32) under the mini preset's slim heads is
+    /// what rtb-detection counts for those shapes; COCO's 80 classes without a count.
+    #[test]
+    fn head_macs_follow_the_options() {
+        let arch = ArchConfig::from_name("resnet_tiny").unwrap();
+        let mut query = CostQuery {
+            arch: serde_json::to_value(&arch).unwrap(),
+            image_size: 128,
+            options: serde_json::json!({
+                "fpn_channels": 32, "box_representation": 64, "mask_conv_channels": 16,
+                "rpn_samples": 128, "roi_samples": 128
+            })
+            .as_object()
+            .cloned()
+            .unwrap(),
+            num_classes: Some(4),
+        };
+        let count = |classes: usize| {
+            let mut cfg = MaskRcnnConfig::new(Flavor::Mmdet, classes).with_widths(32, 64, 16);
+            cfg.roi_sampler.num = 128;
+            cfg.head_macs(&[16, 32, 32, 64], &[4, 8, 16, 32], (128, 128))
+        };
+        let macs = CocoCell.head_macs(&query).unwrap();
+        assert_eq!(
+            macs,
+            HeadMacs {
+                train: count(4).train(),
+                eval: count(4).test()
+            }
+        );
+        query.num_classes = None;
+        assert_eq!(CocoCell.head_macs(&query).unwrap().eval, count(80).test());
+        query
+            .options
+            .insert("channels".into(), serde_json::json!(8));
+        let err = CocoCell.head_macs(&query).unwrap_err().to_string();
+        assert!(err.contains("\"channels\""), "{err}");
     }
 }

@@ -19,6 +19,8 @@
 //! - [`roi_heads`]: training targets and losses of both branches, and [`roi_heads::RoiHeads`]
 //!   (poolers, heads, losses and inference together);
 //! - [`import`]: torchvision Mask R-CNN state dicts split into backbone and heads;
+//! - [`macs`]: the neck's and heads' multiply-accumulates at an input size (the study's
+//!   cost estimate adds them to the backbone's);
 //! - [`image_batch`]: images of different sizes padded into one batch;
 //! - [`mask_rcnn`]: the defaults of each flavor and [`mask_rcnn::MaskRcnn`] (backbone, FPN,
 //!   RPN and RoI heads; `forward_train` → five losses, `forward` → detections in the
@@ -70,6 +72,7 @@ pub mod error;
 pub mod fpn;
 pub mod image_batch;
 pub mod import;
+pub mod macs;
 pub mod mask_head;
 pub mod mask_rcnn;
 pub mod matcher;

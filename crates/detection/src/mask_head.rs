@@ -88,6 +88,9 @@ impl MaskHeadConfig {
     }
 }
 
+/// Side of the pooled RoIs the mask head reads (14; its logits are twice that).
+pub const POOL_SIZE: usize = 14;
+
 /// The mask head and predictor.
 #[derive(Debug, Clone)]
 pub struct MaskHead {

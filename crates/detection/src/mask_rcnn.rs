@@ -313,17 +313,33 @@ impl MaskRcnn {
     /// Detections of each image of `batch` (no gradient graph): boxes `[D, 4]` and scores by
     /// score descending in the image's original pixels, 0-based labels, and mask
     /// probabilities pasted into the original image, `[D, h, w]` f32 (binarise with
-    /// [`crate::paste::binarize_masks`]).
+    /// [`crate::paste::binarize_masks`]): [`detect`](Self::detect), then
+    /// [`to_original`](Self::to_original).
     pub fn forward(&self, batch: &ImageBatch) -> Result<Vec<InstanceDetections>> {
+        let dets = self.detect(batch)?;
+        self.to_original(dets, batch)
+    }
+
+    /// The network's part of [`forward`](Self::forward): detections in each image's resized
+    /// pixels with their `[D, 28, 28]` mask probabilities, before pasting.
+    pub fn detect(&self, batch: &ImageBatch) -> Result<Vec<InstanceDetections>> {
         let features = self.features(batch, Mode::Inference)?;
         let features: Vec<Tensor> = features.iter().map(|f| f.detach()).collect();
         let rpn = self
             .rpn
             .forward(&features, &batch.image_sizes, batch.padded_size()?, false)?;
         let proposals: Vec<Tensor> = rpn.proposals.iter().map(|p| p.boxes.detach()).collect();
-        let dets = self
-            .roi_heads
-            .forward(&features, &proposals, &batch.image_sizes)?;
+        self.roi_heads
+            .forward(&features, &proposals, &batch.image_sizes)
+    }
+
+    /// The post-processing of [`forward`](Self::forward): boxes rescaled from each image's
+    /// resized size to its original one and masks pasted there (the flavor's rule).
+    pub fn to_original(
+        &self,
+        dets: Vec<InstanceDetections>,
+        batch: &ImageBatch,
+    ) -> Result<Vec<InstanceDetections>> {
         dets.into_iter()
             .zip(batch.image_sizes.iter().zip(&batch.original_sizes))
             .map(|(mut det, (&(h, w), &(oh, ow)))| {

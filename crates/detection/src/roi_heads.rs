@@ -437,7 +437,7 @@ impl RoiHeads {
         }
         Ok(Self {
             box_pooler: Pooler::new(cfg.flavor, cfg.box_head.pool_size, &cfg.strides)?,
-            mask_pooler: Pooler::new(cfg.flavor, 14, &cfg.strides)?,
+            mask_pooler: Pooler::new(cfg.flavor, crate::mask_head::POOL_SIZE, &cfg.strides)?,
             box_head: BoxHead::new(&cfg.box_head, vb)?,
             mask_head: MaskHead::new(&cfg.mask_head, vb)?,
             cfg: cfg.clone(),

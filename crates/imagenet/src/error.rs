@@ -68,6 +68,9 @@ pub enum ImageNetError {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Bootstrap replicates could not be drawn.
+    #[error(transparent)]
+    Results(#[from] rtb_results::ResultsError),
 }
 
 impl ImageNetError {

@@ -1,6 +1,14 @@
 //! Top-1 / top-5 evaluation of a backbone with logits on the clean validation set and on
 //! ImageNet-C, with images decoded and transformed in rtb-train's data loader (worker
 //! threads, batches in order), and the results as a serialisable [`ImageNetResults`].
+//!
+//! With `bootstrap` replicates asked for ([`EvalOptions::bootstrap`]), every condition keeps
+//! each image's top-1 outcome and the paired bootstrap of rtb-results resamples them:
+//! [`Resampler`] draws B resamples of the evaluated images from the seed, the same for every
+//! condition (a released ImageNet-C folder must hold the clean set's images, which pairing
+//! checks by key), and replicate `b` of a condition is its top-1 accuracy on resample `b`,
+//! an image drawn twice counting twice. They travel in [`ImageNetResults::replicates`] into
+//! the [`MetricTable`] (a backbone's source table), from which the report's intervals come.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +18,7 @@ use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 use rtb_corruption::{Corruption, Severity};
 use rtb_models::{Backbone, Mode};
-use rtb_results::MetricTable;
+use rtb_results::{MetricTable, Replicates, Resampler};
 use rtb_train::{
     Corrupted, CorruptibleSample, CorruptionSpec, DataLoader, Dataset, DatasetExt, Event,
     LoaderConfig, Observer, TrainError,
@@ -152,6 +160,11 @@ pub struct ImageNetResults {
     /// The drop in the paper's sense, 1 − mPC / clean top-1, in percent (rtb-results'
     /// `MetricTable::robustness`), under the same condition.
     pub drop_percent: Option<f64>,
+    /// Paired bootstrap replicates of top-1 accuracy (clean, and each corruption evaluated
+    /// at all five severities), when asked for; they go into [`metric_table`](Self::metric_table)
+    /// (a backbone's `backbone.json`), not into this struct's JSON.
+    #[serde(skip)]
+    pub replicates: Option<Replicates>,
 }
 
 impl ImageNetResults {
@@ -220,6 +233,7 @@ impl ImageNetResults {
             mce: mean_over_benchmark(&ce),
             relative_mce: mean_over_benchmark(&relative),
             drop_percent: None,
+            replicates: None,
         };
         results.drop_percent = results
             .metric_table()
@@ -242,18 +256,55 @@ impl ImageNetResults {
             };
             rows.entry(c).or_insert([None; 5])[s.index()] = Some(condition.counts.top1_accuracy());
         }
+        let corrupted: BTreeMap<Corruption, [f64; 5]> = rows
+            .into_iter()
+            .filter_map(|(c, row)| {
+                let full = row.iter().all(Option::is_some);
+                full.then(|| (c, row.map(|v| v.unwrap_or(f64::NAN))))
+            })
+            .collect();
+        // The replicates of the conditions in the table, and only those.
+        let replicates = self.replicates.as_ref().map(|r| Replicates {
+            corrupted: r
+                .corrupted
+                .iter()
+                .filter(|(c, _)| corrupted.contains_key(c))
+                .map(|(c, rows)| (*c, rows.clone()))
+                .collect(),
+            ..r.clone()
+        });
         MetricTable {
             clean: self.clean.top1_accuracy(),
-            corrupted: rows
-                .into_iter()
-                .filter_map(|(c, row)| {
-                    let full = row.iter().all(Option::is_some);
-                    full.then(|| (c, row.map(|v| v.unwrap_or(f64::NAN))))
-                })
-                .collect(),
-            // ImageNet results keep counts, not per-image outcomes: no bootstrap yet.
-            replicates: None,
+            corrupted,
+            replicates,
         }
+    }
+
+    /// Adds paired bootstrap replicates of top-1 accuracy from each condition's per-image
+    /// outcomes (`clean`, and `conditions` keyed as the counts were): B = `resampler`'s
+    /// replicates; corruptions not evaluated at all five severities get none.
+    pub fn with_replicates(
+        mut self,
+        resampler: &Resampler,
+        clean: &[bool],
+        conditions: &BTreeMap<(Corruption, Severity), Vec<bool>>,
+    ) -> Result<Self> {
+        let replicates_of = |outcomes: &[bool]| {
+            let values: Vec<f64> = outcomes.iter().map(|&c| f64::from(u8::from(c))).collect();
+            resampler.mean_replicates(&values)
+        };
+        let mut replicates = Replicates::new(resampler, replicates_of(clean)?);
+        let mut rows: BTreeMap<Corruption, [Vec<f64>; 5]> = BTreeMap::new();
+        for (&(corruption, severity), outcomes) in conditions {
+            rows.entry(corruption).or_default()[severity.index()] = replicates_of(outcomes)?;
+        }
+        let b = resampler.replicates;
+        replicates.corrupted = rows
+            .into_iter()
+            .filter(|(_, rows)| rows.iter().all(|row| row.len() == b))
+            .collect();
+        self.replicates = (b > 0).then_some(replicates);
+        Ok(self)
     }
 
     /// Pretty-printed JSON.
@@ -278,6 +329,10 @@ pub struct EvalOptions {
     /// Evaluate only the first `n` images (in the set's order) of the clean set and of each
     /// released folder, which list the same images in the same order when complete.
     pub max_images: Option<usize>,
+    /// Paired bootstrap replicates of top-1 accuracy per condition (0: none).
+    pub bootstrap: usize,
+    /// The seed of the bootstrap resamples (a preset's evaluation seed).
+    pub bootstrap_seed: u64,
 }
 
 impl Default for EvalOptions {
@@ -289,6 +344,8 @@ impl Default for EvalOptions {
             corruptions: Corruption::BENCHMARK.to_vec(),
             severities: Severity::ALL.to_vec(),
             max_images: None,
+            bootstrap: 0,
+            bootstrap_seed: 0,
         }
     }
 }
@@ -494,6 +551,16 @@ pub fn generate_one(
     })
 }
 
+/// One condition's top-k counts and each image's top-1 outcome, in the dataset's order (what
+/// a bootstrap replicate resamples).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConditionScores {
+    /// The counts.
+    pub counts: TopKCounts,
+    /// Whether image `i`'s label is its highest logit.
+    pub top1_correct: Vec<bool>,
+}
+
 /// Runs `model` over every batch of `dataset` and counts top-1 / top-5 hits, reporting
 /// [`Event::Phase`] `phase` after each batch.
 pub fn count_topk<D>(
@@ -503,7 +570,7 @@ pub fn count_topk<D>(
     device: &Device,
     observer: &mut dyn Observer,
     phase: &str,
-) -> Result<TopKCounts>
+) -> Result<ConditionScores>
 where
     D: Dataset<Sample = Prepared> + 'static,
 {
@@ -521,7 +588,7 @@ where
         },
     )?;
     let total = loader.num_batches();
-    let mut counts = TopKCounts::default();
+    let mut scores = ConditionScores::default();
     for (done, batch) in loader.epoch(0).enumerate() {
         let batch = batch?;
         let n = batch.labels.len();
@@ -533,7 +600,11 @@ where
         })?;
         let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         for (row, &label) in rows.iter().zip(&batch.labels) {
-            counts.add(row, label);
+            let before = scores.counts.top1_correct;
+            scores.counts.add(row, label);
+            scores
+                .top1_correct
+                .push(scores.counts.top1_correct > before);
         }
         observer.on_event(&Event::Phase {
             name: phase.to_string(),
@@ -541,7 +612,7 @@ where
             total,
         });
     }
-    Ok(counts)
+    Ok(scores)
 }
 
 fn check_model(model: &dyn Backbone) -> Result<()> {
@@ -582,6 +653,16 @@ pub fn evaluate_clean(
     device: &Device,
     observer: &mut dyn Observer,
 ) -> Result<TopKCounts> {
+    Ok(score_clean(model, val, opts, device, observer)?.counts)
+}
+
+fn score_clean(
+    model: &dyn Backbone,
+    val: &ValSet,
+    opts: &EvalOptions,
+    device: &Device,
+    observer: &mut dyn Observer,
+) -> Result<ConditionScores> {
     check_model(model)?;
     check_options(opts)?;
     let set = Arc::new(limit(val.clone(), opts));
@@ -595,6 +676,40 @@ pub fn evaluate_clean(
     )
 }
 
+/// A released folder pairs with the clean set when it holds the same images in the same
+/// order (both are sorted by `<wnid>/<file name>`); the bootstrap resamples image indices.
+fn check_paired(clean: &ValSet, folder: &ValSet, dir: &std::path::Path) -> Result<()> {
+    let differs = clean
+        .images()
+        .iter()
+        .zip(folder.images())
+        .find(|(a, b)| a.key != b.key);
+    if clean.len() == folder.len() && differs.is_none() {
+        return Ok(());
+    }
+    let first = differs
+        .map(|(a, b)| {
+            format!(
+                "; {} where the clean set has {}",
+                b.key.display(),
+                a.key.display()
+            )
+        })
+        .unwrap_or_default();
+    let detail = format!(
+        "{} images, the clean set {}{first}",
+        folder.len(),
+        clean.len()
+    );
+    Err(ImageNetError::layout(
+        dir,
+        format!(
+            "bootstrap replicates pair each image with its clean counterpart, but this folder \
+             holds other images ({detail}); evaluate without bootstrap or complete the folder"
+        ),
+    ))
+}
+
 /// Evaluates `model` on the clean images of `val` and, when `corrupted` is given, on every
 /// corruption × severity of `opts` from that source (a released folder contributes the
 /// conditions it has among them; asking for one it lacks is an error naming the folder).
@@ -606,16 +721,20 @@ pub fn evaluate(
     device: &Device,
     observer: &mut dyn Observer,
 ) -> Result<ImageNetResults> {
-    let clean = evaluate_clean(model, val, opts, device, observer)?;
+    let clean = score_clean(model, val, opts, device, observer)?;
     let mut conditions = BTreeMap::new();
+    let mut outcomes = BTreeMap::new();
+    let set = Arc::new(limit(val.clone(), opts));
     if let Some(source) = corrupted {
-        let set = Arc::new(limit(val.clone(), opts));
         for &corruption in &opts.corruptions {
             for &severity in &opts.severities {
                 let phase = format!("{corruption} s{severity}");
                 let counts = match source {
                     CSource::Released(released) => {
                         let folder = Arc::new(limit(released.set(corruption, severity)?, opts));
+                        if opts.bootstrap > 0 {
+                            check_paired(&set, &folder, &released.dir(corruption, severity))?;
+                        }
                         count_topk(
                             model,
                             ReleasedImages::new(folder, opts.transform.clone()),
@@ -653,15 +772,21 @@ pub fn evaluate(
                         count_topk(model, dataset, opts, device, observer, &phase)?
                     }
                 };
-                conditions.insert((corruption, severity), counts);
+                conditions.insert((corruption, severity), counts.counts);
+                outcomes.insert((corruption, severity), counts.top1_correct);
             }
         }
     }
-    Ok(ImageNetResults::from_counts(
+    let results = ImageNetResults::from_counts(
         model.arch_name(),
         opts.transform.clone(),
-        clean,
+        clean.counts,
         corrupted.map(CSource::info),
         &conditions,
-    ))
+    );
+    if opts.bootstrap == 0 {
+        return Ok(results);
+    }
+    let resampler = Resampler::new(opts.bootstrap_seed, set.len(), opts.bootstrap);
+    results.with_replicates(&resampler, &clean.top1_correct, &outcomes)
 }

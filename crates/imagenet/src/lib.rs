@@ -15,7 +15,9 @@
 //!   1000-class logits, images decoded in rtb-train's data loader threads, on the one candle
 //!   device it is given; progress goes to an rtb-train `Observer`. [`ImageNetResults`]
 //!   serialises to JSON and converts to rtb-results' `MetricTable` (top-1 accuracy as a
-//!   fraction), whose `robustness()` gives the drop.
+//!   fraction), whose `robustness()` gives the drop; with `bootstrap` replicates asked for,
+//!   each image's top-1 outcome is kept and resampled into rtb-results' paired
+//!   `Replicates`, which the table carries to the report's intervals.
 //!
 //! Depends on rtb-corruption, rtb-models, rtb-train and rtb-results; must not depend on the
 //! CLI, the report, the study or another task. The library never prints.
@@ -53,8 +55,8 @@ pub mod transform;
 pub use dataset::{LabelsFormat, ValImage, ValSet, load_rgb};
 pub use error::{ImageNetError, Result};
 pub use evaluate::{
-    ConditionResult, CorruptionSummary, EvalOptions, ImageNetResults, TopKCounts, evaluate,
-    evaluate_clean,
+    ConditionResult, ConditionScores, CorruptionSummary, EvalOptions, ImageNetResults, TopKCounts,
+    evaluate, evaluate_clean,
 };
 pub use imagenet_c::{CSource, CSourceInfo, GenerateC, ReleasedC};
 pub use transform::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD, Interpolation};

@@ -112,7 +112,25 @@ fn options(corruptions: Vec<Corruption>, severities: &[u8]) -> EvalOptions {
             .map(|&s| Severity::new(s).unwrap())
             .collect(),
         max_images: None,
+        bootstrap: 0,
+        bootstrap_seed: 0,
     }
+}
+
+/// Each image's top-1 outcome, computed directly (one forward pass per image).
+fn direct_correct(
+    model: &dyn Backbone,
+    items: &[(RgbImage, usize)],
+    prepare: impl Fn(&RgbImage) -> Vec<f32>,
+) -> Vec<bool> {
+    items
+        .iter()
+        .map(|(image, label)| {
+            let xs = Tensor::from_vec(prepare(image), (1, 3, 224, 224), &Device::Cpu).unwrap();
+            let logits = model.forward(&xs, Mode::Inference).unwrap().logits.unwrap();
+            rank_of_label(&logits.to_vec2::<f32>().unwrap()[0], *label) == 0
+        })
+        .collect()
 }
 
 #[test]
@@ -543,4 +561,164 @@ fn mce_and_relative_mce_equal_a_hand_computation() {
     let drop = 100.0 * (1.0 - mpc / 0.7);
     assert!((results.drop_percent.unwrap() - drop).abs() < 1e-9);
     assert_eq!(results.metric_table().corrupted.len(), 15);
+}
+
+/// Bootstrap replicates of generated ImageNet-C (contrast at all five severities, so it enters
+/// the table): replicate b of a condition is the top-1 accuracy over the image indices of
+/// resample b in draw order, so an image drawn twice counts twice; the same seed gives the
+/// same replicates, another seed others; the MetricTable carries them.
+#[test]
+fn bootstrap_replicates_resample_each_images_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let val = ValSet::from_folders(&clean_folder(dir.path())).unwrap();
+    let model = tiny_model(1000);
+    let transform = EvalTransform::timm_default();
+    let generate = GenerateC::new(3);
+    let source = CSource::Generated(generate.clone());
+    let opts = EvalOptions {
+        bootstrap: 40,
+        bootstrap_seed: 9,
+        ..options(vec![Corruption::Contrast], &[1, 2, 3, 4, 5])
+    };
+    let run = |opts: &EvalOptions| {
+        evaluate(
+            model.as_ref(),
+            &val,
+            Some(&source),
+            opts,
+            &Device::Cpu,
+            &mut NullObserver,
+        )
+        .unwrap()
+    };
+    let results = run(&opts);
+    let replicates = results.replicates.clone().unwrap();
+    assert_eq!((replicates.seed, replicates.images), (9, 6));
+    assert_eq!(replicates.count(), 40);
+    let resampler = rtb_results::Resampler::new(9, 6, 40);
+    let by_draws = |correct: &[bool], b: usize| {
+        let draws = resampler.indices(b);
+        draws.iter().filter(|&&i| correct[i]).count() as f64 / draws.len() as f64
+    };
+    // Resamples with an image drawn more than once exist (6 draws of 6 images).
+    assert!((0..40).any(|b| {
+        let mut draws = resampler.indices(b);
+        draws.sort_unstable();
+        draws.windows(2).any(|w| w[0] == w[1])
+    }));
+
+    let clean_items: Vec<(RgbImage, usize)> = val
+        .images()
+        .iter()
+        .map(|i| (load_rgb(&i.path).unwrap(), i.label))
+        .collect();
+    let clean = direct_correct(model.as_ref(), &clean_items, |im| {
+        transform.apply(im).unwrap()
+    });
+    let mut outcomes = vec![clean.clone()];
+    for (b, value) in replicates.clean.iter().enumerate() {
+        assert_eq!(*value, by_draws(&clean, b), "clean replicate {b}");
+    }
+    let rows = &replicates.corrupted[&Corruption::Contrast];
+    for severity in Severity::ALL {
+        let items: Vec<(RgbImage, usize)> = val
+            .images()
+            .iter()
+            .map(|i| {
+                let crop = transform.crop_u8(&load_rgb(&i.path).unwrap()).unwrap();
+                let image =
+                    generate_one(&generate, &crop, &i.key, Corruption::Contrast, severity).unwrap();
+                (image, i.label)
+            })
+            .collect();
+        let correct = direct_correct(model.as_ref(), &items, |im| transform.normalize(im));
+        let row = &rows[severity.index()];
+        for (b, value) in row.iter().enumerate() {
+            assert_eq!(*value, by_draws(&correct, b), "s{severity} replicate {b}");
+        }
+        outcomes.push(correct);
+    }
+    // Not a constant: some image is right and some wrong somewhere, so resamples differ.
+    let all: Vec<bool> = outcomes.concat();
+    assert!(all.contains(&true) && all.contains(&false), "{all:?}");
+    let spread = |values: &[f64]| values.iter().any(|v| *v != values[0]);
+    assert!(spread(&replicates.clean) || rows.iter().any(|row| spread(row)));
+
+    // The table carries them; the same seed repeats them, another seed does not.
+    let table = results.metric_table();
+    assert_eq!(table.replicates.as_ref(), Some(&replicates));
+    assert_eq!(run(&opts).replicates, Some(replicates.clone()));
+    let other = run(&EvalOptions {
+        bootstrap_seed: 10,
+        ..opts.clone()
+    });
+    assert_ne!(other.replicates, Some(replicates));
+    // Without bootstrap, none.
+    assert_eq!(
+        run(&EvalOptions {
+            bootstrap: 0,
+            ..opts
+        })
+        .replicates,
+        None
+    );
+}
+
+/// Pairing needs the clean set's images in every released folder: with bootstrap, a folder
+/// that lacks one is an error naming it (without bootstrap it is counted as before); a
+/// corruption at fewer than five severities gets no replicates in the table.
+#[test]
+fn bootstrap_needs_paired_released_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let val = ValSet::from_folders(&clean_folder(dir.path())).unwrap();
+    let root = released_folder(dir.path());
+    let model = tiny_model(1000);
+    let opts = EvalOptions {
+        bootstrap: 10,
+        ..options(
+            vec![Corruption::GaussianNoise, Corruption::Contrast],
+            &[1, 3],
+        )
+    };
+    let run = |opts: &EvalOptions| {
+        let source = CSource::Released(ReleasedC::open(&root).unwrap());
+        evaluate(
+            model.as_ref(),
+            &val,
+            Some(&source),
+            opts,
+            &Device::Cpu,
+            &mut NullObserver,
+        )
+    };
+    let results = run(&opts).unwrap();
+    let replicates = results.replicates.as_ref().unwrap();
+    assert_eq!(replicates.clean.len(), 10);
+    assert!(replicates.corrupted.is_empty());
+    assert!(
+        results
+            .metric_table()
+            .replicates
+            .unwrap()
+            .corrupted
+            .is_empty()
+    );
+
+    std::fs::remove_file(
+        root.join("contrast/3")
+            .join(WNIDS[1])
+            .join("ILSVRC2012_val_00000012.JPEG"),
+    )
+    .unwrap();
+    let err = run(&opts).unwrap_err().to_string();
+    assert!(
+        err.contains("contrast/3") && err.contains("5 images, the clean set 6"),
+        "{err}"
+    );
+    let counted = run(&EvalOptions {
+        bootstrap: 0,
+        ..opts
+    })
+    .unwrap();
+    assert_eq!(counted.conditions.len(), 4);
 }

@@ -12,6 +12,8 @@
 //!   on logits upsampled to the labels, auxiliary × 0.4), `forward` (whole image) and
 //!   `slide_inference` ([`SlideConfig`], mmseg's crop 512 / stride 341), [`resize_logits`],
 //!   [`argmax`]; fixed-feature and full-network [`Regime`]s with `trainable_vars`;
+//! - [`UperNetConfig::head_macs`] ([`UperNetMacs`]): the heads' multiply-accumulates at an
+//!   input size, which the study's cost estimate adds to the backbone's;
 //! - [`weights`]: transformers' and mmseg's UperNet checkpoints → heads (transformers'
 //!   names) + backbone (canonical names).
 //!
@@ -54,6 +56,7 @@ pub mod dropout;
 pub mod error;
 pub mod fcn_head;
 pub mod inference;
+pub mod macs;
 pub mod params;
 pub mod ppm;
 pub mod uper_head;
@@ -66,6 +69,7 @@ pub use dropout::Dropout2d;
 pub use error::{Result, SegError};
 pub use fcn_head::FcnHead;
 pub use inference::{SlideConfig, slide_windows};
+pub use macs::UperNetMacs;
 pub use params::NamedTensor;
 pub use ppm::PyramidPooling;
 pub use rtb_models::Backbone;

@@ -12,7 +12,8 @@
 //!   [`Shard`] (`--shard i/n`, contiguous blocks of the whole matrix, so a cell's shard never
 //!   depends on what else runs).
 //! - [`estimate()`]: `--dry-run`'s seconds per step from multiply-accumulate counts
-//!   ([`ArchCosts`]: rtb-models' registry, asked through the `rtb` binary) and split sizes.
+//!   ([`ArchCosts`]: rtb-models' registry and the task crates' head counts, asked through
+//!   the `rtb` binary) and split sizes.
 //! - [`Orchestrator`]: runs each step as one `rtb` process ([`Invocation::args`] is the
 //!   command line), skips finished steps (marker files; see [`Step::done_marker`]), blocks
 //!   the dependents of failed steps, and returns a [`Summary`].
@@ -80,7 +81,9 @@ pub mod weights;
 
 use std::path::PathBuf;
 
-pub use estimate::{ArchCosts, CachedCosts, StepCost, estimate, format_seconds};
+pub use estimate::{
+    ArchCosts, CachedCosts, HeadCost, HeadQuery, StepCost, estimate, format_seconds,
+};
 pub use plan::{
     BACKBONE_WEIGHTS, DATA_COMPLETE, Filter, ImageNetC, ImageNetData, Invocation, Layout, Plan,
     Shard, Step, matrix,

@@ -334,6 +334,25 @@ pub struct CostSpec {
     /// Seconds of fixed overhead per `rtb` process (start, data loading).
     #[serde(default = "default_overhead")]
     pub process_overhead_seconds: f64,
+    /// Per-task multipliers of a cell's compute time (its multiply-accumulates over the
+    /// rate above), for tasks whose steps run at another speed per multiply-accumulate than
+    /// the one rate fits (`task_factor = { coco = 1.5 }`); 1 for a task not named.
+    #[serde(default)]
+    pub task_factor: BTreeMap<Task, f64>,
+    /// The same for the backbones' pretraining and source-task evaluation steps.
+    #[serde(default = "default_factor")]
+    pub pretrain_factor: f64,
+}
+
+fn default_factor() -> f64 {
+    1.0
+}
+
+impl CostSpec {
+    /// The multiplier of `task`'s compute time (1 unless `task_factor` names it).
+    pub fn factor(&self, task: Task) -> f64 {
+        self.task_factor.get(&task).copied().unwrap_or(1.0)
+    }
 }
 
 fn default_cpu_gmacs() -> f64 {
@@ -356,6 +375,8 @@ impl Default for CostSpec {
             cuda_gmacs_per_second: default_cuda_gmacs(),
             corrupt_ms_per_kilopixel: default_corrupt_ms(),
             process_overhead_seconds: default_overhead(),
+            task_factor: BTreeMap::new(),
+            pretrain_factor: default_factor(),
         }
     }
 }
@@ -497,6 +518,20 @@ impl Preset {
                 message: err.to_string(),
             }
         })?;
+        let factors = self
+            .cost
+            .task_factor
+            .iter()
+            .map(|(task, factor)| (format!("cost.task_factor.{task}"), *factor))
+            .chain([(
+                "cost.pretrain_factor".to_string(),
+                self.cost.pretrain_factor,
+            )]);
+        for (key, factor) in factors {
+            if !(factor.is_finite() && factor > 0.0) {
+                return invalid(&key, format!("must be a positive number, got {factor}"));
+            }
+        }
         if self.backbones.is_empty() {
             return invalid(
                 "backbone",

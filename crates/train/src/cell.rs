@@ -92,9 +92,38 @@ impl CellSpec {
         )?)
     }
 
+    /// The task options ([`CellOptions`]).
+    pub fn options(&self) -> CellOptions<'_> {
+        CellOptions(&self.options)
+    }
+
     /// An error if the options hold a key outside `known`, naming it and what `task` takes.
     pub fn check_options(&self, task: Task, known: &[&str]) -> Result<(), CellError> {
-        match self.options.keys().find(|k| !known.contains(&k.as_str())) {
+        self.options().check(task, known)
+    }
+
+    /// The boolean option `key`, if set; an error names a value of another type.
+    pub fn bool_option(&self, key: &str) -> Result<Option<bool>, CellError> {
+        self.options().bool(key)
+    }
+
+    /// The option `key` deserialised as `T`, if set; an error names the key.
+    pub fn option<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, CellError> {
+        self.options().get(key)
+    }
+}
+
+/// A task's options (the preset's `options` table as JSON), read by key.
+#[derive(Debug, Clone, Copy)]
+pub struct CellOptions<'a>(pub &'a Map<String, Value>);
+
+impl CellOptions<'_> {
+    /// An error if the options hold a key outside `known`, naming it and what `task` takes.
+    pub fn check(&self, task: Task, known: &[&str]) -> Result<(), CellError> {
+        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
             Some(unknown) => Err(format!(
                 "unknown option {unknown:?} ({task} takes {})",
                 if known.is_empty() {
@@ -109,8 +138,8 @@ impl CellSpec {
     }
 
     /// The boolean option `key`, if set; an error names a value of another type.
-    pub fn bool_option(&self, key: &str) -> Result<Option<bool>, CellError> {
-        match self.options.get(key) {
+    pub fn bool(&self, key: &str) -> Result<Option<bool>, CellError> {
+        match self.0.get(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
             Some(other) => Err(format!("option {key:?} is a boolean, got {other}").into()),
@@ -118,17 +147,39 @@ impl CellSpec {
     }
 
     /// The option `key` deserialised as `T`, if set; an error names the key.
-    pub fn option<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> Result<Option<T>, CellError> {
-        match self.options.get(key) {
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, CellError> {
+        match self.0.get(key) {
             None => Ok(None),
             Some(value) => serde_json::from_value(value.clone())
                 .map(Some)
                 .map_err(|err| format!("option {key:?}: {err}").into()),
         }
     }
+}
+
+/// What the study's cost estimate asks of a task about one cell: its model at the task's
+/// input size, before any data exists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostQuery {
+    /// The backbone: an rtb-models `ArchConfig` as its JSON value.
+    pub arch: Value,
+    /// The task's input side (`image_size` of the preset's task table).
+    pub image_size: usize,
+    /// The regime's task options, as [`CellSpec::options`].
+    pub options: Map<String, Value>,
+    /// The dataset's class count where the preset knows it (the synthetic world's);
+    /// `None`: the task's real dataset's (80 for COCO, 150 for ADE20K, 10 for CIFAR-10).
+    pub num_classes: Option<usize>,
+}
+
+/// Forward multiply-accumulates of one image through a cell's task heads (everything but
+/// the backbone, which rtb-models' registry counts), as the cell runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct HeadMacs {
+    /// In a training step's forward pass (on its sampled RoIs, with auxiliary heads).
+    pub train: f64,
+    /// In an evaluation pass.
+    pub eval: f64,
 }
 
 /// Applies a shortened schedule to `engine`: `epochs × ⌈train_images / batch_size⌉`
@@ -152,6 +203,11 @@ pub trait CellTask: Send + Sync {
 
     /// Trains and evaluates the cell; returns what was written to `metrics.json`.
     fn run(&self, spec: &CellSpec, observer: &mut dyn Observer) -> Result<CellMetrics, CellError>;
+
+    /// The task heads' multiply-accumulates per image at the query's input size, from the
+    /// same options [`run`](Self::run) reads (not measured): the study's cost estimate adds
+    /// them to the backbone's.
+    fn head_macs(&self, query: &CostQuery) -> Result<HeadMacs, CellError>;
 }
 
 #[cfg(test)]

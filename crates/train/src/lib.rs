@@ -91,7 +91,9 @@ mod observe;
 mod run;
 pub mod seed;
 
-pub use cell::{CellError, CellEval, CellSpec, CellTask, short_schedule};
+pub use cell::{
+    CellError, CellEval, CellOptions, CellSpec, CellTask, CostQuery, HeadMacs, short_schedule,
+};
 pub use checkpoint::{
     CHECKPOINT_FORMAT, Checkpoint, CheckpointRecord, Checkpointer, CheckpointingStrategy, KeepLast,
     TrainProgress,

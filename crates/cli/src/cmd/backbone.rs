@@ -214,6 +214,7 @@ fn imagenet_table(
         batch_size: 64,
         workers: args.workers,
         seed: preset.evaluation.seed,
+        bootstrap: preset.evaluation.bootstrap,
         frost_dir: args.step.frost_dir(),
     };
     let results = crate::cmd::imagenet::evaluate(model.as_ref(), &run, &device)?;

@@ -54,9 +54,13 @@ pub struct Args {
     /// Images per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Seed of the generated corruptions.
+    /// Seed of the generated corruptions and of the bootstrap resamples.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Paired bootstrap replicates of top-1 per condition, for the 95 % interval of the
+    /// clean accuracy and the drop (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub bootstrap: usize,
     /// timm's crop_pct: the resize size is floor(224 / crop_pct) (0.875: 256).
     #[arg(long, default_value_t = 0.875)]
     pub crop_pct: f64,
@@ -123,8 +127,10 @@ pub struct ImageNetRun {
     pub batch_size: usize,
     /// Decoding threads.
     pub workers: usize,
-    /// Seed of generated corruptions.
+    /// Seed of generated corruptions and of the bootstrap resamples.
     pub seed: u64,
+    /// Paired bootstrap replicates per condition (0: none).
+    pub bootstrap: usize,
     /// Frost textures.
     pub frost_dir: Option<PathBuf>,
 }
@@ -196,6 +202,8 @@ pub fn evaluate(
         corruptions,
         severities,
         max_images: run.images,
+        bootstrap: run.bootstrap,
+        bootstrap_seed: run.seed,
     };
     let mut renderer = Renderer::default();
     Ok(rtb_imagenet::evaluate(
@@ -240,6 +248,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         batch_size: args.batch_size,
         workers: args.workers,
         seed: args.seed,
+        bootstrap: args.bootstrap,
         frost_dir: args.frost_dir.clone(),
     };
     let results = evaluate(model.as_ref(), &run, &device)?;
@@ -310,5 +319,23 @@ fn print_table(name: &str, results: &ImageNetResults) {
         ),
         _ if results.conditions.is_empty() => {}
         _ => println!("mCE, relative mCE and drop: n/a {complete}"),
+    }
+    // The replicates' 95 % intervals (their table holds only full corruptions).
+    let table = results.metric_table();
+    if let Some(replicates) = &table.replicates {
+        let clean = rtb_results::Interval::percentile_95(&replicates.clean);
+        println!(
+            "bootstrap ({} replicates, seed {}): clean top-1 95 % interval [{:.2}, {:.2}] %",
+            replicates.count(),
+            replicates.seed,
+            100.0 * clean.low,
+            100.0 * clean.high
+        );
+        if let Ok(Some(intervals)) = table.intervals() {
+            println!(
+                "drop 95 % interval [{:.2}, {:.2}] %",
+                intervals.drop_percent.low, intervals.drop_percent.high
+            );
+        }
     }
 }

@@ -26,6 +26,7 @@
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 use rtb_nn::nms::batched_nms_indices_f32;
+use rtb_nn::ops::activation::relu;
 
 use crate::Flavor;
 use crate::box_coder::BoxCoder;
@@ -151,8 +152,8 @@ impl BoxHead {
             }
         }
         let xs = pooled.flatten_from(1)?;
-        let xs = self.fc6.forward(&xs)?.relu()?;
-        let xs = self.fc7.forward(&xs)?.relu()?;
+        let xs = relu(&self.fc6.forward(&xs)?)?;
+        let xs = relu(&self.fc7.forward(&xs)?)?;
         Ok(BoxHeadOutput {
             class_logits: self.cls_score.forward(&xs)?,
             box_regression: self.bbox_pred.forward(&xs)?,

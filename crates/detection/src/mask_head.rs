@@ -33,6 +33,7 @@ use candle_nn::{Init, VarBuilder};
 use rtb_nn::conv::{Conv2d, Conv2dConfig};
 use rtb_nn::deconv::ConvTranspose2d;
 use rtb_nn::loss::{BceWithLogitsOptions, binary_cross_entropy_with_logits};
+use rtb_nn::ops::activation::relu;
 use rtb_nn::roi_align::{RoiAlignConfig, roi_align};
 
 use crate::Flavor;
@@ -176,9 +177,9 @@ impl MaskHead {
         }
         let mut xs = pooled.clone();
         for conv in &self.convs {
-            xs = conv.forward(&xs)?.relu()?;
+            xs = relu(&conv.forward(&xs)?)?;
         }
-        let xs = self.upsample.forward(&xs)?.relu()?;
+        let xs = relu(&self.upsample.forward(&xs)?)?;
         Ok(self.logits.forward(&xs)?)
     }
 }

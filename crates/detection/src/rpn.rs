@@ -133,7 +133,7 @@ impl RpnHead {
                     xs.dims(),
                 ));
             }
-            let t = self.conv.forward(xs)?.relu()?;
+            let t = rtb_nn::ops::activation::relu(&self.conv.forward(xs)?)?;
             objectness.push(self.cls.forward(&t)?);
             deltas.push(self.reg.forward(&t)?);
         }

@@ -13,6 +13,7 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use rtb_nn::conv::Conv2dConfig;
+use rtb_nn::ops::activation::relu;
 use rtb_nn::ops::pool::{MaxPool2dConfig, max_pool2d};
 
 use crate::backbone::{
@@ -271,14 +272,14 @@ impl Block {
         for (i, (conv, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
             ys = bn.forward(&conv.forward(&ys)?, ctx.batch_stats)?;
             if i != last {
-                ys = ys.relu()?;
+                ys = relu(&ys)?;
             }
         }
         let shortcut = match &self.downsample {
             Some(ds) => ds.bn.forward(&ds.conv.forward(xs)?, ctx.batch_stats)?,
             None => xs.clone(),
         };
-        Ok(ctx.finish((ys + shortcut)?.relu()?))
+        Ok(ctx.finish(relu(&(ys + shortcut)?)?))
     }
 
     fn params(&self, group: FreezeGroup, out: &mut Vec<Parameter>) {
@@ -419,10 +420,11 @@ impl Backbone for ResNet {
         self.check_input(xs)?;
         let freeze = self.freeze;
         let stem = PartCtx::resolve(mode, &freeze, freeze.stem_frozen());
-        let ys = self
-            .bn1
-            .forward(&self.conv1.forward(xs)?, stem.batch_stats)?
-            .relu()?;
+        let ys = relu(
+            &self
+                .bn1
+                .forward(&self.conv1.forward(xs)?, stem.batch_stats)?,
+        )?;
         let mut ys = match self.cfg.stem {
             Stem::ImageNet => {
                 let pool = MaxPool2dConfig::new(3).with_stride(2).with_padding(1);

@@ -9,7 +9,7 @@ use ops_support::{
     Golden, assert_close, assert_error_mentions, assert_gradcheck, grads_of, max_abs, uniform,
 };
 use rtb_nn::gradcheck::{GradCheck, check_gradients};
-use rtb_nn::ops::activation::{gelu, gelu_composed, log_softmax, softmax};
+use rtb_nn::ops::activation::{gelu, gelu_composed, log_softmax, relu, softmax};
 use rtb_nn::ops::drop_path::DropPath;
 use rtb_nn::ops::norm::{
     BatchNorm2d, BatchNormConfig, LayerNorm, LayerNorm2d, layer_norm, layer_norm_composed,
@@ -574,5 +574,35 @@ fn norm_shape_errors_name_the_shapes() {
     assert_error_mentions(
         layer_norm2d(&x4, None, Some(&w), 1e-5),
         &["bias", "[3]", "[2, 4, 2, 2]"],
+    );
+}
+
+/// The fused ReLU equals candle's forward and gradient wherever the input is not 0, and, as
+/// PyTorch's, passes no gradient at exactly 0 (candle's passes it).
+#[test]
+fn relu_matches_candle_and_passes_the_gradient_only_where_positive() {
+    let x = uniform(&[2, 3, 4, 5], 7, 2.0);
+    assert_gradcheck("relu", |t| relu(&t[0]), std::slice::from_ref(&x));
+    let gy = uniform(x.dims(), 8, 1.0);
+    for dtype in [DType::F64, DType::F32] {
+        let (x, gy) = (x.to_dtype(dtype).unwrap(), gy.to_dtype(dtype).unwrap());
+        let (y, grads) = grads_of(|t| relu(&t[0]), std::slice::from_ref(&x), &gy);
+        let (y_candle, grads_candle) = grads_of(|t| t[0].relu(), std::slice::from_ref(&x), &gy);
+        assert_close("relu y", &y, &y_candle, 0.0, 0.0);
+        assert_close(
+            "relu grad",
+            grads[0].as_ref().unwrap(),
+            grads_candle[0].as_ref().unwrap(),
+            0.0,
+            0.0,
+        );
+    }
+    let zeros = Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap();
+    let ones = Tensor::ones(4, DType::F32, &Device::Cpu).unwrap();
+    let (y, grads) = grads_of(|t| relu(&t[0]), std::slice::from_ref(&zeros), &ones);
+    assert_eq!(y.to_vec1::<f32>().unwrap(), vec![0.0; 4]);
+    assert_eq!(
+        grads[0].as_ref().unwrap().to_vec1::<f32>().unwrap(),
+        vec![0.0; 4]
     );
 }

@@ -89,7 +89,7 @@ impl ConvModule {
         } else {
             self.bn.forward_eval(&ys)?
         };
-        Ok(ys.relu()?)
+        Ok(rtb_nn::ops::activation::relu(&ys)?)
     }
 
     /// The convolution.

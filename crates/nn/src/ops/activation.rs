@@ -1,4 +1,11 @@
-//! Exact (erf) GELU and softmax, equal to PyTorch's `F.gelu` and `F.softmax`.
+//! ReLU with a one-pass backward, exact (erf) GELU and softmax, equal to PyTorch's `F.relu`,
+//! `F.gelu` and `F.softmax`.
+//!
+//! candle's ReLU backward builds a zero tensor, compares, converts the mask to floats and
+//! multiplies (four passes and three allocations per ReLU, a tenth of a small ResNet's CPU
+//! step) and passes the gradient where the input is exactly 0; [`relu`]'s backward is one pass
+//! over the output and the gradient and, as PyTorch's, passes it only where the output is
+//! positive.
 //!
 //! candle's `gelu_erf` backward uses a rounded constant (0.398942 for 1/√(2π)), and its fused
 //! `softmax_last_dim` has no backward at all. GELU here is a CPU kernel with a fused backward
@@ -87,6 +94,83 @@ impl CustomOp2 for GeluBackward {
     ) -> Result<(CpuStorage, Shape)> {
         self.dispatch(s1, l1, s2, l2)
     }
+}
+
+#[derive(Debug, Clone)]
+struct Relu(Shape);
+
+#[derive(Debug, Clone)]
+struct ReluBackward(Shape);
+
+impl CpuKernel1 for Relu {
+    const OP: &'static str = "relu";
+    fn run<T: WithDType>(&self, xs: &[T]) -> Result<(Vec<T>, Shape)> {
+        let zero = T::from_f64(0.0);
+        let mut out = vec![zero; xs.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(xs.par_chunks(CHUNK))
+            .for_each(|(dst, src)| {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    // NaN stays NaN, as in PyTorch.
+                    *d = if x < zero { zero } else { x };
+                }
+            });
+        Ok((out, self.0.clone()))
+    }
+}
+
+impl CpuKernel2 for ReluBackward {
+    const OP: &'static str = "relu_backward";
+    fn run<T: WithDType>(&self, ys: &[T], grad: &[T]) -> Result<(Vec<T>, Shape)> {
+        let zero = T::from_f64(0.0);
+        let mut out = vec![zero; ys.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(ys.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
+            .for_each(|(dst, (src, g))| {
+                for ((d, &y), &g) in dst.iter_mut().zip(src).zip(g) {
+                    *d = if y > zero { g } else { zero };
+                }
+            });
+        Ok((out, self.0.clone()))
+    }
+}
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "relu"
+    }
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.dispatch(storage, layout)
+    }
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad_res.contiguous()?;
+        let op = ReluBackward(res.shape().clone());
+        Ok(Some(res.contiguous()?.apply_op2_no_bwd(&grad, &op)?))
+    }
+}
+
+impl CustomOp2 for ReluBackward {
+    fn name(&self) -> &'static str {
+        "relu_backward"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.dispatch(s1, l1, s2, l2)
+    }
+}
+
+/// `max(x, 0)`, any shape, PyTorch's `F.relu`: on the CPU a kernel whose backward passes the
+/// gradient where the output is positive (one pass); elsewhere candle's `relu`.
+pub fn relu(xs: &Tensor) -> Result<Tensor> {
+    if !xs.device().is_cpu() {
+        return xs.relu();
+    }
+    xs.contiguous()?.apply_op1(Relu(xs.shape().clone()))
 }
 
 /// Exact GELU, `x · Φ(x) = 0.5·x·(1 + erf(x/√2))` (PyTorch's `F.gelu` with

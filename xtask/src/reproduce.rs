@@ -95,26 +95,26 @@ pub struct RtbArchCosts {
     rtb: PathBuf,
 }
 
-impl ArchCosts for RtbArchCosts {
-    fn forward_macs(&self, arch: &toml::Value, size: usize) -> Result<f64, StudyError> {
-        let invalid = |message: String| StudyError::Invalid {
-            what: format!("arch {arch}"),
-            message,
-        };
+impl RtbArchCosts {
+    /// Runs `rtb arch macs --json --size N --arch A` with `extra` arguments and returns the
+    /// JSON it prints; errors are `invalid(message)`.
+    fn arch_macs_json(
+        &self,
+        arch: &toml::Value,
+        size: usize,
+        extra: &[String],
+        invalid: &dyn Fn(String) -> StudyError,
+    ) -> Result<serde_json::Value, StudyError> {
         let arch_arg = match arch {
             toml::Value::String(name) => name.clone(),
             other => serde_json::to_string(other).map_err(|e| invalid(e.to_string()))?,
         };
         let output = std::process::Command::new(&self.rtb)
-            .args([
-                "arch",
-                "macs",
-                "--json",
-                "--size",
-                &size.to_string(),
-                "--arch",
-            ])
+            .args(["arch", "macs", "--json", "--size"])
+            .arg(size.to_string())
+            .arg("--arch")
             .arg(&arch_arg)
+            .args(extra)
             .output()
             .map_err(|e| invalid(format!("cannot run {}: {e}", self.rtb.display())))?;
         if !output.status.success() {
@@ -122,9 +122,18 @@ impl ArchCosts for RtbArchCosts {
                 String::from_utf8_lossy(&output.stderr).trim().to_string(),
             ));
         }
-        let value: serde_json::Value = serde_json::from_slice(&output.stdout)
-            .map_err(|e| invalid(format!("rtb arch macs printed no JSON: {e}")))?;
-        value
+        serde_json::from_slice(&output.stdout)
+            .map_err(|e| invalid(format!("rtb arch macs printed no JSON: {e}")))
+    }
+}
+
+impl ArchCosts for RtbArchCosts {
+    fn forward_macs(&self, arch: &toml::Value, size: usize) -> Result<f64, StudyError> {
+        let invalid = |message: String| StudyError::Invalid {
+            what: format!("arch {arch}"),
+            message,
+        };
+        self.arch_macs_json(arch, size, &[], &invalid)?
             .get("macs")
             .and_then(serde_json::Value::as_f64)
             .ok_or_else(|| invalid("rtb arch macs printed no \"macs\"".into()))
@@ -136,34 +145,16 @@ impl ArchCosts for RtbArchCosts {
             what: format!("{} heads over arch {arch}", query.task),
             message,
         };
-        let arch_arg = match arch {
-            toml::Value::String(name) => name.clone(),
-            other => serde_json::to_string(other).map_err(|e| invalid(e.to_string()))?,
-        };
-        let options = rtb_study::table_to_json(query.options).to_string();
-        let mut command = std::process::Command::new(&self.rtb);
-        command
-            .args(["arch", "macs", "--json", "--size"])
-            .arg(query.size.to_string())
-            .arg("--arch")
-            .arg(&arch_arg)
-            .arg("--task")
-            .arg(query.task.name())
-            .arg("--options")
-            .arg(&options);
+        let mut extra = vec![
+            "--task".to_string(),
+            query.task.name().to_string(),
+            "--options".to_string(),
+            rtb_study::table_to_json(query.options).to_string(),
+        ];
         if let Some(classes) = query.num_classes {
-            command.arg("--classes").arg(classes.to_string());
+            extra.extend(["--classes".to_string(), classes.to_string()]);
         }
-        let output = command
-            .output()
-            .map_err(|e| invalid(format!("cannot run {}: {e}", self.rtb.display())))?;
-        if !output.status.success() {
-            return Err(invalid(
-                String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            ));
-        }
-        let value: serde_json::Value = serde_json::from_slice(&output.stdout)
-            .map_err(|e| invalid(format!("rtb arch macs printed no JSON: {e}")))?;
+        let value = self.arch_macs_json(arch, query.size, &extra, &invalid)?;
         let field = |key: &str| {
             value
                 .get(key)

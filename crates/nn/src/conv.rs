@@ -890,6 +890,34 @@ impl ConvPlan {
         }
     }
 
+    /// Runs `run(part, out, parallel)` for each part of [`Self::parts`], `out` being the part's
+    /// images' share of `outputs` (`per_image` elements each): the parts on their own threads
+    /// with single-threaded kernels, or the one part with parallel kernels.
+    fn for_each_part<T: Send>(
+        &self,
+        outputs: &mut [T],
+        per_image: usize,
+        run: impl Fn(std::ops::Range<usize>, &mut [T], bool) -> Result<()> + Sync,
+    ) -> Result<()> {
+        let (parts, parallel) = self.parts();
+        let mut shares = Vec::with_capacity(parts.len());
+        let mut rest = outputs;
+        for part in parts {
+            let (share, tail) = rest.split_at_mut(part.len() * per_image);
+            shares.push((part, share));
+            rest = tail;
+        }
+        if parallel {
+            shares
+                .into_iter()
+                .try_for_each(|(part, share)| run(part, share, true))
+        } else {
+            shares
+                .into_par_iter()
+                .try_for_each(|(part, share)| run(part, share, false))
+        }
+    }
+
     /// im2col of `images` (consecutive images of `xs`) into `cols`, laid out `[C·kh·kw, n·L]`
     /// with image `j` in columns `j·L..(j+1)·L`. Returns the matrix: `xs` itself for one image
     /// of a pointwise convolution. Parallel over channels when `parallel` and one image.
@@ -973,22 +1001,9 @@ impl ConvPlan {
         if self.is_degenerate() {
             return Ok(ys);
         }
-        let (parts, parallel) = self.parts();
-        let mut outs = Vec::with_capacity(parts.len());
-        let mut rest = ys.as_mut_slice();
-        for part in &parts {
-            let (head, tail) = rest.split_at_mut(part.len() * out_image);
-            outs.push((part.clone(), head));
-            rest = tail;
-        }
-        if parallel {
-            for (part, out) in outs {
-                self.forward_part(xs, weight, part, out, true)?;
-            }
-        } else {
-            outs.into_par_iter()
-                .try_for_each(|(part, out)| self.forward_part(xs, weight, part, out, false))?;
-        }
+        self.for_each_part(&mut ys, out_image, |part, out, parallel| {
+            self.forward_part(xs, weight, part, out, parallel)
+        })?;
         Ok(ys)
     }
 
@@ -1047,22 +1062,9 @@ impl ConvPlan {
         if self.is_degenerate() {
             return Ok(grad_xs);
         }
-        let (parts, parallel) = self.parts();
-        let mut outs = Vec::with_capacity(parts.len());
-        let mut rest = grad_xs.as_mut_slice();
-        for part in &parts {
-            let (head, tail) = rest.split_at_mut(part.len() * image_len);
-            outs.push((part.clone(), head));
-            rest = tail;
-        }
-        if parallel {
-            for (part, out) in outs {
-                self.grad_input_part(grad, weight, part, out, true)?;
-            }
-        } else {
-            outs.into_par_iter()
-                .try_for_each(|(part, out)| self.grad_input_part(grad, weight, part, out, false))?;
-        }
+        self.for_each_part(&mut grad_xs, image_len, |part, out, parallel| {
+            self.grad_input_part(grad, weight, part, out, parallel)
+        })?;
         Ok(grad_xs)
     }
 

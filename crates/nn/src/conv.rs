@@ -14,8 +14,9 @@
 //!
 //! On the CPU (f32, f64) the convolution is one fused op that keeps only its input and weight
 //! for the backward, recomputing im2col there; its backward skips the gradient of an argument
-//! that no variable depends on (the image fed to a stem, a frozen weight). The composed path
-//! used elsewhere keeps `cols` alive until the backward pass (kh·kw times the input's size).
+//! that no variable depends on (the image fed to a stem, a frozen weight). Small images go
+//! through it in chunks whose im2col matrices sit side by side, so that each product has
+//! enough columns to run at the GEMM kernels' speed. The composed path used elsewhere keeps `cols` alive until the backward pass (kh·kw times the input's size).
 //! [`conv2d_grads`] runs the backward kernels alone.
 
 use crate::ops::float_pair;
@@ -511,8 +512,8 @@ pub fn im2col_composed(xs: &Tensor, geometry: &Im2ColGeometry) -> Result<Tensor>
 ///
 /// `xs` is `[N, C, H, W]`, `weight` `[O, C/groups, kh, kw]`, `bias` `[O]`; the result is
 /// `[N, O, Ho, Wo]`. Input and weight gradients come from matrix products and col2im (see the
-/// module docs); on the CPU (f32, f64) one fused op runs im2col per image into a reused
-/// buffer and calls the GEMM kernels directly, so nothing but the input and weight is kept for
+/// module docs); on the CPU (f32, f64) one fused op runs im2col per image (per chunk of
+/// small images) into a reused buffer and calls the GEMM kernels directly, so nothing but the input and weight is kept for
 /// the backward. Other devices and dtypes use [`conv2d_composed`]. Shapes that do not fit give
 /// an error naming them. Second derivatives are not supported on the CPU path.
 pub fn conv2d(

@@ -114,6 +114,27 @@ pub(crate) fn conv_out_len(
     (padded >= span).then(|| (padded - span) / stride + 1)
 }
 
+/// Runs `$body` with `$wo` and `$stride` bound to the output row width and horizontal stride,
+/// as constants for the common small shapes: with them known at compile time the row copies
+/// of im2col / col2im unroll (a call to memcpy per row of 2–16 values cost more than the copy
+/// itself, BENCHMARKS.md), other shapes take the same code with run-time values.
+macro_rules! with_row_shape {
+    ($shape:expr, |$wo:ident, $stride:ident| $body:expr) => {
+        with_row_shape!(@arms $shape, $wo, $stride, $body;
+            (1, 1), (2, 1), (4, 1), (7, 1), (8, 1), (14, 1), (16, 1), (28, 1), (32, 1),
+            (1, 2), (2, 2), (4, 2), (7, 2), (8, 2), (14, 2), (16, 2), (28, 2), (32, 2))
+    };
+    (@arms $shape:expr, $wo:ident, $stride:ident, $body:expr; $(($w:literal, $s:literal)),*) => {
+        match $shape {
+            $(($w, $s) => {
+                let ($wo, $stride): (usize, usize) = ($w, $s);
+                $body
+            })*
+            ($wo, $stride) => $body,
+        }
+    };
+}
+
 impl Im2ColGeometry {
     /// Geometry of a convolution over an `[N, channels, height, width]` input.
     pub fn new(
@@ -208,36 +229,9 @@ impl Im2ColGeometry {
         }
         let src_width = self.padded_size().1;
         let src = self.padded(plane, scratch);
-        // With the row width and stride known at compile time the row copies of small images
-        // unroll; a call to memcpy per row of 2–16 values cost more than the copy itself.
-        macro_rules! rows {
-            ($(($wo:literal, $s:literal)),*) => {
-                match (self.out_width, self.stride.1) {
-                    $(($wo, $s) => self.im2col_rows(src, src_width, block, row_stride, $wo, $s),)*
-                    (wo, s) => self.im2col_rows(src, src_width, block, row_stride, wo, s),
-                }
-            };
-        }
-        rows!(
-            (1, 1),
-            (2, 1),
-            (4, 1),
-            (7, 1),
-            (8, 1),
-            (14, 1),
-            (16, 1),
-            (28, 1),
-            (32, 1),
-            (1, 2),
-            (2, 2),
-            (4, 2),
-            (7, 2),
-            (8, 2),
-            (14, 2),
-            (16, 2),
-            (28, 2),
-            (32, 2)
-        );
+        with_row_shape!((self.out_width, self.stride.1), |wo, stride| {
+            self.im2col_rows(src, src_width, block, row_stride, wo, stride)
+        });
     }
 
     /// The rows of [`Self::im2col_plane`] from the padded plane `src` (`src_width` wide), for
@@ -295,34 +289,9 @@ impl Im2ColGeometry {
         } else {
             plane
         };
-        macro_rules! rows {
-            ($(($wo:literal, $s:literal)),*) => {
-                match (self.out_width, self.stride.1) {
-                    $(($wo, $s) => self.col2im_rows(block, acc, wp, row_stride, $wo, $s),)*
-                    (wo, s) => self.col2im_rows(block, acc, wp, row_stride, wo, s),
-                }
-            };
-        }
-        rows!(
-            (1, 1),
-            (2, 1),
-            (4, 1),
-            (7, 1),
-            (8, 1),
-            (14, 1),
-            (16, 1),
-            (28, 1),
-            (32, 1),
-            (1, 2),
-            (2, 2),
-            (4, 2),
-            (7, 2),
-            (8, 2),
-            (14, 2),
-            (16, 2),
-            (28, 2),
-            (32, 2)
-        );
+        with_row_shape!((self.out_width, self.stride.1), |wo, stride| {
+            self.col2im_rows(block, acc, wp, row_stride, wo, stride)
+        });
         if padded {
             for (y, row) in plane.chunks_exact_mut(self.width).enumerate() {
                 let start = (y + self.padding.0) * wp + self.padding.1;

@@ -126,8 +126,7 @@ impl CellTask for AdeCell {
     fn head_macs(&self, query: &CostQuery) -> Result<HeadMacs, CellError> {
         let options = CellOptions(&query.options);
         options.check(Task::Ade20k, &CELL_OPTIONS)?;
-        let arch: ArchConfig = serde_json::from_value(query.arch.clone())
-            .map_err(|err| format!("not an rtb-models architecture config: {err}"))?;
+        let backbone = ArchConfig::from_json(query.arch.clone())?.build_for_shapes()?;
         let num_classes = match options.get::<usize>("num_classes")? {
             Some(n) => n,
             None => query
@@ -135,9 +134,6 @@ impl CellTask for AdeCell {
                 .unwrap_or(rtb_ade_eval::ADE20K_CLASSES.len()),
         };
         let model = heads_from_options(options, num_classes)?;
-        // Zero weights: only the backbone's channels and strides are read.
-        let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &candle_core::Device::Cpu);
-        let backbone = arch.with_num_classes(None)?.build(&vb)?;
         let side = query.image_size;
         let macs = model
             .head_macs(&backbone.out_channels(), &backbone.strides(), (side, side))

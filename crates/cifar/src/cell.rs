@@ -71,11 +71,7 @@ impl CellTask for CifarCell {
     /// and evaluation alike.
     fn head_macs(&self, query: &CostQuery) -> Result<HeadMacs, CellError> {
         rtb_train::CellOptions(&query.options).check(Task::Cifar10, &CELL_OPTIONS)?;
-        let arch: ArchConfig = serde_json::from_value(query.arch.clone())
-            .map_err(|err| format!("not an rtb-models architecture config: {err}"))?;
-        // Zero weights: only the shapes are read.
-        let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &candle_core::Device::Cpu);
-        let backbone = arch.with_num_classes(None)?.build(&vb)?;
+        let backbone = ArchConfig::from_json(query.arch.clone())?.build_for_shapes()?;
         let features = backbone.num_features().ok_or_else(|| {
             format!(
                 "{} has no pooled features to classify",

@@ -128,13 +128,9 @@ impl CellTask for CocoCell {
     fn head_macs(&self, query: &CostQuery) -> Result<HeadMacs, CellError> {
         let options = CellOptions(&query.options);
         options.check(Task::Coco, &CELL_OPTIONS)?;
-        let arch: ArchConfig = serde_json::from_value(query.arch.clone())
-            .map_err(|err| format!("not an rtb-models architecture config: {err}"))?;
+        let backbone = ArchConfig::from_json(query.arch.clone())?.build_for_shapes()?;
         let model = detector_from_options(options, query.num_classes.unwrap_or(80))?;
         let detector = model.to_mask_rcnn()?;
-        // Zero weights: only the backbone's channels and strides are read.
-        let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &candle_core::Device::Cpu);
-        let backbone = arch.with_num_classes(None)?.build(&vb)?;
         let side = query.image_size;
         let macs = detector.head_macs(&backbone.out_channels(), &backbone.strides(), (side, side));
         Ok(HeadMacs {

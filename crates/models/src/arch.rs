@@ -140,6 +140,24 @@ impl ArchConfig {
         registry::build(&self.family, &self.config_value(), vb)
     }
 
+    /// A config given as JSON (a preset's `arch` table or a serialised `ArchConfig`), checked
+    /// against its family.
+    pub fn from_json(value: serde_json::Value) -> Result<Self> {
+        let config: Self = serde_json::from_value(value).map_err(|e| ModelError::Arch {
+            family: "json".into(),
+            message: format!("not an architecture config: {e}"),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The backbone without its classifier on zero weights (CPU, f32): what a cost count
+    /// reads (channels, strides, pooled features) without any weights file.
+    pub fn build_for_shapes(&self) -> Result<Box<dyn Backbone>> {
+        let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
+        self.with_num_classes(None)?.build(&vb)
+    }
+
     /// Every key and shape the model needs.
     pub fn expected_keys(&self) -> Result<Vec<(String, Vec<usize>)>> {
         weights::expected_keys(|vb| self.build(vb).map(|_| ()))

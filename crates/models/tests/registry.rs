@@ -108,3 +108,29 @@ fn bad_configs_and_names_are_errors_naming_them() {
         .to_string();
     assert!(err.contains("arch.json"), "{err}");
 }
+
+/// A config read from JSON is checked against its family, and the shape-only backbone (built
+/// without the classifier) has the preset's channels and strides.
+#[test]
+fn json_configs_are_checked_and_build_for_shapes() {
+    let preset = ArchConfig::from_name("resnet_tiny").unwrap();
+    let value = serde_json::to_value(&preset).unwrap();
+    let config = ArchConfig::from_json(value.clone()).unwrap();
+    assert_eq!(config, preset);
+    let backbone = config.build_for_shapes().unwrap();
+    let full = preset
+        .build(&candle_nn::VarBuilder::zeros(
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        ))
+        .unwrap();
+    assert_eq!(backbone.out_channels(), full.out_channels());
+    assert_eq!(backbone.strides(), full.strides());
+    assert!(config.num_classes().is_some());
+    let mut bad = value.clone();
+    bad["depths"] = serde_json::json!("four");
+    assert!(ArchConfig::from_json(bad).is_err());
+    let mut unknown = value;
+    unknown["family"] = serde_json::json!("no-such-family");
+    assert!(ArchConfig::from_json(unknown).is_err());
+}

@@ -7,7 +7,8 @@
 //! decay 5e-4. The first step is a warm-up outside the timing.
 //!
 //! `cargo bench -p rtb-cifar --bench train_step [-- CASE…]` with cases `mini32` (the mini
-//! preset's ResNet at 32 px, batch 64, full network), `r50full` (ResNet-50 at 224, batch 8,
+//! preset's ResNet at 32 px, batch 64, full network), `swinmini32` (the mini preset's Swin,
+//! likewise), `r50full` (ResNet-50 at 224, batch 8,
 //! full network) and `r50fixed` (ResNet-50 at 224, batch 8, fixed features). `RTB_BENCH_STEPS`
 //! sets the timed steps (default 5). The steps run as the `rtb` binary runs them (mimalloc,
 //! `rtb_nn::cpu::on_compute_pool`, `CANDLE_NUM_THREADS=1` unless set); `RTB_BENCH_HANDOFF=1`
@@ -34,10 +35,17 @@ struct Case {
     batch: usize,
 }
 
-const CASES: [Case; 3] = [
+const CASES: [Case; 4] = [
     Case {
         name: "mini32",
         arch: "resnet_mini",
+        regime: Regime::Full,
+        image_size: 32,
+        batch: 64,
+    },
+    Case {
+        name: "swinmini32",
+        arch: "swin_mini",
         regime: Regime::Full,
         image_size: 32,
         batch: 64,

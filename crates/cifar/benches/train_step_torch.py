@@ -40,8 +40,19 @@ class MiniResNet(ResNet):
         self.fc = nn.Linear(128, num_classes)
 
 
+def mini_swin(num_classes):
+    """rtb-models' SwinConfig::mini: patch 4, width 32, depths 1-1-2-1, heads 1-2-4-8,
+    window 4, MLP ratio 2, stochastic depth 0.1."""
+    from timm.models.swin_transformer import SwinTransformer
+
+    return SwinTransformer(img_size=32, patch_size=4, embed_dim=32, depths=(1, 1, 2, 1),
+                           num_heads=(1, 2, 4, 8), window_size=4, mlp_ratio=2.0,
+                           drop_path_rate=0.1, num_classes=num_classes)
+
+
 CASES = {
     "mini32": ("mini", "full", 32, 64),
+    "swinmini32": ("swin_mini", "full", 32, 64),
     "r50full": ("resnet50", "full", 224, 8),
     "r50fixed": ("resnet50", "fixed", 224, 8),
 }
@@ -49,7 +60,12 @@ CASES = {
 
 def run(name, steps):
     arch, regime, size, batch = CASES[name]
-    model = MiniResNet(10) if arch == "mini" else resnet50(num_classes=10)
+    if arch == "mini":
+        model = MiniResNet(10)
+    elif arch == "swin_mini":
+        model = mini_swin(10)
+    else:
+        model = resnet50(num_classes=10)
     if regime == "fixed":
         for p in model.parameters():
             p.requires_grad_(False)

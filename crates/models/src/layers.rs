@@ -245,22 +245,13 @@ impl Linear {
         })
     }
 
-    /// `xs` is `[..., in]`; the leading dimensions are flattened into one matrix product.
+    /// `xs` is `[..., in]` (rtb-nn's linear op: one graph node with its own backward).
     pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let dims = xs.dims().to_vec();
-        let in_features = dims.last().copied().unwrap_or(0);
-        let rows = xs.elem_count() / in_features.max(1);
-        let flat = xs.reshape((rows, in_features))?;
-        let ys = flat.matmul(&self.weight.t()?)?;
-        let ys = match &self.bias {
-            Some(bias) => ys.broadcast_add(bias)?,
-            None => ys,
-        };
-        let mut out_dims = dims;
-        if let Some(last) = out_dims.last_mut() {
-            *last = self.weight.dim(0)?;
-        }
-        Ok(ys.reshape(out_dims)?)
+        Ok(rtb_nn::ops::linear::linear(
+            xs,
+            &self.weight,
+            self.bias.as_ref(),
+        )?)
     }
 
     pub(crate) fn params(&self, group: FreezeGroup, out: &mut Vec<Parameter>) {

@@ -20,11 +20,15 @@
 //! position biases from the configured table at the same offsets; timm would instead build
 //! (and resample) a smaller table. At 224² with window 7 no window shrinks.
 
+use std::cell::OnceCell;
+
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 use rtb_nn::conv::Conv2dConfig;
 use rtb_nn::ops::activation::{gelu, softmax};
+use rtb_nn::ops::bias::bias_add;
 use rtb_nn::ops::drop_path::DropPath;
+use rtb_nn::ops::gather::{RowMap, gather_rows};
 
 use crate::backbone::{
     Backbone, BackboneOutput, Features, Freeze, FreezeGroup, Mode, ParamKind, Parameter, PartCtx,
@@ -325,21 +329,6 @@ fn window_partition(xs: &Tensor, (wh, ww): (usize, usize)) -> Result<Tensor> {
         .reshape((b * (h / wh) * (w / ww), wh * ww, c))?)
 }
 
-/// `[B·nW, wh·ww, C]` → `[B, Hp, Wp, C]`.
-fn window_reverse(
-    windows: &Tensor,
-    (wh, ww): (usize, usize),
-    (h, w): (usize, usize),
-) -> Result<Tensor> {
-    let (bn, _, c) = windows.dims3()?;
-    let b = bn / ((h / wh) * (w / ww));
-    Ok(windows
-        .reshape(vec![b, h / wh, w / ww, wh, ww, c])?
-        .permute(vec![0, 1, 3, 2, 4, 5])?
-        .contiguous()?
-        .reshape((b, h, w, c))?)
-}
-
 /// Rolls `[B, H, W, C]` by `(dy, dx)` along H and W (torch.roll's direction).
 fn roll2(xs: &Tensor, (dy, dx): (i32, i32)) -> Result<Tensor> {
     Ok(xs.roll(dy, 1)?.roll(dx, 2)?)
@@ -436,7 +425,11 @@ impl WindowAttention {
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let attn = q.matmul(&k.t()?)?;
-        let attn = attn.broadcast_add(&self.bias(window)?.unsqueeze(0)?)?;
+        let attn = bias_add(
+            &attn.reshape((bn, self.num_heads * n * n))?,
+            &self.bias(window)?.flatten_all()?,
+        )?
+        .reshape((bn, self.num_heads, n, n))?;
         let attn = match mask {
             Some(mask) => {
                 let n_windows = mask.dim(0)?;
@@ -483,53 +476,94 @@ struct StageGeometry {
     size: (usize, usize),
     regular: WindowGeometry,
     shifted_mask: Option<Tensor>,
+    /// Window maps of the regular and the shifted blocks (see [`StageGeometry::maps`]).
+    maps: [OnceCell<WindowMaps>; 2],
+}
+
+/// A block's window partition as one row gather each way: `[B, H·W, C]` tokens to
+/// `[B, nW·N, C]` window slots (padding slots zero) and back (padding dropped).
+struct WindowMaps {
+    partition: RowMap,
+    reverse: RowMap,
+}
+
+impl StageGeometry {
+    fn new(
+        rule: WindowRule,
+        size: (usize, usize),
+        regular: WindowGeometry,
+        shifted_mask: Option<Tensor>,
+    ) -> Self {
+        Self {
+            rule,
+            size,
+            regular,
+            shifted_mask,
+            maps: Default::default(),
+        }
+    }
+
+    /// The window partition of the regular (`false`) or shifted (`true`) blocks, built once
+    /// per stage and forward pass.
+    fn maps(&self, shifted: bool) -> Result<&WindowMaps> {
+        let cell = &self.maps[usize::from(shifted)];
+        if let Some(maps) = cell.get() {
+            return Ok(maps);
+        }
+        let maps = self.build_maps(shifted)?;
+        Ok(cell.get_or_init(|| maps))
+    }
+
+    /// Runs the partition (roll, pad and window split in the rule's order) on a grid of token
+    /// numbers and reads the map off the result: the rearrangement is the composition's by
+    /// construction.
+    fn build_maps(&self, shifted: bool) -> Result<WindowMaps> {
+        let g = &self.regular;
+        let (h, w) = self.size;
+        let padded = g.padded(self.size);
+        let shift = if shifted { g.shift } else { (0, 0) };
+        let back = (-(shift.0 as i32), -(shift.1 as i32));
+        // Token t is numbered t + 1 so that padding (0) stays distinguishable; f64 is exact.
+        let numbers: Vec<f64> = (1..=h * w).map(|t| t as f64).collect();
+        let grid = Tensor::from_vec(numbers, (1, h, w, 1), &Device::Cpu)?;
+        let grid = match self.rule {
+            WindowRule::Timm => pad_to(&roll2(&grid, back)?, padded)?,
+            WindowRule::Padded => roll2(&pad_to(&grid, padded)?, back)?,
+        };
+        let slots: Vec<Option<usize>> = window_partition(&grid, g.window)?
+            .flatten_all()?
+            .to_vec1::<f64>()?
+            .into_iter()
+            .map(|number| (number > 0.0).then(|| number as usize - 1))
+            .collect();
+        let partition = RowMap::new(&slots, h * w)?;
+        Ok(WindowMaps {
+            reverse: partition.inverse(),
+            partition,
+        })
+    }
 }
 
 impl SwinBlock {
     fn window_attention(&self, xs: &Tensor, geo: &StageGeometry) -> Result<Tensor> {
         let g = &geo.regular;
-        let (h, w) = geo.size;
-        let padded = g.padded(geo.size);
-        let shift = if self.shifted { g.shift } else { (0, 0) };
-        let has_shift = shift != (0, 0);
-        let (sy, sx) = (shift.0 as i32, shift.1 as i32);
-        let mask = if has_shift {
+        let shifted = self.shifted && g.shift != (0, 0);
+        let mask = if shifted {
             geo.shifted_mask.as_ref()
         } else {
             None
         };
-        let ys = match geo.rule {
-            WindowRule::Timm => {
-                let ys = if has_shift {
-                    roll2(xs, (-sy, -sx))?
-                } else {
-                    xs.clone()
-                };
-                let ys = pad_to(&ys, padded)?;
-                let ys = self
-                    .attn
-                    .forward(&window_partition(&ys, g.window)?, g.window, mask)?;
-                let ys = window_reverse(&ys, g.window, padded)?
-                    .narrow(1, 0, h)?
-                    .narrow(2, 0, w)?;
-                if has_shift { roll2(&ys, (sy, sx))? } else { ys }
-            }
-            WindowRule::Padded => {
-                let ys = pad_to(xs, padded)?;
-                let ys = if has_shift {
-                    roll2(&ys, (-sy, -sx))?
-                } else {
-                    ys
-                };
-                let ys = self
-                    .attn
-                    .forward(&window_partition(&ys, g.window)?, g.window, mask)?;
-                let ys = window_reverse(&ys, g.window, padded)?;
-                let ys = if has_shift { roll2(&ys, (sy, sx))? } else { ys };
-                ys.narrow(1, 0, h)?.narrow(2, 0, w)?
-            }
-        };
-        Ok(ys)
+        let maps = geo.maps(shifted)?;
+        let (b, h, w, c) = xs.dims4()?;
+        let n = g.window.0 * g.window.1;
+        let slots = maps.partition.rows();
+        let windows = gather_rows(&xs.reshape((b, h * w, c))?, &maps.partition)?.reshape((
+            b * slots / n,
+            n,
+            c,
+        ))?;
+        let ys = self.attn.forward(&windows, g.window, mask)?;
+        Ok(gather_rows(&ys.reshape((b, slots, c))?, &maps.reverse)?.reshape((b, h, w, c))?)
     }
 
     fn drop(&self, xs: &Tensor, ctx: PartCtx, mode: Mode, branch: u64) -> Result<Tensor> {
@@ -812,12 +846,7 @@ impl Backbone for Swin {
             } else {
                 None
             };
-            let geo = StageGeometry {
-                rule: self.cfg.window_rule,
-                size: (h, w),
-                regular,
-                shifted_mask,
-            };
+            let geo = StageGeometry::new(self.cfg.window_rule, (h, w), regular, shifted_mask);
             for block in &stage.blocks {
                 ys = block.forward(&ys, &geo, ctx, mode)?;
             }

@@ -9,10 +9,14 @@
 //!
 //! candle's `gelu_erf` backward uses a rounded constant (0.398942 for 1/√(2π)), and its fused
 //! `softmax_last_dim` has no backward at all. GELU here is a CPU kernel with a fused backward
-//! (composed from `erf` elsewhere); softmax is candle's differentiable composition
-//! (`candle_nn::ops::softmax`), exposed so callers never reach for the fused one.
+//! (composed from `erf` elsewhere); softmax over the last dimension is a CPU kernel with a
+//! fused backward too (the composition's seven passes were a tenth of a small Swin's step),
+//! candle's differentiable composition (`candle_nn::ops::softmax`) elsewhere, so callers
+//! never reach for candle's fused one.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType,
+};
 use rayon::prelude::*;
 
 use crate::ops::{CpuKernel1, CpuKernel2};
@@ -30,6 +34,39 @@ fn gelu_grad_f64(x: f64) -> f64 {
     cdf + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
 }
 
+// f32 tensors are computed in f32 as PyTorch's CPU kernels do (f64 erf and exp were most of
+// the GELU's time in a small Swin's step).
+fn gelu_f32(x: f32) -> f32 {
+    0.5 * x * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+fn gelu_grad_f32(x: f32) -> f32 {
+    let cdf = 0.5 * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
+    cdf + x * FRAC_1_SQRT_2PI as f32 * (-0.5 * x * x).exp()
+}
+
+/// GELU of one element, in the element's precision for f32 and in f64 otherwise.
+#[inline]
+fn gelu_of<T: WithDType>(x: T) -> T {
+    if T::DTYPE == DType::F32 {
+        T::from_f64(f64::from(gelu_f32(x.to_f64() as f32)))
+    } else {
+        T::from_f64(gelu_f64(x.to_f64()))
+    }
+}
+
+/// The GELU's derivative times `grad`, precision as [`gelu_of`].
+#[inline]
+fn gelu_grad_of<T: WithDType>(x: T, grad: T) -> T {
+    if T::DTYPE == DType::F32 {
+        T::from_f64(f64::from(
+            gelu_grad_f32(x.to_f64() as f32) * grad.to_f64() as f32,
+        ))
+    } else {
+        T::from_f64(gelu_grad_f64(x.to_f64()) * grad.to_f64())
+    }
+}
+
 /// The elementwise ops keep the tensor's shape (no reshape nodes around them in the graph).
 #[derive(Debug, Clone)]
 struct Gelu(Shape);
@@ -45,7 +82,7 @@ impl CpuKernel1 for Gelu {
             .zip(xs.par_chunks(CHUNK))
             .for_each(|(dst, src)| {
                 for (d, &x) in dst.iter_mut().zip(src) {
-                    *d = T::from_f64(gelu_f64(x.to_f64()));
+                    *d = gelu_of(x);
                 }
             });
         Ok((out, self.0.clone()))
@@ -60,7 +97,7 @@ impl CpuKernel2 for GeluBackward {
             .zip(xs.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
             .for_each(|(dst, (src, g))| {
                 for ((d, &x), &g) in dst.iter_mut().zip(src).zip(g) {
-                    *d = T::from_f64(gelu_grad_f64(x.to_f64()) * g.to_f64());
+                    *d = gelu_grad_of(x, g);
                 }
             });
         Ok((out, self.0.clone()))
@@ -188,9 +225,120 @@ pub fn gelu_composed(xs: &Tensor) -> Result<Tensor> {
     xs * cdf?
 }
 
-/// Softmax along `dim` (PyTorch's `F.softmax(xs, dim)`), differentiable on every device.
+/// Softmax along `dim` (PyTorch's `F.softmax(xs, dim)`), differentiable on every device: on
+/// the CPU (f32, f64) along the last dimension a fused kernel with a one-pass backward
+/// (`y·(g − Σ g·y)`), elsewhere [`softmax_composed`].
 pub fn softmax<D: candle_core::shape::Dim>(xs: &Tensor, dim: D) -> Result<Tensor> {
+    let axis = dim.to_index(xs.shape(), "softmax")?;
+    if xs.device().is_cpu()
+        && matches!(xs.dtype(), DType::F32 | DType::F64)
+        && axis + 1 == xs.rank()
+    {
+        let row = xs.dim(axis)?;
+        return xs
+            .contiguous()?
+            .apply_op1(SoftmaxLastDim(xs.shape().clone(), row));
+    }
+    softmax_composed(xs, axis)
+}
+
+/// [`softmax`] as candle's differentiable composition (max, exp, sum, divide); any device.
+pub fn softmax_composed<D: candle_core::shape::Dim>(xs: &Tensor, dim: D) -> Result<Tensor> {
     candle_nn::ops::softmax(xs, dim)
+}
+
+/// Softmax over contiguous rows of `.1` elements (max-subtracted, sums in f64).
+#[derive(Debug, Clone)]
+struct SoftmaxLastDim(Shape, usize);
+
+#[derive(Debug, Clone)]
+struct SoftmaxLastDimBackward(Shape, usize);
+
+impl CpuKernel1 for SoftmaxLastDim {
+    const OP: &'static str = "softmax";
+    fn run<T: WithDType>(&self, xs: &[T]) -> Result<(Vec<T>, Shape)> {
+        let row = self.1.max(1);
+        let mut out = vec![T::from_f64(0.0); xs.len()];
+        let per_task = (CHUNK / row).max(1) * row;
+        out.par_chunks_mut(per_task)
+            .zip(xs.par_chunks(per_task))
+            .for_each(|(dst, src)| {
+                for (dst, src) in dst.chunks_exact_mut(row).zip(src.chunks_exact(row)) {
+                    let max = src
+                        .iter()
+                        .map(|v| v.to_f64())
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    let mut sum = 0f64;
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        let e = (v.to_f64() - max).exp();
+                        sum += e;
+                        *d = T::from_f64(e);
+                    }
+                    let scale = 1.0 / sum;
+                    for d in dst.iter_mut() {
+                        *d = T::from_f64(d.to_f64() * scale);
+                    }
+                }
+            });
+        Ok((out, self.0.clone()))
+    }
+}
+
+impl CpuKernel2 for SoftmaxLastDimBackward {
+    const OP: &'static str = "softmax_backward";
+    fn run<T: WithDType>(&self, ys: &[T], grad: &[T]) -> Result<(Vec<T>, Shape)> {
+        let row = self.1.max(1);
+        let mut out = vec![T::from_f64(0.0); ys.len()];
+        let per_task = (CHUNK / row).max(1) * row;
+        out.par_chunks_mut(per_task)
+            .zip(ys.par_chunks(per_task).zip(grad.par_chunks(per_task)))
+            .for_each(|(dst, (ys, grad))| {
+                for ((dst, ys), grad) in dst
+                    .chunks_exact_mut(row)
+                    .zip(ys.chunks_exact(row))
+                    .zip(grad.chunks_exact(row))
+                {
+                    let dot: f64 = ys
+                        .iter()
+                        .zip(grad)
+                        .map(|(y, g)| y.to_f64() * g.to_f64())
+                        .sum();
+                    for ((d, &y), &g) in dst.iter_mut().zip(ys).zip(grad) {
+                        *d = T::from_f64(y.to_f64() * (g.to_f64() - dot));
+                    }
+                }
+            });
+        Ok((out, self.0.clone()))
+    }
+}
+
+impl CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "softmax"
+    }
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.dispatch(storage, layout)
+    }
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad_res.contiguous()?;
+        let op = SoftmaxLastDimBackward(res.shape().clone(), self.1);
+        Ok(Some(res.contiguous()?.apply_op2_no_bwd(&grad, &op)?))
+    }
+}
+
+impl CustomOp2 for SoftmaxLastDimBackward {
+    fn name(&self) -> &'static str {
+        "softmax_backward"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.dispatch(s1, l1, s2, l2)
+    }
 }
 
 /// Log-softmax along `dim` (PyTorch's `F.log_softmax(xs, dim)`), differentiable.

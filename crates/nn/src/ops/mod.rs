@@ -9,8 +9,11 @@
 //! both paths to the same expectation on the CPU.
 
 pub mod activation;
+pub mod bias;
 pub mod drop_path;
+pub mod gather;
 pub(crate) mod gemm;
+pub mod linear;
 pub mod norm;
 pub mod pool;
 pub mod resize;
@@ -132,8 +135,13 @@ pub(crate) trait CpuKernel2 {
 pub(crate) trait CpuKernel3 {
     /// Name used in errors.
     const OP: &'static str;
-    /// The kernel on three contiguous slices; the output has the first input's shape.
+    /// The kernel on three contiguous slices; the output has [`Self::out_shape`].
     fn run<T: WithDType>(&self, a: &[T], b: &[T], c: &[T]) -> Vec<T>;
+
+    /// The output's shape given the first input's (the same by default).
+    fn out_shape(&self, first: &Shape) -> Shape {
+        first.clone()
+    }
 
     fn dispatch(
         &self,
@@ -155,7 +163,7 @@ pub(crate) trait CpuKernel3 {
             (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => go!(F64, a, b, c),
             _ => candle_core::bail!("{}: needs f32 or f64 throughout", Self::OP),
         };
-        Ok((out, l1.shape().clone()))
+        Ok((out, self.out_shape(l1.shape())))
     }
 }
 

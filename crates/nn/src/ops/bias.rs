@@ -1,0 +1,153 @@
+//! A per-feature bias added along the last dimension, `xs + bias` for `xs` `[..., C]` and
+//! `bias` `[C]` (a linear layer's bias, a table broadcast over a batch).
+//!
+//! candle's `broadcast_add` derives the bias gradient as a sum over the leading dimensions,
+//! which its CPU reduction walks element by element with an index division per element: in a
+//! small Swin's training step the linear layers' bias gradients alone cost more than their
+//! matrix products. On the CPU (f32, f64) [`bias_add`] is a kernel whose backward sums the
+//! gradient's rows directly; elsewhere it is `broadcast_add`.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+use crate::ops::{CpuKernel1, CpuKernel2, shape_error};
+
+/// Rows per rayon task (of `C` elements each): enough work to amortise scheduling.
+const ELEMENTS_PER_TASK: usize = 1 << 14;
+
+/// `xs + bias` with `bias` of shape `[C]` broadcast over every leading index of `xs`
+/// `[..., C]`; gradients for both (the bias's is the sum of the rows of the output's).
+pub fn bias_add(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    const OP: &str = "bias_add";
+    let features = xs.dims().last().copied().unwrap_or(0);
+    if xs.rank() == 0 || bias.dims() != [features] {
+        return Err(shape_error(
+            OP,
+            format!(
+                "bias {:?} must be [C] for input {:?} of shape [..., C]",
+                bias.dims(),
+                xs.dims()
+            ),
+        ));
+    }
+    if xs.device().is_cpu()
+        && matches!(xs.dtype(), DType::F32 | DType::F64)
+        && bias.dtype() == xs.dtype()
+    {
+        return xs.contiguous()?.apply_op2(
+            &bias.contiguous()?,
+            BiasAdd {
+                shape: xs.shape().clone(),
+                features,
+            },
+        );
+    }
+    xs.broadcast_add(bias)
+}
+
+/// The sum of the rows of a CPU tensor `[..., C]` (f32 or f64): `[C]`, no gradient (a bias's
+/// gradient from its output's).
+pub(crate) fn row_sum(grad: &Tensor) -> Result<Tensor> {
+    let features = grad.dims().last().copied().unwrap_or(0);
+    grad.contiguous()?.apply_op1_no_bwd(&RowSum { features })
+}
+
+#[derive(Debug, Clone)]
+struct BiasAdd {
+    shape: Shape,
+    features: usize,
+}
+
+/// Sums the rows of a `[rows, C]` gradient into `[C]`, in a fixed order (per-task partial sums
+/// in f64, added in task order) so the bytes do not depend on scheduling.
+#[derive(Debug, Clone)]
+struct RowSum {
+    features: usize,
+}
+
+impl CpuKernel2 for BiasAdd {
+    const OP: &'static str = "bias_add";
+    fn run<T: WithDType>(&self, xs: &[T], bias: &[T]) -> Result<(Vec<T>, Shape)> {
+        let features = self.features.max(1);
+        let mut out = vec![T::from_f64(0.0); xs.len()];
+        let per_task = (ELEMENTS_PER_TASK / features).max(1) * features;
+        out.par_chunks_mut(per_task)
+            .zip(xs.par_chunks(per_task))
+            .for_each(|(dst, src)| {
+                for (dst, src) in dst
+                    .chunks_exact_mut(features)
+                    .zip(src.chunks_exact(features))
+                {
+                    for ((d, &x), &b) in dst.iter_mut().zip(src).zip(bias) {
+                        *d = x + b;
+                    }
+                }
+            });
+        Ok((out, self.shape.clone()))
+    }
+}
+
+impl CpuKernel1 for RowSum {
+    const OP: &'static str = "bias_add_backward";
+    fn run<T: WithDType>(&self, grad: &[T]) -> Result<(Vec<T>, Shape)> {
+        let features = self.features.max(1);
+        let per_task = (ELEMENTS_PER_TASK / features).max(1) * features;
+        let partials: Vec<Vec<f64>> = grad
+            .par_chunks(per_task)
+            .map(|rows| {
+                let mut sums = vec![0f64; features];
+                for row in rows.chunks_exact(features) {
+                    for (s, g) in sums.iter_mut().zip(row) {
+                        *s += g.to_f64();
+                    }
+                }
+                sums
+            })
+            .collect();
+        let mut totals = vec![0f64; features];
+        for partial in &partials {
+            for (t, p) in totals.iter_mut().zip(partial) {
+                *t += p;
+            }
+        }
+        Ok((
+            totals.into_iter().map(T::from_f64).collect(),
+            Shape::from(self.features),
+        ))
+    }
+}
+
+impl CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "bias_add"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.dispatch(s1, l1, s2, l2)
+    }
+    fn bwd(
+        &self,
+        _xs: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let bias_grad = row_sum(&grad)?;
+        Ok((Some(grad), Some(bias_grad)))
+    }
+}
+
+impl candle_core::CustomOp1 for RowSum {
+    fn name(&self) -> &'static str {
+        "bias_add_backward"
+    }
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.dispatch(storage, layout)
+    }
+}

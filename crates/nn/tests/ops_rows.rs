@@ -1,0 +1,203 @@
+//! The row ops a transformer block is made of: the linear layer, the per-feature bias add, the
+//! row gather of a window partition, and the fused last-dimension softmax and layer norm, each against its
+//! candle composition (outputs and gradients, f32 at sizes that split into several rayon
+//! tasks) and against central differences (f64).
+
+mod ops_support;
+
+use candle_core::{DType, Tensor};
+use ops_support::{assert_close, assert_error_mentions, assert_gradcheck, grads_of, uniform};
+use rtb_nn::ops::activation::{softmax, softmax_composed};
+use rtb_nn::ops::bias::bias_add;
+use rtb_nn::ops::gather::{RowMap, gather_rows, gather_rows_composed};
+use rtb_nn::ops::linear::{linear, linear_composed};
+use rtb_nn::ops::norm::{layer_norm, layer_norm_composed};
+
+fn f32(t: &Tensor) -> Tensor {
+    t.to_dtype(DType::F32).unwrap()
+}
+
+/// Compares `fused` with `composed` on f32 inputs: output and every input's gradient.
+fn assert_same<F, G>(what: &str, fused: F, composed: G, inputs: &[Tensor], gy: &Tensor)
+where
+    F: Fn(&[Tensor]) -> candle_core::Result<Tensor>,
+    G: Fn(&[Tensor]) -> candle_core::Result<Tensor>,
+{
+    let (y, grads) = grads_of(fused, inputs, gy);
+    let (y_ref, grads_ref) = grads_of(composed, inputs, gy);
+    assert_close(&format!("{what} y"), &y, &y_ref, 1e-5, 1e-6);
+    for (i, (g, g_ref)) in grads.iter().zip(&grads_ref).enumerate() {
+        assert_close(
+            &format!("{what} grad {i}"),
+            g.as_ref().expect("fused gradient"),
+            g_ref.as_ref().expect("composed gradient"),
+            1e-5,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn bias_add_equals_broadcast_add_and_passes_gradcheck() {
+    // 300 rows of 96: several rayon tasks and a partial last one.
+    let xs = f32(&uniform(&[3, 100, 96], 1, 2.0));
+    let bias = f32(&uniform(&[96], 2, 1.0));
+    let gy = f32(&uniform(&[3, 100, 96], 3, 1.0));
+    assert_same(
+        "bias_add",
+        |t| bias_add(&t[0], &t[1]),
+        |t| t[0].broadcast_add(&t[1]),
+        &[xs, bias],
+        &gy,
+    );
+    assert_gradcheck(
+        "bias_add",
+        |t| bias_add(&t[0], &t[1]),
+        &[uniform(&[2, 3, 5], 4, 1.0), uniform(&[5], 5, 1.0)],
+    );
+    let xs = uniform(&[2, 3, 5], 6, 1.0);
+    assert_error_mentions(
+        bias_add(&xs, &uniform(&[3], 7, 1.0)),
+        &["bias_add", "[3]", "[2, 3, 5]"],
+    );
+}
+
+#[test]
+fn bias_add_sums_rows_the_same_on_any_thread_count() {
+    let xs = f32(&uniform(&[4096, 32], 8, 3.0));
+    let bias = f32(&uniform(&[32], 9, 1.0));
+    let grad_of_bias = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (_, grads) = grads_of(|t| bias_add(&t[0], &t[1]), &[xs.clone(), bias.clone()], &xs);
+            grads[1].clone().unwrap().to_vec1::<f32>().unwrap()
+        })
+    };
+    let one = grad_of_bias(1);
+    assert_eq!(one, grad_of_bias(3));
+    assert_eq!(one, grad_of_bias(8));
+}
+
+/// A map that reverses 5 source rows into 7 output rows with two zero rows.
+fn sample_map() -> RowMap {
+    RowMap::new(
+        &[Some(4), None, Some(3), Some(2), None, Some(1), Some(0)],
+        5,
+    )
+    .unwrap()
+}
+
+#[test]
+fn gather_rows_equals_index_select_and_passes_gradcheck() {
+    let map = sample_map();
+    let xs = f32(&uniform(&[3, 5, 6], 10, 2.0));
+    let gy = f32(&uniform(&[3, 7, 6], 11, 1.0));
+    assert_same(
+        "gather_rows",
+        |t| gather_rows(&t[0], &map),
+        |t| gather_rows_composed(&t[0], &map),
+        &[xs.clone()],
+        &gy,
+    );
+    let ys = gather_rows(&xs, &map).unwrap();
+    assert_eq!(ys.dims(), [3, 7, 6]);
+    let rows = ys.to_vec3::<f32>().unwrap();
+    let src = xs.to_vec3::<f32>().unwrap();
+    for (b, item) in rows.iter().enumerate() {
+        for (t, row) in item.iter().enumerate() {
+            match map.source(t) {
+                Some(s) => assert_eq!(row, &src[b][s], "item {b} row {t}"),
+                None => assert!(row.iter().all(|&v| v == 0.0), "item {b} row {t}"),
+            }
+        }
+    }
+    // Back and forth: the inverse map restores the input.
+    let back = gather_rows(&ys, &map.inverse()).unwrap();
+    assert_eq!(back.to_vec3::<f32>().unwrap(), src);
+    assert_gradcheck(
+        "gather_rows",
+        |t| gather_rows(&t[0], &map),
+        &[uniform(&[2, 5, 3], 12, 1.0)],
+    );
+}
+
+#[test]
+fn row_maps_reject_repeats_and_out_of_range_sources() {
+    assert_error_mentions(
+        RowMap::new(&[Some(0), Some(0)], 2),
+        &["source row 0", "output rows 0 and 1"],
+    );
+    assert_error_mentions(RowMap::new(&[Some(3)], 2), &["source 3", "2 sources"]);
+    assert_error_mentions(
+        gather_rows(&uniform(&[1, 4, 2], 13, 1.0), &sample_map()),
+        &["gather_rows", "4 rows", "takes 5"],
+    );
+}
+
+#[test]
+fn fused_softmax_and_layer_norm_equal_their_compositions() {
+    // Rows of 16 (attention windows of 4×4) and of 48 features.
+    let scores = f32(&uniform(&[40, 3, 16, 16], 14, 4.0));
+    let gy = f32(&uniform(&[40, 3, 16, 16], 15, 1.0));
+    assert_same(
+        "softmax",
+        |t| softmax(&t[0], 3),
+        |t| softmax_composed(&t[0], 3),
+        &[scores],
+        &gy,
+    );
+    let xs = f32(&uniform(&[2, 700, 48], 16, 3.0));
+    let weight = f32(&uniform(&[48], 17, 1.0));
+    let bias = f32(&uniform(&[48], 18, 1.0));
+    let gy = f32(&uniform(&[2, 700, 48], 19, 1.0));
+    assert_same(
+        "layer_norm",
+        |t| layer_norm(&t[0], Some(&t[1]), Some(&t[2]), 1e-5),
+        |t| layer_norm_composed(&t[0], Some(&t[1]), Some(&t[2]), 1e-5),
+        &[xs, weight, bias],
+        &gy,
+    );
+}
+
+#[test]
+fn linear_equals_its_composition_and_passes_gradcheck() {
+    let xs = f32(&uniform(&[4, 150, 24], 20, 2.0));
+    let weight = f32(&uniform(&[40, 24], 21, 0.5));
+    let bias = f32(&uniform(&[40], 22, 1.0));
+    let gy = f32(&uniform(&[4, 150, 40], 23, 1.0));
+    assert_same(
+        "linear",
+        |t| linear(&t[0], &t[1], Some(&t[2])),
+        |t| linear_composed(&t[0], &t[1], Some(&t[2])),
+        &[xs.clone(), weight.clone(), bias],
+        &gy,
+    );
+    assert_same(
+        "linear without bias",
+        |t| linear(&t[0], &t[1], None),
+        |t| linear_composed(&t[0], &t[1], None),
+        &[xs, weight],
+        &gy,
+    );
+    assert_gradcheck(
+        "linear",
+        |t| linear(&t[0], &t[1], Some(&t[2])),
+        &[
+            uniform(&[2, 3, 4], 24, 1.0),
+            uniform(&[5, 4], 25, 1.0),
+            uniform(&[5], 26, 1.0),
+        ],
+    );
+    assert_gradcheck(
+        "linear without bias",
+        |t| linear(&t[0], &t[1], None),
+        &[uniform(&[3, 4], 27, 1.0), uniform(&[2, 4], 28, 1.0)],
+    );
+    assert_error_mentions(
+        linear(&uniform(&[3, 4], 29, 1.0), &uniform(&[2, 5], 30, 1.0), None),
+        &["linear", "[3, 4]", "[2, 5]"],
+    );
+}

@@ -22,11 +22,11 @@
 
 use std::cell::OnceCell;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 use rtb_nn::conv::Conv2dConfig;
-use rtb_nn::ops::activation::{gelu, softmax};
-use rtb_nn::ops::bias::bias_add;
+use rtb_nn::ops::activation::gelu;
+use rtb_nn::ops::attention::window_attention;
 use rtb_nn::ops::drop_path::DropPath;
 use rtb_nn::ops::gather::{RowMap, gather_rows};
 
@@ -413,34 +413,15 @@ impl WindowAttention {
         window: (usize, usize),
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let (bn, n, c) = windows.dims3()?;
-        let head_dim = c / self.num_heads;
-        let scale = (head_dim as f64).powf(-0.5);
-        let qkv = self
-            .qkv
-            .forward(windows)?
-            .reshape((bn, n, 3, self.num_heads, head_dim))?
-            .permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)? * scale)?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let attn = q.matmul(&k.t()?)?;
-        let attn = bias_add(
-            &attn.reshape((bn, self.num_heads * n * n))?,
-            &self.bias(window)?.flatten_all()?,
-        )?
-        .reshape((bn, self.num_heads, n, n))?;
-        let attn = match mask {
-            Some(mask) => {
-                let n_windows = mask.dim(0)?;
-                attn.reshape((bn / n_windows, n_windows, self.num_heads, n, n))?
-                    .broadcast_add(&mask.unsqueeze(1)?.unsqueeze(0)?)?
-                    .reshape((bn, self.num_heads, n, n))?
-            }
-            None => attn,
-        };
-        let attn = softmax(&attn, D::Minus1)?;
-        let ys = attn.matmul(&v)?.transpose(1, 2)?.reshape((bn, n, c))?;
+        let c = windows.dim(2)?;
+        let scale = ((c / self.num_heads) as f64).powf(-0.5);
+        let ys = window_attention(
+            &self.qkv.forward(windows)?,
+            &self.bias(window)?,
+            mask,
+            self.num_heads,
+            scale,
+        )?;
         self.proj.forward(&ys)
     }
 

@@ -1,4 +1,4 @@
-//! The row ops a transformer block is made of: the linear layer, the per-feature bias add, the
+//! The row ops a transformer block is made of: window attention, the linear layer, the per-feature bias add, the
 //! row gather of a window partition, and the fused last-dimension softmax and layer norm, each against its
 //! candle composition (outputs and gradients, f32 at sizes that split into several rayon
 //! tasks) and against central differences (f64).
@@ -8,6 +8,7 @@ mod ops_support;
 use candle_core::{DType, Tensor};
 use ops_support::{assert_close, assert_error_mentions, assert_gradcheck, grads_of, uniform};
 use rtb_nn::ops::activation::{softmax, softmax_composed};
+use rtb_nn::ops::attention::{window_attention, window_attention_composed};
 use rtb_nn::ops::bias::bias_add;
 use rtb_nn::ops::gather::{RowMap, gather_rows, gather_rows_composed};
 use rtb_nn::ops::linear::{linear, linear_composed};
@@ -99,7 +100,7 @@ fn gather_rows_equals_index_select_and_passes_gradcheck() {
         "gather_rows",
         |t| gather_rows(&t[0], &map),
         |t| gather_rows_composed(&t[0], &map),
-        &[xs.clone()],
+        std::slice::from_ref(&xs),
         &gy,
     );
     let ys = gather_rows(&xs, &map).unwrap();
@@ -199,5 +200,51 @@ fn linear_equals_its_composition_and_passes_gradcheck() {
     assert_error_mentions(
         linear(&uniform(&[3, 4], 29, 1.0), &uniform(&[2, 5], 30, 1.0), None),
         &["linear", "[3, 4]", "[2, 5]"],
+    );
+}
+
+/// A shifted-window style mask `[nW, N, N]`: 0 within a region, −100 across.
+fn region_mask(masks: usize, tokens: usize) -> Tensor {
+    let values: Vec<f64> = (0..masks * tokens * tokens)
+        .map(|i| {
+            let (w, q, k) = (i / (tokens * tokens), i / tokens % tokens, i % tokens);
+            let region = |t: usize| if w == 0 { 0 } else { (t * (w + 1)) / tokens };
+            if region(q) == region(k) { 0.0 } else { -100.0 }
+        })
+        .collect();
+    Tensor::from_vec(values, (masks, tokens, tokens), &candle_core::Device::Cpu).unwrap()
+}
+
+#[test]
+fn window_attention_equals_its_composition_and_passes_gradcheck() {
+    // 12 windows of 16 tokens, 3 heads of 8 channels; masks for 4 windows per image.
+    let (windows, tokens, heads, head_dim) = (12, 16, 3, 8);
+    let qkv = f32(&uniform(&[windows, tokens, 3 * heads * head_dim], 31, 2.0));
+    let bias = f32(&uniform(&[heads, tokens, tokens], 32, 1.0));
+    let gy = f32(&uniform(&[windows, tokens, heads * head_dim], 33, 1.0));
+    let mask = f32(&region_mask(4, tokens));
+    let scale = (head_dim as f64).powf(-0.5);
+    for mask in [None, Some(&mask)] {
+        assert_same(
+            &format!("window_attention (mask: {})", mask.is_some()),
+            |t| window_attention(&t[0], &t[1], mask, heads, scale),
+            |t| window_attention_composed(&t[0], &t[1], mask, heads, scale),
+            &[qkv.clone(), bias.clone()],
+            &gy,
+        );
+    }
+    let mask = region_mask(2, 4);
+    assert_gradcheck(
+        "window_attention",
+        |t| window_attention(&t[0], &t[1], Some(&mask), 2, 0.7),
+        &[uniform(&[4, 4, 12], 34, 1.0), uniform(&[2, 4, 4], 35, 1.0)],
+    );
+    assert_error_mentions(
+        window_attention(&qkv, &bias, Some(&region_mask(5, tokens)), heads, scale),
+        &["window_attention", "mask [5, 16, 16]", "dividing 12"],
+    );
+    assert_error_mentions(
+        window_attention(&qkv, &bias, None, 5, scale),
+        &["window_attention", "5 heads"],
     );
 }

@@ -239,7 +239,7 @@ pub fn softmax<D: candle_core::shape::Dim>(xs: &Tensor, dim: D) -> Result<Tensor
             .contiguous()?
             .apply_op1(SoftmaxLastDim(xs.shape().clone(), row));
     }
-    softmax_composed(xs, axis)
+    softmax_composed(xs, dim)
 }
 
 /// [`softmax`] as candle's differentiable composition (max, exp, sum, divide); any device.

@@ -9,6 +9,7 @@
 //! both paths to the same expectation on the CPU.
 
 pub mod activation;
+pub mod attention;
 pub mod bias;
 pub mod drop_path;
 pub mod gather;

@@ -9,7 +9,11 @@ use rtb_nn::loss::{
     cross_entropy, l1_loss, smooth_l1_loss,
 };
 use rtb_nn::ops::activation::{gelu, log_softmax, softmax};
+use rtb_nn::ops::attention::window_attention;
+use rtb_nn::ops::bias::bias_add;
 use rtb_nn::ops::drop_path::DropPath;
+use rtb_nn::ops::gather::{RowMap, gather_rows};
+use rtb_nn::ops::linear::linear;
 use rtb_nn::ops::norm::{BatchNorm2d, BatchNormConfig, layer_norm, layer_norm2d};
 use rtb_nn::ops::pool::{MaxPool2dConfig, adaptive_avg_pool2d, max_pool2d};
 use rtb_nn::ops::resize::{resize_bilinear, resize_nearest, upsample_nearest2x};
@@ -244,6 +248,35 @@ fn checks() -> Vec<OpCheck> {
                     0,
                 )?;
                 with_grads(&out, &[("grad_x", &xs)], 2)
+            },
+        },
+        OpCheck {
+            name: "linear, bias_add",
+            bound: F32_BOUND,
+            run: |d| {
+                let xs = var(&[3, 5, 12], 1, d)?;
+                let w = var(&[7, 12], 2, d)?;
+                let b = var(&[7], 3, d)?;
+                let ys = linear(xs.as_tensor(), w.as_tensor(), Some(b.as_tensor()))?;
+                let out = bias_add(&ys, b.as_tensor())?;
+                with_grads(&out, &[("grad_x", &xs), ("grad_w", &w), ("grad_b", &b)], 4)
+            },
+        },
+        OpCheck {
+            name: "gather_rows, window_attention (masked)",
+            bound: F32_BOUND,
+            run: |d| {
+                // 4 windows of 4 tokens, 2 heads of 3 channels, masks for 2 windows per image.
+                let qkv = var(&[4, 4, 18], 1, d)?;
+                let bias = var(&[2, 4, 4], 2, d)?;
+                let mask = (randn(&[2, 4, 4], 3, d)?.ge(0.0)?.to_dtype(DType::F32)? * -100.0)?;
+                let map: Vec<Option<usize>> =
+                    (0..5).map(|t| (t < 4).then_some((t + 1) % 4)).collect();
+                let map = RowMap::new(&map, 4)?;
+                let attn =
+                    window_attention(qkv.as_tensor(), bias.as_tensor(), Some(&mask), 2, 0.5)?;
+                let out = gather_rows(&attn, &map)?;
+                with_grads(&out, &[("grad_qkv", &qkv), ("grad_bias", &bias)], 4)
             },
         },
         OpCheck {

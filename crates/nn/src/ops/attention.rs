@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::ops::activation::softmax;
 use crate::ops::bias::bias_add;
-use crate::ops::{contiguous_slice, shape_error};
+use crate::ops::{float_slices, shape_error};
 
 const OP: &str = "window_attention";
 
@@ -336,22 +336,6 @@ impl WindowAttention {
         }
         out
     }
-}
-
-macro_rules! float_slices {
-    ($op:expr, $(($s:expr, $l:expr)),+ ; |$($v:ident),+| $body:expr) => {
-        match ($($s,)+) {
-            ($(CpuStorage::F32($v),)+) => {
-                $(let $v = contiguous_slice($op, $v, $l)?;)+
-                CpuStorage::F32($body)
-            }
-            ($(CpuStorage::F64($v),)+) => {
-                $(let $v = contiguous_slice($op, $v, $l)?;)+
-                CpuStorage::F64($body)
-            }
-            _ => candle_core::bail!("{}: needs f32 or f64 throughout", $op),
-        }
-    };
 }
 
 impl CustomOp2 for WindowAttention {

@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape
 
 use crate::ops::bias::row_sum;
 use crate::ops::gemm::{GemmScalar, MatRef, gemm_threaded};
-use crate::ops::{contiguous_slice, shape_error};
+use crate::ops::{float_slices, shape_error};
 
 const OP: &str = "linear";
 
@@ -123,32 +123,11 @@ impl LinearOp {
         (s2, l2): (&CpuStorage, &Layout),
         bias: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = match (s1, s2, bias) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), None) => CpuStorage::F32(self.run(
-                contiguous_slice(OP, x, l1)?,
-                contiguous_slice(OP, w, l2)?,
-                None,
-            )?),
-            (CpuStorage::F32(x), CpuStorage::F32(w), Some((CpuStorage::F32(b), l3))) => {
-                CpuStorage::F32(self.run(
-                    contiguous_slice(OP, x, l1)?,
-                    contiguous_slice(OP, w, l2)?,
-                    Some(contiguous_slice(OP, b, l3)?),
-                )?)
+        let out = match bias {
+            None => float_slices!(OP, (s1, l1), (s2, l2); |x, w| self.run(x, w, None)?),
+            Some((s3, l3)) => {
+                float_slices!(OP, (s1, l1), (s2, l2), (s3, l3); |x, w, b| self.run(x, w, Some(b))?)
             }
-            (CpuStorage::F64(x), CpuStorage::F64(w), None) => CpuStorage::F64(self.run(
-                contiguous_slice(OP, x, l1)?,
-                contiguous_slice(OP, w, l2)?,
-                None,
-            )?),
-            (CpuStorage::F64(x), CpuStorage::F64(w), Some((CpuStorage::F64(b), l3))) => {
-                CpuStorage::F64(self.run(
-                    contiguous_slice(OP, x, l1)?,
-                    contiguous_slice(OP, w, l2)?,
-                    Some(contiguous_slice(OP, b, l3)?),
-                )?)
-            }
-            _ => candle_core::bail!("{OP}: needs f32 or f64 throughout"),
         };
         Ok((out, self.out_shape.clone()))
     }
@@ -218,23 +197,8 @@ impl CustomOp3 for LinearBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(g)) => {
-                CpuStorage::F32(self.run(
-                    contiguous_slice(OP, x, l1)?,
-                    contiguous_slice(OP, w, l2)?,
-                    contiguous_slice(OP, g, l3)?,
-                )?)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(g)) => {
-                CpuStorage::F64(self.run(
-                    contiguous_slice(OP, x, l1)?,
-                    contiguous_slice(OP, w, l2)?,
-                    contiguous_slice(OP, g, l3)?,
-                )?)
-            }
-            _ => candle_core::bail!("linear_backward: needs f32 or f64 throughout"),
-        };
+        let out = float_slices!("linear_backward", (s1, l1), (s2, l2), (s3, l3);
+            |x, w, g| self.run(x, w, g)?);
         let len = match &out {
             CpuStorage::F32(v) => v.len(),
             CpuStorage::F64(v) => v.len(),

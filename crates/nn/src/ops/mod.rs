@@ -222,3 +222,22 @@ macro_rules! float_pair {
     };
 }
 pub(crate) use float_pair;
+
+/// Runs `$body` on the f32 (or f64) contiguous slices of one to three CPU storages of the same
+/// dtype, wrapping the `Vec` it returns back into a storage.
+macro_rules! float_slices {
+    ($op:expr, $(($s:expr, $l:expr)),+ ; |$($v:ident),+| $body:expr) => {
+        match ($($s,)+) {
+            ($(candle_core::CpuStorage::F32($v),)+) => {
+                $(let $v = $crate::ops::contiguous_slice($op, $v, $l)?;)+
+                candle_core::CpuStorage::F32($body)
+            }
+            ($(candle_core::CpuStorage::F64($v),)+) => {
+                $(let $v = $crate::ops::contiguous_slice($op, $v, $l)?;)+
+                candle_core::CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!("{}: needs f32 or f64 throughout", $op),
+        }
+    };
+}
+pub(crate) use float_slices;

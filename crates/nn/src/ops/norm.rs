@@ -43,25 +43,7 @@ impl CpuKernel3 for FusedNorm {
                 let mut mean = vec![0f64; inner];
                 let mut m2 = vec![0f64; inner];
                 for (dst, src) in dst.chunks_exact_mut(block).zip(src.chunks_exact(block)) {
-                    mean.fill(0.0);
-                    m2.fill(0.0);
-                    for row in src.chunks_exact(inner) {
-                        for (m, &v) in mean.iter_mut().zip(row) {
-                            *m += v.to_f64();
-                        }
-                    }
-                    for m in mean.iter_mut() {
-                        *m /= c as f64;
-                    }
-                    for row in src.chunks_exact(inner) {
-                        for ((s, &m), &v) in m2.iter_mut().zip(&mean).zip(row) {
-                            let d = v.to_f64() - m;
-                            *s += d * d;
-                        }
-                    }
-                    for s in m2.iter_mut() {
-                        *s = 1.0 / (*s / c as f64 + self.eps).sqrt();
-                    }
+                    position_stats(src, self.eps, &mut mean, &mut m2);
                     for (ch, (drow, srow)) in dst
                         .chunks_exact_mut(inner)
                         .zip(src.chunks_exact(inner))
@@ -75,6 +57,32 @@ impl CpuKernel3 for FusedNorm {
                 }
             });
         out
+    }
+}
+
+/// Mean and reciprocal standard deviation at each of the `mean.len()` positions of one
+/// `[C, inner]` block (channel rows of `inner` values), in f64.
+fn position_stats<T: WithDType>(block: &[T], eps: f64, mean: &mut [f64], rstd: &mut [f64]) {
+    let inner = mean.len().max(1);
+    let c = (block.len() / inner) as f64;
+    mean.fill(0.0);
+    rstd.fill(0.0);
+    for row in block.chunks_exact(inner) {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += v.to_f64();
+        }
+    }
+    for m in mean.iter_mut() {
+        *m /= c;
+    }
+    for row in block.chunks_exact(inner) {
+        for ((s, &m), &v) in rstd.iter_mut().zip(mean.iter()).zip(row) {
+            let d = v.to_f64() - m;
+            *s += d * d;
+        }
+    }
+    for s in rstd.iter_mut() {
+        *s = 1.0 / (*s / c + eps).sqrt();
     }
 }
 
@@ -239,27 +247,9 @@ impl CpuKernel3 for FusedNormBackward {
                     .zip(src.chunks_exact(block))
                     .zip(grad.chunks_exact(block))
                 {
-                    mean.fill(0.0);
-                    rstd.fill(0.0);
+                    position_stats(src, eps, &mut mean, &mut rstd);
                     mean_gw.fill(0.0);
                     mean_gwn.fill(0.0);
-                    for row in src.chunks_exact(inner) {
-                        for (m, &v) in mean.iter_mut().zip(row) {
-                            *m += v.to_f64();
-                        }
-                    }
-                    for m in mean.iter_mut() {
-                        *m /= c as f64;
-                    }
-                    for row in src.chunks_exact(inner) {
-                        for ((s, &m), &v) in rstd.iter_mut().zip(&mean).zip(row) {
-                            let d = v.to_f64() - m;
-                            *s += d * d;
-                        }
-                    }
-                    for s in rstd.iter_mut() {
-                        *s = 1.0 / (*s / c as f64 + eps).sqrt();
-                    }
                     for (ch, (srow, grow)) in src
                         .chunks_exact(inner)
                         .zip(grad.chunks_exact(inner))

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::ops::activation::softmax;
 use crate::ops::bias::bias_add;
-use crate::ops::{float_slices, shape_error};
+use crate::ops::{float_slices, shape_error, sum_in_order};
 
 const OP: &str = "window_attention";
 
@@ -325,12 +325,7 @@ impl WindowAttention {
                 dbias
             })
             .collect();
-        let mut totals = vec![0f64; heads * n * n];
-        for partial in &partials {
-            for (t, p) in totals.iter_mut().zip(partial) {
-                *t += p;
-            }
-        }
+        let totals = sum_in_order(&partials, heads * n * n);
         for (dst, t) in dbias.iter_mut().zip(totals) {
             *dst = T::from_f64(t);
         }

@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::ops::{CpuKernel1, CpuKernel2, shape_error};
+use crate::ops::{CpuKernel1, CpuKernel2, shape_error, sum_in_order};
 
 /// Rows per rayon task (of `C` elements each): enough work to amortise scheduling.
 const ELEMENTS_PER_TASK: usize = 1 << 14;
@@ -104,12 +104,7 @@ impl CpuKernel1 for RowSum {
                 sums
             })
             .collect();
-        let mut totals = vec![0f64; features];
-        for partial in &partials {
-            for (t, p) in totals.iter_mut().zip(partial) {
-                *t += p;
-            }
-        }
+        let totals = sum_in_order(&partials, features);
         Ok((
             totals.into_iter().map(T::from_f64).collect(),
             Shape::from(self.features),

@@ -63,6 +63,18 @@ pub(crate) fn contiguous_slice<'a, T: WithDType>(
     }
 }
 
+/// The element-wise sum of per-task partial sums, added in task order (not in rayon's
+/// reduction order), so a kernel's result does not depend on how its tasks were scheduled.
+pub(crate) fn sum_in_order(partials: &[Vec<f64>], len: usize) -> Vec<f64> {
+    let mut totals = vec![0f64; len];
+    for partial in partials {
+        for (t, p) in totals.iter_mut().zip(partial) {
+            *t += p;
+        }
+    }
+    totals
+}
+
 /// Runs a generic CPU kernel on the float variants of a storage.
 pub(crate) trait CpuKernel1 {
     /// Name used in errors.

@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp3, D, DType, Layout, Result, Shape, Tensor
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
-use crate::ops::{CpuKernel3, dims4, shape_error};
+use crate::ops::{CpuKernel3, dims4, shape_error, sum_in_order};
 
 /// A fused CPU layer norm over the middle axis of `[outer, features, inner]` (inner = 1 for
 /// the last dimension, H·W for channels-first), with weight and bias. Its backward is composed
@@ -290,12 +290,7 @@ impl CpuKernel3 for FusedNormBackward {
                 sums
             })
             .collect();
-        let mut totals = vec![0f64; 2 * c];
-        for partial in &partials {
-            for (t, p) in totals.iter_mut().zip(partial) {
-                *t += p;
-            }
-        }
+        let totals = sum_in_order(&partials, 2 * c);
         for (d, t) in tail.iter_mut().zip(totals) {
             *d = T::from_f64(t);
         }

@@ -301,23 +301,36 @@ impl WindowAttention {
                                 dbias[h * n * n + i * n + j] += ds;
                             }
                         }
+                        // dQ_i = scale · Σ_j dS_ij K_j (j ascending).
                         for i in 0..n {
-                            let go = &gwindow[i * channels + h * d..][..d];
+                            let dq = &mut dwindow[i * width + q_at..][..d];
                             for j in 0..n {
-                                let p = s.weights[i * n + j];
                                 let ds = dscores[i * n + j];
-                                // dV_j += P_ij dO_i; dQ_i += dS_ij K_j; dK_j += dS_ij Q_i.
-                                let (row_i, row_j) = (i * width, j * width);
-                                for t in 0..d {
-                                    dwindow[row_j + v_at + t] += p * go[t];
-                                    dwindow[row_i + q_at + t] += ds * window[row_j + k_at + t];
-                                    dwindow[row_j + k_at + t] += ds * s.q[i * d + t];
+                                let k = &window[j * width + k_at..][..d];
+                                for (a, &b) in dq.iter_mut().zip(k) {
+                                    *a += ds * b;
                                 }
                             }
+                            for a in dq.iter_mut() {
+                                *a *= scale;
+                            }
                         }
-                        for i in 0..n {
-                            for t in 0..d {
-                                dwindow[i * width + q_at + t] *= scale;
+                        // dV_j = Σ_i P_ij dO_i and dK_j = Σ_i dS_ij Q_i (i ascending).
+                        for j in 0..n {
+                            let dv = &mut dwindow[j * width + v_at..][..d];
+                            for i in 0..n {
+                                let p = s.weights[i * n + j];
+                                let go = &gwindow[i * channels + h * d..][..d];
+                                for (a, &b) in dv.iter_mut().zip(go) {
+                                    *a += p * b;
+                                }
+                            }
+                            let dk = &mut dwindow[j * width + k_at..][..d];
+                            for i in 0..n {
+                                let ds = dscores[i * n + j];
+                                for (a, &b) in dk.iter_mut().zip(&s.q[i * d..(i + 1) * d]) {
+                                    *a += ds * b;
+                                }
                             }
                         }
                     }

@@ -19,8 +19,7 @@
 //! enough columns to run at the GEMM kernels' speed. The composed path used elsewhere keeps `cols` alive until the backward pass (kh·kw times the input's size).
 //! [`conv2d_grads`] runs the backward kernels alone.
 
-use crate::ops::float_pair;
-use candle_core::backend::BackendStorage;
+use crate::ops::float_slices;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Result, Shape, Tensor, WithDType,
 };
@@ -1234,7 +1233,7 @@ impl CustomOp2 for ConvCpu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = float_pair!("conv2d", s1, l1, s2, l2, |xs, w| self.0.forward(xs, w)?);
+        let out = float_slices!("conv2d", (s1, l1), (s2, l2); |xs, w| self.0.forward(xs, w)?);
         Ok((out, self.0.out_shape()))
     }
     fn bwd(
@@ -1272,7 +1271,7 @@ impl CustomOp2 for ConvGradInput {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = float_pair!("conv2d_grad_input", s1, l1, s2, l2, |g, w| self
+        let out = float_slices!("conv2d_grad_input", (s1, l1), (s2, l2); |g, w| self
             .0
             .grad_input(g, w)?);
         Ok((out, self.0.in_shape()))
@@ -1290,7 +1289,7 @@ impl CustomOp2 for ConvGradWeight {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = float_pair!("conv2d_grad_weight", s1, l1, s2, l2, |xs, g| self
+        let out = float_slices!("conv2d_grad_weight", (s1, l1), (s2, l2); |xs, g| self
             .0
             .grad_weight(xs, g)?);
         Ok((out, self.0.weight_shape()))

@@ -33,8 +33,7 @@
 //! assert_eq!(rows[3], vec![3., 3., 4., 4.]);
 //! ```
 
-use crate::ops::float_pair;
-use candle_core::backend::BackendStorage;
+use crate::ops::float_slices;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor, WithDType};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
@@ -311,7 +310,7 @@ impl CustomOp2 for DeconvCpu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = float_pair!(OP, s1, l1, s2, l2, |xs, w| self.0.forward(xs, w)?);
+        let out = float_slices!(OP, (s1, l1), (s2, l2); |xs, w| self.0.forward(xs, w)?);
         Ok((out, self.0.out_shape()))
     }
     fn bwd(
@@ -348,7 +347,7 @@ impl CustomOp2 for DeconvGradInput {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = float_pair!(OP, s1, l1, s2, l2, |g, w| self.0.grad_input(g, w)?);
+        let out = float_slices!(OP, (s1, l1), (s2, l2); |g, w| self.0.grad_input(g, w)?);
         Ok((out, self.0.in_shape()))
     }
 }
@@ -364,7 +363,7 @@ impl CustomOp2 for DeconvGradWeight {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = float_pair!(OP, s1, l1, s2, l2, |xs, g| self.0.grad_weight(xs, g)?);
+        let out = float_slices!(OP, (s1, l1), (s2, l2); |xs, g| self.0.grad_weight(xs, g)?);
         Ok((out, self.0.weight_shape()))
     }
 }

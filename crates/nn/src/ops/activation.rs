@@ -14,12 +14,10 @@
 //! candle's differentiable composition (`candle_nn::ops::softmax`) elsewhere, so callers
 //! never reach for candle's fused one.
 
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType,
-};
+use candle_core::{DType, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::ops::{CpuKernel1, CpuKernel2};
+use crate::ops::{CpuKernel1, CpuKernel2, kernel_op};
 
 const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 /// Elements per rayon task: large enough that scheduling is negligible.
@@ -104,34 +102,15 @@ impl CpuKernel2 for GeluBackward {
     }
 }
 
-impl CustomOp1 for Gelu {
-    fn name(&self) -> &'static str {
-        "gelu"
-    }
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(storage, layout)
-    }
+kernel_op!(1, Gelu {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad_res.contiguous()?;
         let op = GeluBackward(arg.shape().clone());
         Ok(Some(arg.apply_op2_no_bwd(&grad, &op)?))
     }
-}
+});
 
-impl CustomOp2 for GeluBackward {
-    fn name(&self) -> &'static str {
-        "gelu_backward"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(s1, l1, s2, l2)
-    }
-}
+kernel_op!(2, GeluBackward);
 
 #[derive(Debug, Clone)]
 struct Relu(Shape);
@@ -172,34 +151,15 @@ impl CpuKernel2 for ReluBackward {
     }
 }
 
-impl CustomOp1 for Relu {
-    fn name(&self) -> &'static str {
-        "relu"
-    }
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(storage, layout)
-    }
+kernel_op!(1, Relu {
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad_res.contiguous()?;
         let op = ReluBackward(res.shape().clone());
         Ok(Some(res.contiguous()?.apply_op2_no_bwd(&grad, &op)?))
     }
-}
+});
 
-impl CustomOp2 for ReluBackward {
-    fn name(&self) -> &'static str {
-        "relu_backward"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(s1, l1, s2, l2)
-    }
-}
+kernel_op!(2, ReluBackward);
 
 /// `max(x, 0)`, any shape, PyTorch's `F.relu`: on the CPU a kernel whose backward passes the
 /// gradient where the output is positive (one pass); elsewhere candle's `relu`.
@@ -234,10 +194,9 @@ pub fn softmax<D: candle_core::shape::Dim>(xs: &Tensor, dim: D) -> Result<Tensor
         && matches!(xs.dtype(), DType::F32 | DType::F64)
         && axis + 1 == xs.rank()
     {
-        let row = xs.dim(axis)?;
         return xs
             .contiguous()?
-            .apply_op1(SoftmaxLastDim(xs.shape().clone(), row));
+            .apply_op1(SoftmaxLastDim(xs.shape().clone()));
     }
     softmax_composed(xs, dim)
 }
@@ -247,17 +206,23 @@ pub fn softmax_composed<D: candle_core::shape::Dim>(xs: &Tensor, dim: D) -> Resu
     candle_nn::ops::softmax(xs, dim)
 }
 
-/// Softmax over contiguous rows of `.1` elements (max-subtracted, sums in f64).
+/// Softmax over the last dimension of a contiguous tensor of this shape (max-subtracted,
+/// sums in f64).
 #[derive(Debug, Clone)]
-struct SoftmaxLastDim(Shape, usize);
+struct SoftmaxLastDim(Shape);
 
 #[derive(Debug, Clone)]
-struct SoftmaxLastDimBackward(Shape, usize);
+struct SoftmaxLastDimBackward(Shape);
+
+/// Elements per softmax row: the last dimension (at least 1, so rows can be chunked).
+fn row_len(shape: &Shape) -> usize {
+    shape.dims().last().copied().unwrap_or(1).max(1)
+}
 
 impl CpuKernel1 for SoftmaxLastDim {
     const OP: &'static str = "softmax";
     fn run<T: WithDType>(&self, xs: &[T]) -> Result<(Vec<T>, Shape)> {
-        let row = self.1.max(1);
+        let row = row_len(&self.0);
         let mut out = vec![T::from_f64(0.0); xs.len()];
         let per_task = (CHUNK / row).max(1) * row;
         out.par_chunks_mut(per_task)
@@ -287,7 +252,7 @@ impl CpuKernel1 for SoftmaxLastDim {
 impl CpuKernel2 for SoftmaxLastDimBackward {
     const OP: &'static str = "softmax_backward";
     fn run<T: WithDType>(&self, ys: &[T], grad: &[T]) -> Result<(Vec<T>, Shape)> {
-        let row = self.1.max(1);
+        let row = row_len(&self.0);
         let mut out = vec![T::from_f64(0.0); ys.len()];
         let per_task = (CHUNK / row).max(1) * row;
         out.par_chunks_mut(per_task)
@@ -312,34 +277,15 @@ impl CpuKernel2 for SoftmaxLastDimBackward {
     }
 }
 
-impl CustomOp1 for SoftmaxLastDim {
-    fn name(&self) -> &'static str {
-        "softmax"
-    }
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(storage, layout)
-    }
+kernel_op!(1, SoftmaxLastDim {
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad_res.contiguous()?;
-        let op = SoftmaxLastDimBackward(res.shape().clone(), self.1);
+        let op = SoftmaxLastDimBackward(res.shape().clone());
         Ok(Some(res.contiguous()?.apply_op2_no_bwd(&grad, &op)?))
     }
-}
+});
 
-impl CustomOp2 for SoftmaxLastDimBackward {
-    fn name(&self) -> &'static str {
-        "softmax_backward"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(s1, l1, s2, l2)
-    }
-}
+kernel_op!(2, SoftmaxLastDimBackward);
 
 /// Log-softmax along `dim` (PyTorch's `F.log_softmax(xs, dim)`), differentiable.
 pub fn log_softmax<D: candle_core::shape::Dim>(xs: &Tensor, dim: D) -> Result<Tensor> {

@@ -7,10 +7,10 @@
 //! matrix products. On the CPU (f32, f64) [`bias_add`] is a kernel whose backward sums the
 //! gradient's rows directly; elsewhere it is `broadcast_add`.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{DType, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::ops::{CpuKernel1, CpuKernel2, shape_error, sum_in_order};
+use crate::ops::{CpuKernel1, CpuKernel2, kernel_op, shape_error, sum_in_order};
 
 /// Rows per rayon task (of `C` elements each): enough work to amortise scheduling.
 const ELEMENTS_PER_TASK: usize = 1 << 14;
@@ -112,19 +112,7 @@ impl CpuKernel1 for RowSum {
     }
 }
 
-impl CustomOp2 for BiasAdd {
-    fn name(&self) -> &'static str {
-        "bias_add"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(s1, l1, s2, l2)
-    }
+kernel_op!(2, BiasAdd {
     fn bwd(
         &self,
         _xs: &Tensor,
@@ -136,13 +124,6 @@ impl CustomOp2 for BiasAdd {
         let bias_grad = row_sum(&grad)?;
         Ok((Some(grad), Some(bias_grad)))
     }
-}
+});
 
-impl candle_core::CustomOp1 for RowSum {
-    fn name(&self) -> &'static str {
-        "bias_add_backward"
-    }
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(storage, layout)
-    }
-}
+kernel_op!(1, RowSum);

@@ -11,10 +11,10 @@
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{DType, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::ops::{CpuKernel1, shape_error};
+use crate::ops::{CpuKernel1, kernel_op, shape_error};
 
 const NONE: u32 = u32::MAX;
 
@@ -169,13 +169,7 @@ impl CpuKernel1 for GatherRows {
     }
 }
 
-impl CustomOp1 for GatherRows {
-    fn name(&self) -> &'static str {
-        "gather_rows"
-    }
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(storage, layout)
-    }
+kernel_op!(1, GatherRows {
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         // Injective: each source row's gradient is the one output row that took it.
         let op = GatherRows {
@@ -185,4 +179,4 @@ impl CustomOp1 for GatherRows {
         };
         Ok(Some(grad_res.contiguous()?.apply_op1_no_bwd(&op)?))
     }
-}
+});

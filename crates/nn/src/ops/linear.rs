@@ -199,11 +199,8 @@ impl CustomOp3 for LinearBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let out = float_slices!("linear_backward", (s1, l1), (s2, l2), (s3, l3);
             |x, w, g| self.run(x, w, g)?);
-        let len = match &out {
-            CpuStorage::F32(v) => v.len(),
-            CpuStorage::F64(v) => v.len(),
-            _ => 0,
-        };
+        let op = &self.0;
+        let len = (op.rows + op.out_features) * op.in_features;
         Ok((out, Shape::from(len)))
     }
 }

@@ -180,6 +180,64 @@ pub(crate) trait CpuKernel3 {
     }
 }
 
+/// Implements candle's `CustomOp1`/`2`/`3` for a [`CpuKernel1`]/`2`/`3`: the op's name is the
+/// kernel's `OP` and its CPU forward the kernel's `dispatch`; what follows in braces (a `bwd`)
+/// goes into the impl as written. One place for what every kernel's impl would repeat.
+macro_rules! kernel_op {
+    (1, $ty:ty $({ $($rest:tt)* })?) => {
+        impl candle_core::CustomOp1 for $ty {
+            fn name(&self) -> &'static str {
+                <Self as $crate::ops::CpuKernel1>::OP
+            }
+            fn cpu_fwd(
+                &self,
+                storage: &candle_core::CpuStorage,
+                layout: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                <Self as $crate::ops::CpuKernel1>::dispatch(self, storage, layout)
+            }
+            $($($rest)*)?
+        }
+    };
+    (2, $ty:ty $({ $($rest:tt)* })?) => {
+        impl candle_core::CustomOp2 for $ty {
+            fn name(&self) -> &'static str {
+                <Self as $crate::ops::CpuKernel2>::OP
+            }
+            fn cpu_fwd(
+                &self,
+                s1: &candle_core::CpuStorage,
+                l1: &candle_core::Layout,
+                s2: &candle_core::CpuStorage,
+                l2: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                <Self as $crate::ops::CpuKernel2>::dispatch(self, s1, l1, s2, l2)
+            }
+            $($($rest)*)?
+        }
+    };
+    (3, $ty:ty $({ $($rest:tt)* })?) => {
+        impl candle_core::CustomOp3 for $ty {
+            fn name(&self) -> &'static str {
+                <Self as $crate::ops::CpuKernel3>::OP
+            }
+            fn cpu_fwd(
+                &self,
+                s1: &candle_core::CpuStorage,
+                l1: &candle_core::Layout,
+                s2: &candle_core::CpuStorage,
+                l2: &candle_core::Layout,
+                s3: &candle_core::CpuStorage,
+                l3: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                <Self as $crate::ops::CpuKernel3>::dispatch(self, (s1, l1), (s2, l2), (s3, l3))
+            }
+            $($($rest)*)?
+        }
+    };
+}
+pub(crate) use kernel_op;
+
 /// Takes `count` elements of `dim` starting at `start` with step `step`, through narrow and
 /// reshape only (so the backward is candle's, on any device). Zero-pads the end of `dim` when
 /// the last step would run past it; the padded values are never selected.
@@ -209,31 +267,6 @@ pub(crate) fn strided_narrow(
         .narrow(dim + 1, 0, 1)?
         .squeeze(dim + 1)
 }
-
-/// Runs `f` on the f32 or f64 contiguous slices of two CPU storages.
-macro_rules! float_pair {
-    ($op:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
-        match ($s1, $s2) {
-            (candle_core::CpuStorage::F32(x), candle_core::CpuStorage::F32(y)) => {
-                let $a = $crate::ops::contiguous_slice($op, x, $l1)?;
-                let $b = $crate::ops::contiguous_slice($op, y, $l2)?;
-                candle_core::CpuStorage::F32($body)
-            }
-            (candle_core::CpuStorage::F64(x), candle_core::CpuStorage::F64(y)) => {
-                let $a = $crate::ops::contiguous_slice($op, x, $l1)?;
-                let $b = $crate::ops::contiguous_slice($op, y, $l2)?;
-                candle_core::CpuStorage::F64($body)
-            }
-            (x, y) => candle_core::bail!(
-                "{}: needs two f32 or two f64 tensors, got {:?} and {:?}",
-                $op,
-                x.dtype(),
-                y.dtype()
-            ),
-        }
-    };
-}
-pub(crate) use float_pair;
 
 /// Runs `$body` on the f32 (or f64) contiguous slices of one to three CPU storages of the same
 /// dtype, wrapping the `Vec` it returns back into a storage.

@@ -7,11 +7,11 @@
 //! composed, its strided reductions over `(0, 2, 3)` took most of a ResNet training step);
 //! elsewhere they are composed from reductions and broadcasts whose backward candle derives.
 
-use candle_core::{CpuStorage, CustomOp3, D, DType, Layout, Result, Shape, Tensor, Var, WithDType};
+use candle_core::{D, DType, Result, Shape, Tensor, Var, WithDType};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
-use crate::ops::{CpuKernel3, dims4, shape_error, sum_in_order};
+use crate::ops::{CpuKernel3, dims4, kernel_op, shape_error, sum_in_order};
 
 /// A fused CPU layer norm over the middle axis of `[outer, features, inner]` (inner = 1 for
 /// the last dimension, H·W for channels-first), with weight and bias. Its backward is composed
@@ -154,21 +154,7 @@ fn backward_rows<T: WithDType>(
     }
 }
 
-impl CustomOp3 for FusedNorm {
-    fn name(&self) -> &'static str {
-        <Self as CpuKernel3>::OP
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.dispatch((s1, l1), (s2, l2), (s3, l3))
-    }
+kernel_op!(3, FusedNorm {
     fn bwd(
         &self,
         xs: &Tensor,
@@ -201,7 +187,7 @@ impl CustomOp3 for FusedNorm {
         )?;
         Ok((Some(gx.reshape(xs.shape())?), Some(gw), Some(gb)))
     }
-}
+});
 
 /// The backward of [`FusedNorm`] on the CPU: from `xs`, `weight` and the output's gradient,
 /// one flat vector `[dx (xs's elements), dw (C), db (C)]`. Per-task partial sums of `dw`, `db`
@@ -298,22 +284,7 @@ impl CpuKernel3 for FusedNormBackward {
     }
 }
 
-impl CustomOp3 for FusedNormBackward {
-    fn name(&self) -> &'static str {
-        <Self as CpuKernel3>::OP
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.dispatch((s1, l1), (s2, l2), (s3, l3))
-    }
-}
+kernel_op!(3, FusedNormBackward);
 
 /// Gradients of `y = (x − mean)/√(var + eps) · w + b` over axis 1 of `[outer, C, inner]`:
 /// `(dx, dw, db)`, composed from tensor ops (off the CPU).
@@ -692,21 +663,7 @@ impl CpuKernel3 for FusedBatchNorm {
     }
 }
 
-impl CustomOp3 for FusedBatchNorm {
-    fn name(&self) -> &'static str {
-        <Self as CpuKernel3>::OP
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.dispatch((s1, l1), (s2, l2), (s3, l3))
-    }
+kernel_op!(3, FusedBatchNorm {
     fn bwd(
         &self,
         xs: &Tensor,
@@ -744,7 +701,7 @@ impl CustomOp3 for FusedBatchNorm {
         let grad_bias = Tensor::from_vec(sum_dy, channels, device)?.to_dtype(weight.dtype())?;
         Ok((Some(grad_xs), Some(grad_weight), Some(grad_bias)))
     }
-}
+});
 
 /// Per-channel `(Σ dy·x̂, Σ dy)` of a fused backward.
 type ChannelSums = (Vec<f64>, Vec<f64>);
@@ -809,22 +766,7 @@ impl CpuKernel3 for FusedBatchNormBackward {
     }
 }
 
-impl CustomOp3 for FusedBatchNormBackward {
-    fn name(&self) -> &'static str {
-        <Self as CpuKernel3>::OP
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.dispatch((s1, l1), (s2, l2), (s3, l3))
-    }
-}
+kernel_op!(3, FusedBatchNormBackward);
 
 /// Batch normalisation of `[N, C, H, W]` with PyTorch's semantics and keys (`weight`, `bias`,
 /// `running_mean`, `running_var`).

@@ -11,10 +11,10 @@
 //! Adaptive average pooling is linear and separable: `Y = P_h · X · P_wᵀ` with PyTorch's bins
 //! (`[⌊i·in/out⌋, ⌈(i+1)·in/out⌉)`) as averaging matrices, on every device.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::ops::{CpuKernel1, CpuKernel2, dims4, shape_error, strided_narrow};
+use crate::ops::{CpuKernel1, CpuKernel2, dims4, kernel_op, shape_error, strided_narrow};
 
 /// Kernel, stride, padding, dilation and ceil mode of a max pooling (PyTorch's meaning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,33 +231,14 @@ impl CpuKernel2 for MaxPoolBackward {
     }
 }
 
-impl CustomOp1 for MaxPool {
-    fn name(&self) -> &'static str {
-        "max_pool2d"
-    }
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(storage, layout)
-    }
+kernel_op!(1, MaxPool {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let grad = arg.apply_op2_no_bwd(&grad_res.contiguous()?, &MaxPoolBackward(*self))?;
         Ok(Some(grad))
     }
-}
+});
 
-impl CustomOp2 for MaxPoolBackward {
-    fn name(&self) -> &'static str {
-        "max_pool2d_backward"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(s1, l1, s2, l2)
-    }
-}
+kernel_op!(2, MaxPoolBackward);
 
 /// Max pooling of `[N, C, H, W]`, equal to PyTorch's
 /// `F.max_pool2d(xs, kernel, stride, padding, dilation, ceil_mode)`, including which input

@@ -8,10 +8,10 @@
 //! Nearest resizing is an `index_select` per axis (an integer factor is a broadcast), so candle
 //! supplies both directions.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::ops::{CpuKernel1, dims4, shape_error};
+use crate::ops::{CpuKernel1, dims4, kernel_op, shape_error};
 
 /// Source taps and weights of linear interpolation along one axis (PyTorch's
 /// `area_pixel_compute_source_index` with the index and weight clamped to the input).
@@ -188,34 +188,22 @@ impl CpuKernel1 for BilinearAdjoint {
     }
 }
 
-impl CustomOp1 for Bilinear {
-    fn name(&self) -> &'static str {
-        "resize_bilinear"
-    }
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(storage, layout)
-    }
+kernel_op!(1, Bilinear {
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad_res
             .contiguous()?
             .apply_op1(BilinearAdjoint(self.0.clone()))?;
         Ok(Some(grad))
     }
-}
+});
 
-impl CustomOp1 for BilinearAdjoint {
-    fn name(&self) -> &'static str {
-        "resize_bilinear_backward"
-    }
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.dispatch(storage, layout)
-    }
+kernel_op!(1, BilinearAdjoint {
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(
             grad_res.contiguous()?.apply_op1(Bilinear(self.0.clone()))?,
         ))
     }
-}
+});
 
 fn check_resize(
     op: &'static str,

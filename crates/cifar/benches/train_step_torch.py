@@ -42,12 +42,16 @@ class MiniResNet(ResNet):
 
 def mini_swin(num_classes):
     """rtb-models' SwinConfig::mini: patch 4, width 32, depths 1-1-2-1, heads 1-2-4-8,
-    window 4, MLP ratio 2, stochastic depth 0.1."""
+    window 4, MLP ratio 2, stochastic depth 0.1, and a convolutional stem in place of the
+    4x4 patch projection (3x3 stride-2 convolutions 3->16 and 16->32, GELU between)."""
     from timm.models.swin_transformer import SwinTransformer
 
-    return SwinTransformer(img_size=32, patch_size=4, embed_dim=32, depths=(1, 1, 2, 1),
-                           num_heads=(1, 2, 4, 8), window_size=4, mlp_ratio=2.0,
-                           drop_path_rate=0.1, num_classes=num_classes)
+    model = SwinTransformer(img_size=32, patch_size=4, embed_dim=32, depths=(1, 1, 2, 1),
+                            num_heads=(1, 2, 4, 8), window_size=4, mlp_ratio=2.0,
+                            drop_path_rate=0.1, num_classes=num_classes)
+    model.patch_embed.proj = nn.Sequential(
+        nn.Conv2d(3, 16, 3, 2, 1), nn.GELU(), nn.Conv2d(16, 32, 3, 2, 1))
+    return model
 
 
 CASES = {

@@ -96,6 +96,26 @@ fn swin_matches_timm_square_and_nonsquare() {
     check(model.as_ref(), &gold, "nonsquare", true);
 }
 
+/// The convolutional stem (`stem_channels`) equals timm's Swin with its patch projection
+/// swapped for the same 3×3 stride-2 convolutions and GELU (`make_golden_swin_stem.py`).
+#[test]
+fn swin_conv_stem_matches_timm_with_the_same_stem() {
+    let arch = ArchConfig::from(SwinConfig {
+        stem_channels: Some(4),
+        ..SwinConfig::tiny()
+    });
+    let model = load_backbone(
+        &arch,
+        &golden("swin_stem_tiny.safetensors"),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let gold = load("swin_stem_tiny_golden.safetensors");
+    check(model.as_ref(), &gold, "square", true);
+    check(model.as_ref(), &gold, "nonsquare", true);
+}
+
 #[test]
 fn swin_from_transformers_layout_equals_timm() {
     let model = load_backbone(

@@ -510,3 +510,77 @@ fn resnet_mini_small_stem_shapes_strides_and_cost() {
     let small = Tensor::zeros((1, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
     assert!(model.forward(&small, Mode::Eval).is_err());
 }
+
+/// The convolutional stem (`stem_channels`) keeps Swin's strides, names its convolutions
+/// `patch_embed.stem.{i}` / `patch_embed.proj` in the stem's freezing unit, is counted in the
+/// cost estimate (hand count below), passes a gradient check, and refuses patch sizes it
+/// cannot halve down to.
+#[test]
+fn swin_conv_stem_strides_keys_cost_and_gradients() {
+    let plain = SwinConfig {
+        embed_dim: 8,
+        num_classes: Some(3),
+        ..SwinConfig::tiny()
+    };
+    let stem = SwinConfig {
+        stem_channels: Some(4),
+        ..plain.clone()
+    };
+    let arch = ArchConfig::from(stem.clone());
+    let varmap = VarMap::new();
+    let vb = trainable_builder(&varmap, HashMap::new(), 3, DType::F32, &Device::Cpu);
+    let model = arch.build(&vb).unwrap();
+    let xs = Tensor::zeros((2, 3, 64, 32), DType::F32, &Device::Cpu).unwrap();
+    let out = model.forward(&xs, Mode::Eval).unwrap();
+    let sides: Vec<(usize, usize)> = out
+        .features
+        .levels
+        .iter()
+        .map(|level| (level.dims4().unwrap().2, level.dims4().unwrap().3))
+        .collect();
+    assert_eq!(sides, [(16, 8), (8, 4), (4, 2), (2, 1)]);
+    assert_eq!(model.strides(), [4, 8, 16, 32]);
+    let shapes: HashMap<String, (Vec<usize>, FreezeGroup)> = model
+        .parameters()
+        .into_iter()
+        .map(|p| (p.name, (p.tensor.dims().to_vec(), p.group)))
+        .collect();
+    assert_eq!(
+        shapes["patch_embed.stem.0.weight"],
+        (vec![4, 3, 3, 3], FreezeGroup::Stem)
+    );
+    assert_eq!(
+        shapes["patch_embed.proj.weight"],
+        (vec![8, 4, 3, 3], FreezeGroup::Stem)
+    );
+    assert!(!shapes.contains_key("patch_embed.stem.1.weight"));
+    // 32×32: stem.0 3→4 on 16×16 (27,648) and proj 4→8 on 8×8 (18,432) replace the 4×4
+    // patch projection 3→8 on 8×8 (24,576).
+    let plain_arch = ArchConfig::from(plain.clone());
+    let extra = arch.forward_macs(32, 32).unwrap() - plain_arch.forward_macs(32, 32).unwrap();
+    assert_eq!(extra, 27_648.0 + 18_432.0 - 24_576.0);
+    for bad in [
+        SwinConfig {
+            patch_size: 3,
+            ..stem.clone()
+        },
+        SwinConfig {
+            stem_channels: Some(0),
+            ..stem.clone()
+        },
+    ] {
+        let varmap = VarMap::new();
+        let vb = trainable_builder(&varmap, HashMap::new(), 3, DType::F32, &Device::Cpu);
+        let err = ArchConfig::from(bad).build(&vb).err().unwrap().to_string();
+        assert!(err.contains("stem_channels"), "{err}");
+    }
+    let small = SwinConfig {
+        embed_dim: 4,
+        depths: [1, 1, 1, 1],
+        num_heads: [1, 1, 2, 2],
+        mlp_ratio: 1.0,
+        stem_channels: Some(2),
+        ..plain
+    };
+    gradcheck_model(&ArchConfig::from(small), (1, 3, 32, 32), Mode::Eval, 1e-5);
+}

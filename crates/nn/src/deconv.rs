@@ -394,7 +394,7 @@ pub fn conv_transpose2d(
         .contiguous()?
         .apply_op2(&weight.contiguous()?, DeconvCpu(plan))?;
     match bias {
-        Some(bias) => ys.broadcast_add(&bias.reshape((1, plan.out_channels, 1, 1))?),
+        Some(bias) => crate::ops::bias::bias_add_at(&ys, bias, 1),
         None => Ok(ys),
     }
 }

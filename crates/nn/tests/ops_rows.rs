@@ -9,7 +9,7 @@ use candle_core::{DType, Tensor};
 use ops_support::{assert_close, assert_error_mentions, assert_gradcheck, grads_of, uniform};
 use rtb_nn::ops::activation::{softmax, softmax_composed};
 use rtb_nn::ops::attention::{window_attention, window_attention_composed};
-use rtb_nn::ops::bias::bias_add;
+use rtb_nn::ops::bias::{bias_add, bias_add_at};
 use rtb_nn::ops::gather::{RowMap, gather_rows, gather_rows_composed};
 use rtb_nn::ops::linear::{linear, linear_composed};
 use rtb_nn::ops::norm::{layer_norm, layer_norm_composed};
@@ -61,6 +61,92 @@ fn bias_add_equals_broadcast_add_and_passes_gradcheck() {
         bias_add(&xs, &uniform(&[3], 7, 1.0)),
         &["bias_add", "[3]", "[2, 3, 5]"],
     );
+}
+
+#[test]
+fn bias_add_at_a_middle_dimension_equals_broadcast_add_and_passes_gradcheck() {
+    // A convolution's [N, C, H, W] output: 6 × 7 × 40 × 50 spans several rayon tasks (runs of
+    // 2000), the last partial; and a run length that does not divide the task size.
+    // In f64 against candle's composition; in f32 the bias gradient (sums of thousands of
+    // elements, accumulated in f64) against the f64 composition, which candle's f32 sum is
+    // further from than the kernel's.
+    for shape in [[6usize, 7, 40, 50], [3, 5, 7, 9]] {
+        let xs = uniform(&shape, 11, 2.0);
+        let bias = uniform(&shape[1..2], 12, 1.0);
+        let gy = uniform(&shape, 13, 1.0);
+        let channels = shape[1];
+        let composed = |t: &[Tensor]| t[0].broadcast_add(&t[1].reshape((1, channels, 1, 1))?);
+        assert_same(
+            "bias_add_at",
+            |t| bias_add_at(&t[0], &t[1], 1),
+            composed,
+            &[xs.clone(), bias.clone()],
+            &gy,
+        );
+        let (y, grads) = grads_of(
+            |t| bias_add_at(&t[0], &t[1], 1),
+            &[f32(&xs), f32(&bias)],
+            &f32(&gy),
+        );
+        let (y_ref, grads_ref) = grads_of(composed, &[xs, bias], &gy);
+        assert_close("bias_add_at f32 y", &y, &y_ref, 1e-6, 1e-6);
+        assert_close(
+            "bias_add_at f32 bias grad",
+            grads[1].as_ref().unwrap(),
+            grads_ref[1].as_ref().unwrap(),
+            1e-6,
+            1e-6,
+        );
+    }
+    assert_gradcheck(
+        "bias_add_at",
+        |t| bias_add_at(&t[0], &t[1], 1),
+        &[uniform(&[2, 3, 4, 5], 14, 1.0), uniform(&[3], 15, 1.0)],
+    );
+    // Dimension 0 (no outer) and the last (the row path) agree with broadcast_add too.
+    let xs = uniform(&[4, 3, 5], 16, 1.0);
+    let first = uniform(&[4], 17, 1.0);
+    assert_eq!(
+        bias_add_at(&xs, &first, 0)
+            .unwrap()
+            .to_vec3::<f64>()
+            .unwrap(),
+        xs.broadcast_add(&first.reshape((4, 1, 1)).unwrap())
+            .unwrap()
+            .to_vec3::<f64>()
+            .unwrap()
+    );
+    assert_error_mentions(
+        bias_add_at(&xs, &uniform(&[4], 18, 1.0), 1),
+        &["bias_add", "[4]", "dimension 1", "[4, 3, 5]"],
+    );
+    assert_error_mentions(
+        bias_add_at(&xs, &uniform(&[5], 19, 1.0), 3),
+        &["bias_add", "dimension 3"],
+    );
+}
+
+#[test]
+fn bias_add_at_sums_runs_the_same_on_any_thread_count() {
+    let xs = f32(&uniform(&[16, 8, 24, 24], 20, 3.0));
+    let bias = f32(&uniform(&[8], 21, 1.0));
+    let grad_of_bias = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (_, grads) = grads_of(
+                |t| bias_add_at(&t[0], &t[1], 1),
+                &[xs.clone(), bias.clone()],
+                &xs,
+            );
+            grads[1].clone().unwrap().to_vec1::<f32>().unwrap()
+        })
+    };
+    let one = grad_of_bias(1);
+    assert_eq!(one, grad_of_bias(3));
+    assert_eq!(one, grad_of_bias(8));
 }
 
 #[test]

@@ -1,11 +1,12 @@
-//! A per-feature bias added along the last dimension, `xs + bias` for `xs` `[..., C]` and
-//! `bias` `[C]` (a linear layer's bias, a table broadcast over a batch).
+//! A per-feature bias: `xs + bias` for `xs` `[..., C]` and `bias` `[C]` ([`bias_add`]: a linear
+//! layer's bias, a table broadcast over a batch), or along any dimension ([`bias_add_at`]: a
+//! convolution's `[N, C, H, W]` output, channels at dimension 1).
 //!
-//! candle's `broadcast_add` derives the bias gradient as a sum over the leading dimensions,
+//! candle's `broadcast_add` derives the bias gradient as a sum over the other dimensions,
 //! which its CPU reduction walks element by element with an index division per element: in a
 //! small Swin's training step the linear layers' bias gradients alone cost more than their
-//! matrix products. On the CPU (f32, f64) [`bias_add`] is a kernel whose backward sums the
-//! gradient's rows directly; elsewhere it is `broadcast_add`.
+//! matrix products. On the CPU (f32, f64) these are kernels whose backward sums the gradient's
+//! contiguous runs directly; elsewhere they are `broadcast_add`.
 
 use candle_core::{DType, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -18,15 +19,31 @@ const ELEMENTS_PER_TASK: usize = 1 << 14;
 /// `xs + bias` with `bias` of shape `[C]` broadcast over every leading index of `xs`
 /// `[..., C]`; gradients for both (the bias's is the sum of the rows of the output's).
 pub fn bias_add(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if xs.rank() == 0 {
+        return Err(shape_error(
+            "bias_add",
+            format!(
+                "bias {:?} needs an input of shape [..., C], got a scalar",
+                bias.dims()
+            ),
+        ));
+    }
+    bias_add_at(xs, bias, xs.rank() - 1)
+}
+
+/// `xs + bias` with `bias` of shape `[C]` along dimension `dim` of `xs` (`xs.dims()[dim] ==
+/// C`) and broadcast over every other; gradients for both (the bias's sums the output's
+/// gradient over every dimension but `dim`). A convolution's bias is `bias_add_at(ys, bias, 1)`.
+pub fn bias_add_at(xs: &Tensor, bias: &Tensor, dim: usize) -> Result<Tensor> {
     const OP: &str = "bias_add";
-    let features = xs.dims().last().copied().unwrap_or(0);
-    if xs.rank() == 0 || bias.dims() != [features] {
+    let dims = xs.dims();
+    if dim >= dims.len() || bias.dims() != [dims[dim]] {
         return Err(shape_error(
             OP,
             format!(
-                "bias {:?} must be [C] for input {:?} of shape [..., C]",
+                "bias {:?} must be [C] with C dimension {dim} of the input {:?}",
                 bias.dims(),
-                xs.dims()
+                dims
             ),
         ));
     }
@@ -38,31 +55,44 @@ pub fn bias_add(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
             &bias.contiguous()?,
             BiasAdd {
                 shape: xs.shape().clone(),
-                features,
+                features: dims[dim],
+                inner: dims[dim + 1..].iter().product(),
             },
         );
     }
-    xs.broadcast_add(bias)
+    let mut broadcast = vec![1; dims.len()];
+    broadcast[dim] = dims[dim];
+    xs.broadcast_add(&bias.reshape(broadcast)?)
 }
 
 /// The sum of the rows of a CPU tensor `[..., C]` (f32 or f64): `[C]`, no gradient (a bias's
 /// gradient from its output's).
 pub(crate) fn row_sum(grad: &Tensor) -> Result<Tensor> {
     let features = grad.dims().last().copied().unwrap_or(0);
-    grad.contiguous()?.apply_op1_no_bwd(&RowSum { features })
+    grad.contiguous()?
+        .apply_op1_no_bwd(&RowSum { features, inner: 1 })
 }
 
+/// `xs` viewed as `[outer, features, inner]` plus `bias[features]`.
 #[derive(Debug, Clone)]
 struct BiasAdd {
     shape: Shape,
     features: usize,
+    inner: usize,
 }
 
-/// Sums the rows of a `[rows, C]` gradient into `[C]`, in a fixed order (per-task partial sums
-/// in f64, added in task order) so the bytes do not depend on scheduling.
+/// Sums a `[outer, C, inner]` gradient over `outer` and `inner` into `[C]`, in a fixed order
+/// (per-task partial sums in f64, added in task order) so the bytes do not depend on
+/// scheduling.
 #[derive(Debug, Clone)]
 struct RowSum {
     features: usize,
+    inner: usize,
+}
+
+/// Elements per rayon task for `[outer, C, inner]` data: whole runs of `inner`.
+fn run_task_len(inner: usize) -> usize {
+    (ELEMENTS_PER_TASK / inner).max(1) * inner
 }
 
 impl CpuKernel2 for BiasAdd {
@@ -70,6 +100,27 @@ impl CpuKernel2 for BiasAdd {
     fn run<T: WithDType>(&self, xs: &[T], bias: &[T]) -> Result<(Vec<T>, Shape)> {
         let features = self.features.max(1);
         let mut out = vec![T::from_f64(0.0); xs.len()];
+        if self.inner > 1 {
+            let inner = self.inner;
+            let per_task = run_task_len(inner);
+            out.par_chunks_mut(per_task)
+                .zip(xs.par_chunks(per_task))
+                .enumerate()
+                .for_each(|(task, (dst, src))| {
+                    let first_run = task * (per_task / inner);
+                    for (k, (dst, src)) in dst
+                        .chunks_exact_mut(inner)
+                        .zip(src.chunks_exact(inner))
+                        .enumerate()
+                    {
+                        let b = bias[(first_run + k) % features];
+                        for (d, &x) in dst.iter_mut().zip(src) {
+                            *d = x + b;
+                        }
+                    }
+                });
+            return Ok((out, self.shape.clone()));
+        }
         let per_task = (ELEMENTS_PER_TASK / features).max(1) * features;
         out.par_chunks_mut(per_task)
             .zip(xs.par_chunks(per_task))
@@ -91,6 +142,28 @@ impl CpuKernel1 for RowSum {
     const OP: &'static str = "bias_add_backward";
     fn run<T: WithDType>(&self, grad: &[T]) -> Result<(Vec<T>, Shape)> {
         let features = self.features.max(1);
+        if self.inner > 1 {
+            let inner = self.inner;
+            let per_task = run_task_len(inner);
+            let partials: Vec<Vec<f64>> = grad
+                .par_chunks(per_task)
+                .enumerate()
+                .map(|(task, runs)| {
+                    let first_run = task * (per_task / inner);
+                    let mut sums = vec![0f64; features];
+                    for (k, run) in runs.chunks_exact(inner).enumerate() {
+                        sums[(first_run + k) % features] +=
+                            run.iter().map(|g| g.to_f64()).sum::<f64>();
+                    }
+                    sums
+                })
+                .collect();
+            let totals = sum_in_order(&partials, features);
+            return Ok((
+                totals.into_iter().map(T::from_f64).collect(),
+                Shape::from(self.features),
+            ));
+        }
         let per_task = (ELEMENTS_PER_TASK / features).max(1) * features;
         let partials: Vec<Vec<f64>> = grad
             .par_chunks(per_task)
@@ -121,7 +194,10 @@ kernel_op!(2, BiasAdd {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let bias_grad = row_sum(&grad)?;
+        let bias_grad = grad.apply_op1_no_bwd(&RowSum {
+            features: self.features,
+            inner: self.inner,
+        })?;
         Ok((Some(grad), Some(bias_grad)))
     }
 });

@@ -4,7 +4,8 @@
 //! through [`ArchCosts`]), images seen by training and evaluation (the synthetic world's
 //! counts, or the datasets manifest's split sizes), corruption work, and throughput
 //! assumptions from the preset's `[cost]` table (one rate, scaled per task by
-//! `task_factor` and for the backbones' pretraining by `pretrain_factor`).
+//! `task_factor`, for the backbones' pretraining by `pretrain_factor`, and per architecture
+//! by `arch_factor` on the backbone's multiply-accumulates).
 //!
 //! A training image costs 3 forward passes of what trains (forward, and the backward's two
 //! products) and one of a frozen backbone; the heads always train. An estimate, not a
@@ -166,7 +167,8 @@ pub fn estimate(
                 let backbone = preset.backbone(name)?;
                 match (&backbone.pretrain, synthetic) {
                     (Some(pretrain), Some(s)) => {
-                        let macs = costs.forward_macs(&backbone.arch, s.source_size)?;
+                        let macs = costs.forward_macs(&backbone.arch, s.source_size)?
+                            * cost.arch_factor(&backbone.arch);
                         let augmix = pretrain.augment.get("kind").and_then(toml::Value::as_str)
                             == Some("augmix");
                         let jsd = augmix
@@ -196,7 +198,8 @@ pub fn estimate(
                             what: format!("task {}", cell.task),
                             message: format!("no {} schedule for {}", plan.schedule, cell.regime),
                         })?;
-                let macs = costs.forward_macs(&backbone.arch, task.image_size)?;
+                let macs = costs.forward_macs(&backbone.arch, task.image_size)?
+                    * cost.arch_factor(&backbone.arch);
                 let heads = costs.head_macs(&HeadQuery {
                     task: cell.task,
                     arch: &backbone.arch,
@@ -342,7 +345,7 @@ mod tests {
     /// cells and nothing to the others; doubling `pretrain_factor` doubles the backbone
     /// steps' compute (3 MACs per training image, 1 per evaluation image) and nothing else.
     #[test]
-    fn cells_count_heads_and_scale_by_their_task_factor() {
+    fn cells_count_heads_and_scale_by_their_task_and_arch_factors() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../presets/tiny.toml");
         let text = std::fs::read_to_string(path).unwrap();
         let mut preset = crate::Preset::from_toml(&text, path).unwrap();
@@ -416,6 +419,46 @@ mod tests {
             );
         }
         assert!(backbones > 0);
+
+        // arch_factor 2 for the tiny Swin doubles its backbone's MACs: its pretraining step's
+        // compute and the backbone share of its cells, not the heads, not the other rows.
+        preset.cost.pretrain_factor = 1.0;
+        preset.cost.arch_factor.insert("swin_tiny".into(), 2.0);
+        let plan = Plan {
+            preset: preset.clone(),
+            ..plan
+        };
+        let swin_doubled = estimate(&plan, DeviceKind::Cpu, &Flat, &datasets).unwrap();
+        let mut swin_steps = 0;
+        for (one, two) in base.iter().zip(&swin_doubled) {
+            let (backbone_macs_per_image, factor) = match &one.step {
+                Step::Backbone(name) if name == "swin" => (3.0 * 1e6, 1.0),
+                Step::Cell(cell) if cell.backbone == "swin" => (
+                    match cell.regime {
+                        rtb_results::Regime::Fixed => 1e6,
+                        rtb_results::Regime::Full => 3e6,
+                    },
+                    preset.cost.factor(cell.task),
+                ),
+                _ => {
+                    assert_eq!(one.seconds, two.seconds, "{:?}", one.step);
+                    continue;
+                }
+            };
+            swin_steps += 1;
+            let added = (backbone_macs_per_image * one.train_images as f64
+                + 1e6 * one.eval_images as f64)
+                / rate
+                * factor;
+            assert!(
+                ((two.seconds - one.seconds) / added - 1.0).abs() < 1e-9,
+                "{:?}: {} → {}, added {added}",
+                one.step,
+                one.seconds,
+                two.seconds
+            );
+        }
+        assert!(swin_steps > 1);
     }
 
     #[test]

@@ -342,6 +342,13 @@ pub struct CostSpec {
     /// The same for the backbones' pretraining and source-task evaluation steps.
     #[serde(default = "default_factor")]
     pub pretrain_factor: f64,
+    /// Per-architecture multipliers of a backbone's multiply-accumulates, for architectures
+    /// that run at another speed per multiply-accumulate than the one rate fits (a small
+    /// Swin's many small ops: `arch_factor = { swin_mini = 1.7 }`), keyed by the name a
+    /// backbone's `arch` gives; 1 for others and for `arch` tables. Applies to the backbone's
+    /// share of its pretraining and of every cell, not to the task heads.
+    #[serde(default)]
+    pub arch_factor: BTreeMap<String, f64>,
 }
 
 fn default_factor() -> f64 {
@@ -352,6 +359,15 @@ impl CostSpec {
     /// The multiplier of `task`'s compute time (1 unless `task_factor` names it).
     pub fn factor(&self, task: Task) -> f64 {
         self.task_factor.get(&task).copied().unwrap_or(1.0)
+    }
+
+    /// The multiplier of a backbone's multiply-accumulates (1 unless `arch_factor` names its
+    /// `arch`).
+    pub fn arch_factor(&self, arch: &toml::Value) -> f64 {
+        arch.as_str()
+            .and_then(|name| self.arch_factor.get(name))
+            .copied()
+            .unwrap_or(1.0)
     }
 }
 
@@ -377,6 +393,7 @@ impl Default for CostSpec {
             process_overhead_seconds: default_overhead(),
             task_factor: BTreeMap::new(),
             pretrain_factor: default_factor(),
+            arch_factor: BTreeMap::new(),
         }
     }
 }
@@ -526,7 +543,13 @@ impl Preset {
             .chain([(
                 "cost.pretrain_factor".to_string(),
                 self.cost.pretrain_factor,
-            )]);
+            )])
+            .chain(
+                self.cost
+                    .arch_factor
+                    .iter()
+                    .map(|(arch, factor)| (format!("cost.arch_factor.{arch}"), *factor)),
+            );
         for (key, factor) in factors {
             if !(factor.is_finite() && factor > 0.0) {
                 return invalid(&key, format!("must be a positive number, got {factor}"));

@@ -696,7 +696,7 @@ impl Swin {
                 (convs, proj)
             }
         };
-        let patch_norm = Ln::new(cfg.embed_dim, LN_EPS, &vb.pp("patch_embed").pp("norm"))?;
+        let patch_norm = Ln::new(cfg.embed_dim, LN_EPS, &vb_embed.pp("norm"))?;
         let total_blocks: usize = cfg.depths.iter().sum();
         let mut unit = 0usize;
         let mut stages = Vec::with_capacity(4);
@@ -835,7 +835,11 @@ fn to_nchw(xs: &Tensor) -> Result<Tensor> {
 impl Backbone for Swin {
     fn arch_name(&self) -> String {
         let c = &self.cfg;
-        if c.embed_dim == 96 && c.depths == [2, 2, 6, 2] && c.window_size == 7 && c.patch_size == 4
+        if c.embed_dim == 96
+            && c.depths == [2, 2, 6, 2]
+            && c.window_size == 7
+            && c.patch_size == 4
+            && c.stem_channels.is_none()
         {
             "swin_t".into()
         } else {

@@ -90,9 +90,10 @@ struct RowSum {
     inner: usize,
 }
 
-/// Elements per rayon task for `[outer, C, inner]` data: whole runs of `inner`.
-fn run_task_len(inner: usize) -> usize {
-    (ELEMENTS_PER_TASK / inner).max(1) * inner
+/// Elements per rayon task over runs of `run` contiguous elements (rows of `C`, or runs of
+/// `inner` in `[outer, C, inner]` data): whole runs, enough work to amortise scheduling.
+fn run_task_len(run: usize) -> usize {
+    (ELEMENTS_PER_TASK / run).max(1) * run
 }
 
 impl CpuKernel2 for BiasAdd {
@@ -119,21 +120,22 @@ impl CpuKernel2 for BiasAdd {
                         }
                     }
                 });
-            return Ok((out, self.shape.clone()));
-        }
-        let per_task = (ELEMENTS_PER_TASK / features).max(1) * features;
-        out.par_chunks_mut(per_task)
-            .zip(xs.par_chunks(per_task))
-            .for_each(|(dst, src)| {
-                for (dst, src) in dst
-                    .chunks_exact_mut(features)
-                    .zip(src.chunks_exact(features))
-                {
-                    for ((d, &x), &b) in dst.iter_mut().zip(src).zip(bias) {
-                        *d = x + b;
+        } else {
+            // Rows of `features`: the bias added element by element, no index arithmetic.
+            let per_task = run_task_len(features);
+            out.par_chunks_mut(per_task)
+                .zip(xs.par_chunks(per_task))
+                .for_each(|(dst, src)| {
+                    for (dst, src) in dst
+                        .chunks_exact_mut(features)
+                        .zip(src.chunks_exact(features))
+                    {
+                        for ((d, &x), &b) in dst.iter_mut().zip(src).zip(bias) {
+                            *d = x + b;
+                        }
                     }
-                }
-            });
+                });
+        }
         Ok((out, self.shape.clone()))
     }
 }
@@ -142,11 +144,10 @@ impl CpuKernel1 for RowSum {
     const OP: &'static str = "bias_add_backward";
     fn run<T: WithDType>(&self, grad: &[T]) -> Result<(Vec<T>, Shape)> {
         let features = self.features.max(1);
-        if self.inner > 1 {
+        let partials: Vec<Vec<f64>> = if self.inner > 1 {
             let inner = self.inner;
             let per_task = run_task_len(inner);
-            let partials: Vec<Vec<f64>> = grad
-                .par_chunks(per_task)
+            grad.par_chunks(per_task)
                 .enumerate()
                 .map(|(task, runs)| {
                     let first_run = task * (per_task / inner);
@@ -157,26 +158,21 @@ impl CpuKernel1 for RowSum {
                     }
                     sums
                 })
-                .collect();
-            let totals = sum_in_order(&partials, features);
-            return Ok((
-                totals.into_iter().map(T::from_f64).collect(),
-                Shape::from(self.features),
-            ));
-        }
-        let per_task = (ELEMENTS_PER_TASK / features).max(1) * features;
-        let partials: Vec<Vec<f64>> = grad
-            .par_chunks(per_task)
-            .map(|rows| {
-                let mut sums = vec![0f64; features];
-                for row in rows.chunks_exact(features) {
-                    for (s, g) in sums.iter_mut().zip(row) {
-                        *s += g.to_f64();
+                .collect()
+        } else {
+            let per_task = run_task_len(features);
+            grad.par_chunks(per_task)
+                .map(|rows| {
+                    let mut sums = vec![0f64; features];
+                    for row in rows.chunks_exact(features) {
+                        for (s, g) in sums.iter_mut().zip(row) {
+                            *s += g.to_f64();
+                        }
                     }
-                }
-                sums
-            })
-            .collect();
+                    sums
+                })
+                .collect()
+        };
         let totals = sum_in_order(&partials, features);
         Ok((
             totals.into_iter().map(T::from_f64).collect(),

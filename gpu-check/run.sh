@@ -7,7 +7,7 @@
 #   bash gpu-check/run.sh [OUT_DIR]          # default $OUT, else gpu-check/out
 #
 # Environment: RTB_DEVICE (cuda), RTB_SIZE (paper; small for a quick or CPU run), RTB_BIN
-# (gpu-check/bin/rtb), PYTHON (python3), RTB_ITERS (5), RTB_TIMEOUT (seconds per step, 300),
+# (gpu-check/bin/rtb), PYTHON (python3), RTB_ITERS (5), RTB_TIMEOUT (seconds per step, 360),
 # RTB_PEER (1; 0 skips PyTorch).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,7 +17,7 @@ size=${RTB_SIZE:-paper}
 bin=${RTB_BIN:-$here/bin/rtb}
 python=${PYTHON:-python3}
 iters=${RTB_ITERS:-5}
-limit=${RTB_TIMEOUT:-300}
+limit=${RTB_TIMEOUT:-360}
 peer=${RTB_PEER:-1}
 mkdir -p "$out"
 start=$(date +%s)
@@ -53,10 +53,13 @@ if grep -q "not found" "$out/ldd.txt"; then
 fi
 { command -v nvidia-smi >/dev/null && nvidia-smi -L; "$bin" env; } > "$out/machine.txt" 2>&1
 
+# f32, then bf16 autocast (f32 weights); on the CPU, f16 autocast stands in for bf16 (candle's
+# CPU backend has no bf16 matrix product).
+if [ "$device" = cpu ]; then precision=f32,f16; else precision=f32,bf16; fi
 status=0
-echo "== rtb device-check --device $device --size $size"
+echo "== rtb device-check --device $device --size $size --precision $precision"
 timeout "$limit" "$bin" device-check --device "$device" --size "$size" --iters "$iters" \
-    --output "$out/rtb.json" 2> "$out/rtb.log" || status=$?
+    --precision "$precision" --output "$out/rtb.json" 2> "$out/rtb.log" || status=$?
 [ "$status" -ne 0 ] && { echo "rtb device-check exited $status (log: $out/rtb.log)"; tail -5 "$out/rtb.log"; }
 
 if [ "$peer" = 1 ]; then

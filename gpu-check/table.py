@@ -1,6 +1,7 @@
 """Merges `rtb device-check`'s report with PyTorch's (f32 and bf16 autocast) into one table and
-one JSON file: per model, rtb's loss check against the CPU and both sides' throughput with
-their ratio. Missing inputs (no torch, a failed run) show as "-". Standard library only."""
+one JSON file: per model and precision, rtb's check against the CPU's f32 (loss, gradient
+cosine, evaluation outputs) and both sides' throughput with their ratio, rtb's f32 beside
+PyTorch's f32 and rtb's bf16 autocast beside PyTorch's. Missing inputs (no torch, a failed run) show as "-". Standard library only."""
 
 import argparse
 import json
@@ -51,40 +52,40 @@ def main():
         peers[key] = {m["name"]: m for m in (report or {}).get("models", [])}
     rows = []
     for m in rtb.get("models", []):
-        name = peer_name(m["name"])
-        t32 = peers["f32"].get(name, {})
-        t16 = peers["bf16"].get(name, {})
+        precision = m.get("precision", "f32")
+        # rtb's f32 row against PyTorch's f32, its bf16 autocast row against PyTorch's autocast
+        # (an f16 row, the CPU's stand-in, has no peer).
+        peer = peers.get(precision, {}).get(peer_name(m["name"]), {})
         rows.append({
             "model": m["name"],
+            "precision": precision,
             "batch": m.get("throughput_batch"),
             "loss_rel_diff": m.get("loss_rel_diff"),
-            "grad_norm_rel_diff": m.get("grad_norm_rel_diff"),
+            "grad_cosine": m.get("grad_cosine"),
             "eval_rel_diff": m.get("eval_rel_diff"),
             "pass": m.get("pass"),
             "rtb_train": m.get("train_images_per_s"),
-            "torch_train_f32": t32.get("train_images_per_s"),
-            "torch_train_bf16": t16.get("train_images_per_s"),
+            "torch_train": peer.get("train_images_per_s"),
+            "train_ratio": ratio(m.get("train_images_per_s"), peer.get("train_images_per_s")),
             "rtb_eval": m.get("eval_images_per_s"),
-            "torch_eval_f32": t32.get("eval_images_per_s"),
-            "train_ratio_f32": ratio(m.get("train_images_per_s"), t32.get("train_images_per_s")),
-            "eval_ratio_f32": ratio(m.get("eval_images_per_s"), t32.get("eval_images_per_s")),
-            "error": m.get("error") or t32.get("error"),
+            "torch_eval": peer.get("eval_images_per_s"),
+            "eval_ratio": ratio(m.get("eval_images_per_s"), peer.get("eval_images_per_s")),
+            "error": m.get("error") or peer.get("error"),
         })
     ops = rtb.get("ops", [])
-    failed = [op["name"] for op in ops if not op.get("pass")]
+    failed = [f"{op['name']} ({op.get('dtype', 'f32')})" for op in ops if not op.get("pass")]
     print(f"\nrtb {rtb.get('rtb_version')} on {rtb.get('device')}, {rtb.get('size')} sizes; "
           f"ops: {len(ops) - len(failed)}/{len(ops)} within bounds" + (f" (failed: {', '.join(failed)})" if failed else ""))
-    header = f"{'model':<24} {'batch':>5} {'loss rel':>9} {'grad rel':>9} {'eval rel':>9} {'ok':>4} " \
-             f"{'rtb im/s':>9} {'torch f32':>9} {'bf16':>9} {'ratio':>6} | {'rtb eval':>9} {'torch':>9} {'ratio':>6}"
+    header = f"{'model':<24} {'type':>5} {'batch':>5} {'loss rel':>9} {'grad cos':>8} {'eval rel':>9} {'ok':>4} " \
+             f"{'rtb im/s':>9} {'torch':>9} {'ratio':>6} | {'rtb eval':>9} {'torch':>9} {'ratio':>6}"
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['model']:<24} {fmt(r['batch'], 'd'):>5} {fmt(r['loss_rel_diff'], '.1e'):>9} "
-              f"{fmt(r['grad_norm_rel_diff'], '.1e'):>9} {fmt(r['eval_rel_diff'], '.1e'):>9} "
+        print(f"{r['model']:<24} {r['precision']:>5} {fmt(r['batch'], 'd'):>5} {fmt(r['loss_rel_diff'], '.1e'):>9} "
+              f"{fmt(r['grad_cosine'], '.4f'):>8} {fmt(r['eval_rel_diff'], '.1e'):>9} "
               f"{('yes' if r['pass'] else 'NO'):>4} {fmt(r['rtb_train'], '.1f'):>9} "
-              f"{fmt(r['torch_train_f32'], '.1f'):>9} {fmt(r['torch_train_bf16'], '.1f'):>9} "
-              f"{fmt(r['train_ratio_f32'], '.2f'):>6} | {fmt(r['rtb_eval'], '.1f'):>9} "
-              f"{fmt(r['torch_eval_f32'], '.1f'):>9} {fmt(r['eval_ratio_f32'], '.2f'):>6}")
+              f"{fmt(r['torch_train'], '.1f'):>9} {fmt(r['train_ratio'], '.2f'):>6} | "
+              f"{fmt(r['rtb_eval'], '.1f'):>9} {fmt(r['torch_eval'], '.1f'):>9} {fmt(r['eval_ratio'], '.2f'):>6}")
         if r["error"]:
             print(f"    error: {r['error']}")
     with open(args.output, "w") as f:

@@ -76,6 +76,7 @@ pub fn config_from_cell(spec: &CellSpec) -> Result<AdeConfig, CellError> {
     cfg.workers = spec.workers;
     cfg.seed = spec.seed;
     cfg.device = spec.device;
+    cfg.precision = spec.precision;
     cfg.engine = spec.engine.clone();
     cfg.eval = AdeEvalConfig {
         corruptions: spec.eval.corruptions.clone(),

@@ -33,7 +33,7 @@ pub fn build_task(cfg: &AdeConfig) -> Result<AdeTask, AdeTaskError> {
         cfg.weights.as_deref(),
         cfg.regime,
         cfg.seed,
-        (cfg.precision.dtype(), &device),
+        (cfg.precision.compute_dtype(), &device),
     )
 }
 

@@ -53,7 +53,8 @@ pub struct AdeTask {
 
 impl AdeTask {
     /// Builds the backbone of `arch` (classifier dropped) from `weights` (or from `seed`
-    /// without), and UperNet's heads of `cfg` initialised from `seed`, in `regime`.
+    /// without), and UperNet's heads of `cfg` initialised from `seed`, in `regime`. `dtype` is
+    /// the activations' type; a half type is autocast (f32 weights, `rtb_nn::autocast`).
     pub fn build(
         cfg: &UperNetConfig,
         arch: &ArchConfig,
@@ -73,7 +74,7 @@ impl AdeTask {
             &varmap,
             tensors,
             derive_seed(seed, Stream::Init, &[0]),
-            dtype,
+            rtb_nn::autocast::param_dtype(dtype),
             device,
         );
         let mut model = UperNet::build(cfg, &arch, &vb)?;

@@ -36,6 +36,7 @@ pub fn config_from_cell(spec: &CellSpec) -> Result<CifarConfig, CellError> {
     cfg.workers = spec.workers;
     cfg.seed = spec.seed;
     cfg.device = spec.device;
+    cfg.precision = spec.precision;
     cfg.engine = spec.engine.clone();
     if let Some(augment) = spec.bool_option("augment")? {
         cfg.augment = augment;

@@ -157,9 +157,10 @@ impl Classifier {
 
     /// The head on pooled features `[N, F]` → logits `[N, classes]`.
     pub fn head(&self, features: &Tensor) -> Result<Tensor> {
+        let cast = |t: &Var| rtb_nn::autocast::to_compute(t.as_tensor(), features);
         Ok(features
-            .matmul(&self.head_weight.as_tensor().t()?)?
-            .broadcast_add(self.head_bias.as_tensor())?)
+            .matmul(&cast(&self.head_weight)?.t()?)?
+            .broadcast_add(&cast(&self.head_bias)?)?)
     }
 
     /// Training logits: the backbone in the regime's mode (`Mode::Train { seed }` for the full

@@ -25,14 +25,14 @@ use crate::task::{CifarBatch, CifarSample, CifarTask, ImageSet, loader};
 pub fn build_task(cfg: &CifarConfig, num_classes: usize) -> Result<CifarTask> {
     let device = cfg.device.device()?;
     cfg.precision.check(&device)?;
-    let dtype = cfg.precision.dtype();
+    let dtype = cfg.precision.compute_dtype();
     let model = Classifier::build(
         &cfg.arch,
         cfg.weights.as_deref(),
         cfg.regime,
         num_classes,
         cfg.seed,
-        dtype,
+        rtb_nn::autocast::param_dtype(dtype),
         &device,
     )?;
     Ok(CifarTask::new(model, cfg.image_size, device, dtype))

@@ -131,7 +131,8 @@ pub struct CifarTask {
 }
 
 impl CifarTask {
-    /// A task around `model`, feeding it `image_size`² inputs of `dtype` on `device`.
+    /// A task around `model`, feeding it `image_size`² inputs of `dtype` on `device` (a half
+    /// type over an f32 model is autocast, `rtb_nn::autocast`).
     pub fn new(model: Classifier, image_size: usize, device: Device, dtype: DType) -> Self {
         Self {
             model,

@@ -74,6 +74,7 @@ pub fn config_from_cell(spec: &CellSpec) -> Result<CocoConfig, CellError> {
     cfg.workers = spec.workers;
     cfg.seed = spec.seed;
     cfg.device = spec.device;
+    cfg.precision = spec.precision;
     cfg.engine = spec.engine.clone();
     cfg.eval = CocoEvalConfig {
         corruptions: spec.eval.corruptions.clone(),

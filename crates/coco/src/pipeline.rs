@@ -35,7 +35,7 @@ pub fn build_task(cfg: &CocoConfig, cat_ids: Vec<i64>) -> Result<CocoTask, CocoT
         cfg.seed,
         cat_ids,
         cfg.accumulate,
-        (cfg.precision.dtype(), &device),
+        (cfg.precision.compute_dtype(), &device),
     )
 }
 

@@ -87,7 +87,8 @@ impl CocoTask {
     /// Builds the backbone of `arch` (classifier dropped) from `weights` (or from `seed`
     /// without), and the neck and heads of `model` initialised from `seed`, in `regime`;
     /// class `k` reports category `cat_ids[k]`; each training step is split into
-    /// `accumulate` micro-batches.
+    /// `accumulate` micro-batches. `dtype` is the activations' type; a half type is autocast
+    /// (f32 weights, `rtb_nn::autocast`; boxes stay f32).
     #[allow(clippy::too_many_arguments)]
     pub fn build(
         model: &DetectorConfig,
@@ -119,7 +120,7 @@ impl CocoTask {
             &varmap,
             tensors,
             derive_seed(seed, Stream::Init, &[0]),
-            dtype,
+            rtb_nn::autocast::param_dtype(dtype),
             device,
         );
         let cfg = model.to_mask_rcnn()?;
@@ -187,7 +188,9 @@ impl CocoTask {
                 let boxes: Vec<f32> = s.targets.boxes.iter().flatten().copied().collect();
                 let masks: Vec<u8> = s.targets.masks.concat();
                 Ok(GtInstances {
-                    boxes: Tensor::from_vec(boxes, (n, 4), &self.device)?.to_dtype(self.dtype)?,
+                    // Box geometry stays f32 under autocast (bf16 would round a 1333-pixel
+                    // coordinate to 8 pixels).
+                    boxes: Tensor::from_vec(boxes, (n, 4), &self.device)?,
                     labels: s.targets.labels.clone(),
                     masks: Tensor::from_vec(masks, (n, h, w), &self.device)?,
                 })

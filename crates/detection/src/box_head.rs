@@ -23,8 +23,9 @@
 //! only in the small-box removal and the order of candidates before NMS (both
 //! proposal-major, class-minor), so the same function serves both.
 
-use candle_core::{D, DType, Device, Module, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
+use rtb_nn::autocast::widen;
 use rtb_nn::nms::batched_nms_indices_f32;
 use rtb_nn::ops::activation::relu;
 
@@ -152,13 +153,21 @@ impl BoxHead {
             }
         }
         let xs = pooled.flatten_from(1)?;
-        let xs = relu(&self.fc6.forward(&xs)?)?;
-        let xs = relu(&self.fc7.forward(&xs)?)?;
+        let xs = relu(&dense(&self.fc6, &xs)?)?;
+        let xs = relu(&dense(&self.fc7, &xs)?)?;
+        // Scores and box deltas leave the head in f32 under autocast: box geometry and
+        // losses compute in f32.
         Ok(BoxHeadOutput {
-            class_logits: self.cls_score.forward(&xs)?,
-            box_regression: self.bbox_pred.forward(&xs)?,
+            class_logits: widen(&dense(&self.cls_score, &xs)?)?,
+            box_regression: widen(&dense(&self.bbox_pred, &xs)?)?,
         })
     }
+}
+
+/// A fully connected layer through rtb-nn's `linear` (one node, and the f32 weights cast to
+/// half-precision activations under autocast).
+fn dense(layer: &Linear, xs: &Tensor) -> candle_core::Result<Tensor> {
+    rtb_nn::ops::linear::linear(xs, layer.weight(), layer.bias())
 }
 
 /// PyTorch's `nn.Linear` initialisation: weight and bias uniform in `±1/√fan_in`.

@@ -180,7 +180,8 @@ impl MaskHead {
             xs = relu(&conv.forward(&xs)?)?;
         }
         let xs = relu(&self.upsample.forward(&xs)?)?;
-        Ok(self.logits.forward(&xs)?)
+        // In f32 under autocast (the loss and the pasting read them).
+        Ok(rtb_nn::autocast::widen(&self.logits.forward(&xs)?)?)
     }
 }
 

@@ -134,8 +134,9 @@ impl RpnHead {
                 ));
             }
             let t = rtb_nn::ops::activation::relu(&self.conv.forward(xs)?)?;
-            objectness.push(self.cls.forward(&t)?);
-            deltas.push(self.reg.forward(&t)?);
+            // In f32 under autocast: anchors, decoding and losses are f32.
+            objectness.push(rtb_nn::autocast::widen(&self.cls.forward(&t)?)?);
+            deltas.push(rtb_nn::autocast::widen(&self.reg.forward(&t)?)?);
         }
         Ok(RpnOutput { objectness, deltas })
     }

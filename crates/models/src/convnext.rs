@@ -310,7 +310,7 @@ impl ConvNeXtBlock {
         let ys = self.fc2.forward(&gelu(&self.fc1.forward(&ys)?)?)?;
         // Layer scale over the channels, still channels-last: a broadcast over the last dim.
         let ys = match &self.gamma {
-            Some((_, gamma)) => ys.broadcast_mul(gamma)?,
+            Some((_, gamma)) => ys.broadcast_mul(&rtb_nn::autocast::to_compute(gamma, &ys)?)?,
             None => ys,
         };
         let ys = ys.permute((0, 3, 1, 2))?.contiguous()?;

@@ -490,6 +490,11 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     cfg: &Conv2dConfig,
 ) -> Result<Tensor> {
+    let (weight, bias) = (
+        crate::autocast::to_compute(weight, xs)?,
+        crate::autocast::to_compute_opt(bias, xs)?,
+    );
+    let (weight, bias) = (&weight, bias.as_ref());
     let plan = ConvPlan::new(xs, weight, bias, cfg)?;
     if !xs.device().is_cpu() && crate::cuda_paths::candle_conv2d_supported(cfg) {
         return crate::cuda_paths::conv2d_candle(xs, weight, bias, cfg);

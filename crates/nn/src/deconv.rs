@@ -383,6 +383,11 @@ pub fn conv_transpose2d(
     bias: Option<&Tensor>,
     stride: usize,
 ) -> Result<Tensor> {
+    let (weight, bias) = (
+        crate::autocast::to_compute(weight, xs)?,
+        crate::autocast::to_compute_opt(bias, xs)?,
+    );
+    let (weight, bias) = (&weight, bias.as_ref());
     let plan = DeconvPlan::new(xs, weight, bias, stride)?;
     if !(xs.device().is_cpu()
         && matches!(xs.dtype(), DType::F32 | DType::F64)

@@ -18,7 +18,8 @@
 //! - [`optim`], [`schedule`], [`clip`]: SGD and AdamW with parameter groups and saveable state,
 //!   LR schedules as pure functions of the iteration, global-norm gradient clipping;
 //! - [`gradcheck`]: the finite-difference checker every test uses;
-//! - [`cpu`]: how a program runs these ops on the CPU (one rayon pool, no second candle pool).
+//! - [`cpu`]: how a program runs these ops on the CPU (one rayon pool, no second candle pool);
+//! - [`autocast`]: mixed precision (f32 weights, half-precision activations).
 //!
 //! Each op has a CPU fast path with its own backward and a composition of candle ops (with
 //! correct gradients) that runs on any device, CUDA included.
@@ -34,6 +35,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod autocast;
 pub mod boxes;
 pub mod clip;
 pub mod conv;

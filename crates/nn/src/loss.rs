@@ -11,6 +11,10 @@
 //! - [`l1_loss`], [`smooth_l1_loss`] (PyTorch's `beta`; `beta = 0` is L1): gradients use
 //!   `sign(0) = 0` as PyTorch does.
 //!
+//! Half-precision inputs (autocast) are computed in f32 and give an f32 loss, as PyTorch's
+//! autocast runs its losses in f32: a mean over thousands of pixels summed in f16 or bf16
+//! would lose most of its digits.
+//!
 //! ```
 //! use candle_core::{Device, Tensor};
 //! use rtb_nn::loss::{cross_entropy, CrossEntropyOptions};
@@ -87,6 +91,7 @@ pub fn cross_entropy(
     opts: &CrossEntropyOptions,
 ) -> Result<Tensor> {
     const OP: &str = "cross_entropy";
+    let logits = &crate::autocast::widen(logits)?;
     let dims = logits.dims();
     if dims.len() < 2 {
         return Err(shape_error(OP, "logits", "[N, C] or [N, C, d1, …]", dims));
@@ -218,6 +223,7 @@ pub fn binary_cross_entropy_with_logits(
     opts: &BceWithLogitsOptions,
 ) -> Result<Tensor> {
     check_same_shape("binary_cross_entropy_with_logits", logits, targets)?;
+    let logits = &crate::autocast::widen(logits)?;
     let targets = targets.to_dtype(logits.dtype())?;
     let sp = softplus(logits)?;
     // loss = lw·softplus(x) − x·(lw + z − 1) with lw = 1 + (p − 1)·z; lw = 1 without pos_weight.
@@ -246,6 +252,10 @@ fn abs_torch_grad(diff: &Tensor) -> Result<Tensor> {
 /// `torch.nn.functional.l1_loss(input, target, reduction)`.
 pub fn l1_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
     check_same_shape("l1_loss", input, target)?;
+    let (input, target) = (
+        &crate::autocast::widen(input)?,
+        &crate::autocast::widen(target)?,
+    );
     reduce(abs_torch_grad(&(input - target)?)?, reduction)
 }
 
@@ -258,6 +268,10 @@ pub fn smooth_l1_loss(
     reduction: Reduction,
 ) -> Result<Tensor> {
     check_same_shape("smooth_l1_loss", input, target)?;
+    let (input, target) = (
+        &crate::autocast::widen(input)?,
+        &crate::autocast::widen(target)?,
+    );
     if !(beta.is_finite() && beta >= 0.0) {
         return Err(invalid(
             "smooth_l1_loss",

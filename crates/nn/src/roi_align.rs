@@ -108,9 +108,14 @@ impl RoiAlignConfig {
 /// coordinates) into `[K, C, output_h, output_w]`, with a gradient to `features` (none to the
 /// RoIs, as in torchvision).
 ///
-/// `features` must be f32 or f64; `rois` are converted to the features' dtype. A batch index
-/// outside `0..N` is an error.
+/// `features` must be f32 or f64, or a half type (autocast), which is pooled in f32 and
+/// returned in its own type, as torchvision's autocast rule for RoIAlign does; `rois` are
+/// converted to the features' dtype. A batch index outside `0..N` is an error.
 pub fn roi_align(features: &Tensor, rois: &Tensor, cfg: &RoiAlignConfig) -> Result<Tensor> {
+    if crate::autocast::is_half(features.dtype()) {
+        let pooled = roi_align(&crate::autocast::widen(features)?, rois, cfg)?;
+        return pooled.to_dtype(features.dtype());
+    }
     validate_inputs(features, rois, cfg)?;
     let rois = rois.to_dtype(features.dtype())?.contiguous()?;
     match features.device() {

@@ -418,7 +418,8 @@ impl UperNet {
     /// mmseg's `losses()`: logits upsampled to the labels' size, cross-entropy with the
     /// ignore index, averaged over all pixels (or the valid ones with `avg_non_ignore`).
     fn loss(&self, logits: &Tensor, labels: &Tensor, size: (usize, usize)) -> Result<Tensor> {
-        let logits = resize_bilinear(logits, size, false)?;
+        // Under autocast the logits are upsampled in f32, as the loss reads them.
+        let logits = resize_bilinear(&rtb_nn::autocast::widen(logits)?, size, false)?;
         let opts = CrossEntropyOptions::default()
             .with_ignore_index(i64::from(self.cfg.ignore_index))
             .with_reduction(if self.cfg.avg_non_ignore {

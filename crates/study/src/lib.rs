@@ -89,8 +89,9 @@ pub use plan::{
     Shard, Step, matrix,
 };
 pub use preset::{
-    BENCHMARK_CORRUPTIONS, BackboneSpec, CostSpec, DataSpec, DeviceKind, EvaluationSpec, Preset,
-    PretrainSpec, RegimeSpec, Schedule, SourceSpec, SyntheticSpec, Table, TaskSpec, table_to_json,
+    BENCHMARK_CORRUPTIONS, BackboneSpec, CostSpec, CudaPrecision, DataSpec, DeviceKind,
+    EvaluationSpec, Preset, PretrainSpec, RegimeSpec, Schedule, SourceSpec, SyntheticSpec, Table,
+    TaskSpec, table_to_json,
 };
 pub use run::{Event, Orchestrator, Outcome, Summary};
 

@@ -398,6 +398,18 @@ impl Default for CostSpec {
     }
 }
 
+/// The activations' type of the cells on CUDA. The CPU always computes in f32 (candle's CPU
+/// backend has no bf16 matrix product).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CudaPrecision {
+    /// f32 throughout (the default; what the paper's runs used).
+    #[default]
+    F32,
+    /// bf16 autocast: f32 weights, gradients and optimizer state, bf16 activations.
+    Bf16,
+}
+
 /// One preset: the whole recipe of a run of the study.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -426,6 +438,9 @@ pub struct Preset {
     /// Cost-estimate assumptions.
     #[serde(default)]
     pub cost: CostSpec,
+    /// The cells' activations on CUDA (`precision = "bf16"`: autocast); ignored on the CPU.
+    #[serde(default)]
+    pub precision: CudaPrecision,
 }
 
 /// Benchmark corruption names, in the paper's category order (noise, blur, weather,

@@ -197,6 +197,7 @@ fn invalid_presets_name_the_key() {
             PRESET.replacen("arch = \"swin_tiny\"", "arch = 3", 1),
             "backbone[2].arch",
         ),
+        (format!("precision = \"f16\"\n{PRESET}"), "precision"),
     ];
     for (text, expected) in cases {
         let err = Preset::from_toml(&text, "demo.toml")
@@ -209,6 +210,13 @@ fn invalid_presets_name_the_key() {
     }
     let err = Preset::from_toml("name = 3", "x.toml").unwrap_err();
     assert!(matches!(err, StudyError::Parse { .. }), "{err}");
+}
+
+#[test]
+fn a_preset_selects_its_cuda_precision() {
+    assert_eq!(preset().precision, rtb_study::CudaPrecision::F32);
+    let bf16 = Preset::from_toml(&format!("precision = \"bf16\"\n{PRESET}"), "demo.toml").unwrap();
+    assert_eq!(bf16.precision, rtb_study::CudaPrecision::Bf16);
 }
 
 /// A stand-in for `rtb`: succeeds by writing the step's marker file, except for the backbone

@@ -71,6 +71,8 @@ pub struct CellSpec {
     pub eval: CellEval,
     /// Where to compute.
     pub device: DeviceChoice,
+    /// The activations' type (bf16 autocast only on CUDA).
+    pub precision: crate::device::Precision,
     /// Loader worker threads.
     pub workers: usize,
     /// The cell's run directory (`runs/<preset>/<backbone>/<task>/<regime>/`).
@@ -239,6 +241,7 @@ mod tests {
                 frost_dir: None,
             },
             device: DeviceChoice::Cpu,
+            precision: crate::device::Precision::F32,
             workers: 1,
             run_dir: "run".into(),
         }

@@ -98,21 +98,23 @@ impl From<DeviceChoice> for String {
     }
 }
 
-/// The floating-point type of weights and activations.
+/// The floating-point type of the activations. The weights, the gradients, the optimizer state
+/// and the checkpoints are f32 in either case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// 32-bit floats (the default, and the only choice on the CPU).
     #[default]
     F32,
-    /// bfloat16 weights and activations on CUDA (losses are reduced in f32). candle has no
-    /// autocast: the weights themselves are bf16, without an f32 master copy.
+    /// bf16 autocast on CUDA: activations in bfloat16, each op casting the f32 weights it
+    /// reads to bf16 (`rtb_nn::autocast`), norms reducing in f32, losses and box geometry in
+    /// f32. bf16 has f32's exponent range, so no loss scaling is needed.
     Bf16,
 }
 
 impl Precision {
-    /// The candle dtype.
-    pub fn dtype(&self) -> DType {
+    /// The candle dtype of the activations.
+    pub fn compute_dtype(&self) -> DType {
         match self {
             Precision::F32 => DType::F32,
             Precision::Bf16 => DType::BF16,
@@ -124,7 +126,8 @@ impl Precision {
         if *self == Precision::Bf16 && !device.is_cuda() {
             return Err(TrainError::config(
                 "precision",
-                "bf16 is supported on CUDA only; use f32 on the CPU",
+                "bf16 autocast is supported on CUDA only (candle's CPU backend has no bf16 \
+                 matrix product); use f32 on the CPU",
             ));
         }
         Ok(())

@@ -19,7 +19,7 @@
 //! - [`RunDir`]: `config.json` (the resolved config and seed, written first),
 //!   `checkpoints/`, `metrics.jsonl`.
 //! - [`DeviceChoice`] / [`Precision`]: CPU by default, CUDA with the `cuda` feature, f32 or
-//!   bf16 (CUDA only).
+//!   bf16 autocast (CUDA only; f32 weights, `rtb_nn::autocast`).
 //!
 //! - [`CellTask`] / [`CellSpec`] ([`cell`]): the one task interface of the study; a task
 //!   crate trains and evaluates a resolved cell into `metrics.json`, and the CLI dispatches

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use rtb_corruption::Corruption;
 use rtb_results::{CellId, Task};
-use rtb_study::{DeviceKind, Schedule};
-use rtb_train::{CellEval, CellSpec, DeviceChoice};
+use rtb_study::{CudaPrecision, DeviceKind, Schedule};
+use rtb_train::{CellEval, CellSpec, DeviceChoice, Precision};
 
 use crate::study::{LogObserver, StepArgs, arch_of, engine_of};
 
@@ -103,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             DeviceKind::Cpu => DeviceChoice::Cpu,
             DeviceKind::Cuda => DeviceChoice::Cuda(0),
         },
+        precision: cell_precision(args.device, preset.precision),
         workers: args.workers,
         run_dir: cell.dir(&layout.runs),
     };
@@ -121,4 +122,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The preset's precision applies on CUDA; the CPU computes in f32.
+fn cell_precision(device: DeviceKind, preset: CudaPrecision) -> Precision {
+    match (device, preset) {
+        (DeviceKind::Cuda, CudaPrecision::Bf16) => Precision::Bf16,
+        _ => Precision::F32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bf16_autocast_applies_on_cuda_only() {
+        assert_eq!(
+            cell_precision(DeviceKind::Cuda, CudaPrecision::Bf16),
+            Precision::Bf16
+        );
+        assert_eq!(
+            cell_precision(DeviceKind::Cpu, CudaPrecision::Bf16),
+            Precision::F32
+        );
+        assert_eq!(
+            cell_precision(DeviceKind::Cuda, CudaPrecision::F32),
+            Precision::F32
+        );
+    }
 }

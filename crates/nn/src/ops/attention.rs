@@ -88,13 +88,16 @@ pub fn window_attention_composed(
     let attn = match mask {
         Some(mask) => {
             let masks = mask.dim(0)?;
+            let mask = crate::autocast::to_compute(mask, &attn)?;
             attn.reshape((b / masks, masks, heads, n, n))?
                 .broadcast_add(&mask.unsqueeze(1)?.unsqueeze(0)?)?
                 .reshape((b, heads, n, n))?
         }
         None => attn,
     };
-    let attn = softmax(&attn, 3)?;
+    // Under autocast the softmax runs in f32 (as PyTorch's autocast runs it) and its
+    // probabilities return to the activations' type for the product with the values.
+    let attn = softmax(&crate::autocast::widen(&attn)?, 3)?.to_dtype(v.dtype())?;
     attn.matmul(&v)?
         .transpose(1, 2)?
         .reshape((b, n, heads * head_dim))

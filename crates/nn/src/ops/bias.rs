@@ -47,6 +47,7 @@ pub fn bias_add_at(xs: &Tensor, bias: &Tensor, dim: usize) -> Result<Tensor> {
             ),
         ));
     }
+    let bias = &crate::autocast::to_compute(bias, xs)?;
     if xs.device().is_cpu()
         && matches!(xs.dtype(), DType::F32 | DType::F64)
         && bias.dtype() == xs.dtype()

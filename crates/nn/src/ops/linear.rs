@@ -18,6 +18,11 @@ const OP: &str = "linear";
 /// `xs · weightᵀ + bias` for `xs` `[..., in]`, `weight` `[out, in]`, `bias` `[out]`:
 /// `[..., out]`, with gradients for all three.
 pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (weight, bias) = (
+        crate::autocast::to_compute(weight, xs)?,
+        crate::autocast::to_compute_opt(bias, xs)?,
+    );
+    let (weight, bias) = (&weight, bias.as_ref());
     let (rows, in_features, out_features) = check(xs, weight, bias)?;
     let dtype = xs.dtype();
     if !xs.device().is_cpu()

@@ -888,12 +888,19 @@ impl BatchNorm2d {
             self.update_running(&mean, &var, count)?;
             return Ok(ys);
         }
-        let mean = xs.mean_keepdim((0, 2, 3))?;
-        let centered = xs.broadcast_sub(&mean)?;
+        // Half-precision activations (autocast) are normalised in f32 with the f32 weights and
+        // return in their own type.
+        let x = if crate::autocast::is_half(xs.dtype()) {
+            xs.to_dtype(DType::F32)?
+        } else {
+            xs.clone()
+        };
+        let mean = x.mean_keepdim((0, 2, 3))?;
+        let centered = x.broadcast_sub(&mean)?;
         let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
         let normed = centered.broadcast_div(&(&var + self.cfg.eps)?.sqrt()?)?;
         self.update_running(&mean.flatten_all()?, &var.flatten_all()?, count)?;
-        self.affine(normed, c)
+        self.affine(normed, c)?.to_dtype(xs.dtype())
     }
 
     /// The fused CPU path (f32 / f64 on the CPU): output, batch mean and biased variance.
@@ -955,7 +962,11 @@ impl BatchNorm2d {
     /// Eval mode: the running statistics, as one per-channel scale and shift.
     pub fn forward_eval(&self, xs: &Tensor) -> Result<Tensor> {
         let (_, c, _, _) = self.check_input(xs)?;
-        let dtype = xs.dtype();
+        // Under autocast the scale and shift are formed in the weights' type and cast once.
+        let dtype = match &self.weight {
+            Some(w) if crate::autocast::is_half(xs.dtype()) => w.dtype(),
+            _ => xs.dtype(),
+        };
         // Detached: the running statistics must neither receive a gradient nor keep the
         // activations of a graph alive.
         let inv_std = (self.running_var.as_tensor().detach() + self.cfg.eps)?
@@ -971,6 +982,10 @@ impl BatchNorm2d {
             Some(b) => (b + shift)?,
             None => shift,
         };
+        let (scale, shift) = (
+            crate::autocast::to_compute(&scale, xs)?,
+            crate::autocast::to_compute(&shift, xs)?,
+        );
         xs.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
             .broadcast_add(&shift.reshape((1, c, 1, 1))?)
     }

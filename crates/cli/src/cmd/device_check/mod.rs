@@ -9,8 +9,13 @@
 //! `--size paper` the paper's models and image sizes. The table goes to stdout, the whole
 //! report to `--output` as JSON (gpu-check/run.sh puts PyTorch's numbers beside it).
 //!
-//! With `--device cpu` the device is the CPU itself: the comparisons are then trivially
-//! equal, and the run proves that everything works up to the first CUDA call.
+//! `--precision f32,bf16` runs (a) to (c) with f32 activations and again under bf16 autocast
+//! (f32 weights, `rtb_nn::autocast`), each against the CPU's f32 with bounds for its type.
+//!
+//! With `--device cpu` the device is the CPU itself: the f32 comparisons are then trivially
+//! equal, and the run proves that everything works up to the first CUDA call. candle's CPU
+//! backend has no bf16 matrix product, so there `--precision f16` stands in for bf16: the
+//! same autocast code paths with a narrower exponent range.
 
 mod models;
 mod ops;
@@ -32,6 +37,27 @@ pub enum Size {
     Small,
     /// ResNet-50 / Swin-T at 224² (CIFAR), Mask R-CNN R-50 at 1333×800, UperNet R-50 at 512².
     Paper,
+}
+
+/// The activations' type of a run (the weights are f32 in each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckPrecision {
+    /// f32 throughout.
+    F32,
+    /// bf16 autocast: what `precision = "bf16"` trains with (CUDA only).
+    Bf16,
+    /// f16 autocast: the CPU's stand-in for bf16 (same code paths).
+    F16,
+}
+
+impl CheckPrecision {
+    fn dtype(self) -> DType {
+        match self {
+            CheckPrecision::F32 => DType::F32,
+            CheckPrecision::Bf16 => DType::BF16,
+            CheckPrecision::F16 => DType::F16,
+        }
+    }
 }
 
 /// The parts of the check.
@@ -73,6 +99,23 @@ pub struct Args {
     /// Skip the CPU reference of the models (throughput only).
     #[arg(long)]
     pub no_reference: bool,
+    /// The activations' types to run (comma-separated): f32, bf16 (autocast, CUDA only),
+    /// f16 (autocast; bf16's stand-in on the CPU).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
+    pub precision: Vec<CheckPrecision>,
+}
+
+impl Args {
+    /// The candle dtypes of `--precision`, in order, without repeats.
+    fn precisions(&self) -> Vec<DType> {
+        let mut out: Vec<DType> = Vec::new();
+        for dtype in self.precision.iter().map(|p| p.dtype()) {
+            if !out.contains(&dtype) {
+                out.push(dtype);
+            }
+        }
+        out
+    }
 }
 
 /// One op's comparison.
@@ -103,6 +146,8 @@ pub struct ModelResult {
     pub name: String,
     /// Input size `[height, width]`.
     pub image_size: [usize; 2],
+    /// The activations' type on the device (f32, or bf16 / f16 autocast); the CPU runs f32.
+    pub precision: String,
     /// Batch of the CPU comparison.
     pub reference_batch: usize,
     /// Training loss of one step on the CPU.
@@ -117,12 +162,21 @@ pub struct ModelResult {
     pub device_grad_norm: Option<f64>,
     /// See `cpu_grad_norm`.
     pub grad_norm_rel_diff: Option<f64>,
+    /// Cosine between the device's gradients (all variables, concatenated) and the CPU's.
+    pub grad_cosine: Option<f64>,
+    /// The smallest cosine of one variable's gradient (reported, not bounded: BatchNorm over
+    /// few values can turn single small tensors under autocast).
+    pub grad_min_cosine: Option<f64>,
     /// `max |device − cpu| / max(1, max |cpu|)` of the evaluation batch's outputs.
     pub eval_rel_diff: Option<f64>,
-    /// The bound on the loss and gradient-norm differences.
+    /// The bound on the loss difference.
     pub loss_bound: f64,
+    /// The bound on the gradient-norm difference.
+    pub grad_norm_bound: f64,
     /// The bound on the evaluation outputs' difference.
     pub eval_bound: f64,
+    /// The smallest allowed `grad_cosine`.
+    pub cosine_bound: f64,
     /// Batch of the throughput runs.
     pub throughput_batch: usize,
     /// Images per second of training steps (forward, backward, SGD update) on the device.
@@ -207,6 +261,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         args.only.clone()
     };
+    if !device.is_cuda() && args.precision.contains(&CheckPrecision::Bf16) {
+        anyhow::bail!(
+            "bf16 needs a CUDA device (candle's CPU backend has no bf16 matrix product); \
+             --precision f16 checks the same autocast paths on the CPU"
+        );
+    }
     let mut report = Report {
         rtb_version: env!("CARGO_PKG_VERSION").to_string(),
         device: args.device.to_string(),
@@ -218,8 +278,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for part in parts {
         tracing::info!("device check: {part:?}");
         match part {
-            Part::Ops => report.ops = ops::run(&device),
-            model => report.models.push(models::run(model, &args, &device)),
+            Part::Ops => {
+                for dtype in args.precisions() {
+                    report.ops.extend(ops::run(&device, dtype));
+                }
+            }
+            model => report.models.extend(models::run(model, &args, &device)),
         }
     }
     report.pass =
@@ -250,13 +314,14 @@ fn print_table(report: &Report) {
     );
     if !report.ops.is_empty() {
         println!(
-            "\n{:<44} {:>12} {:>8} {:>5}",
-            "op", "max rel diff", "bound", "ok"
+            "\n{:<44} {:>5} {:>12} {:>8} {:>5}",
+            "op", "type", "max rel diff", "bound", "ok"
         );
         for op in &report.ops {
             println!(
-                "{:<44} {:>12.2e} {:>8.0e} {:>5}",
+                "{:<44} {:>5} {:>12.2e} {:>8.0e} {:>5}",
                 op.name,
+                op.dtype,
                 op.max_rel_diff,
                 op.bound,
                 if op.pass { "yes" } else { "NO" }
@@ -268,12 +333,14 @@ fn print_table(report: &Report) {
     }
     if !report.models.is_empty() {
         println!(
-            "\n{:<24} {:>10} {:>10} {:>9} {:>9} {:>9} {:>6} {:>10} {:>10} {:>5}",
+            "\n{:<24} {:>5} {:>10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>6} {:>10} {:>10} {:>5}",
             "model",
+            "type",
             "cpu loss",
             "dev loss",
             "loss rel",
             "grad rel",
+            "grad cos",
             "eval rel",
             "batch",
             "train im/s",
@@ -282,12 +349,14 @@ fn print_table(report: &Report) {
         );
         for m in &report.models {
             println!(
-                "{:<24} {:>10} {:>10} {:>9} {:>9} {:>9} {:>6} {:>10} {:>10} {:>5}",
+                "{:<24} {:>5} {:>10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>6} {:>10} {:>10} {:>5}",
                 m.name,
+                m.precision,
                 m.cpu_loss.map_or("-".into(), |v| format!("{v:.5}")),
                 m.device_loss.map_or("-".into(), |v| format!("{v:.5}")),
                 opt(m.loss_rel_diff, 1),
                 opt(m.grad_norm_rel_diff, 1),
+                m.grad_cosine.map_or("-".into(), |v| format!("{v:.5}")),
                 opt(m.eval_rel_diff, 1),
                 m.throughput_batch,
                 opt(m.train_images_per_s, 0),

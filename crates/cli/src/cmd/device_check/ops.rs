@@ -24,27 +24,43 @@ use super::{OpResult, max_abs, max_abs_diff, randn};
 /// What one op check returns: named tensors (outputs, gradients), compared by name.
 type Outputs = Vec<(&'static str, Tensor)>;
 
-/// One op: its name, the bound on `max |device − cpu| / max(1, max |cpu|)`, and the function
-/// that runs it on a device.
+/// One op: its name, the bound on `max |device − cpu| / max(1, max |cpu|)` in f32, whether it
+/// runs under autocast, and the function that runs it on a device with activations of a
+/// dtype (weights, targets and boxes stay f32, as under autocast).
 struct OpCheck {
     name: &'static str,
     bound: f64,
-    run: fn(&Device) -> candle_core::Result<Outputs>,
+    half: bool,
+    run: fn(&Device, DType) -> candle_core::Result<Outputs>,
 }
 
 /// f32 on another device sums in another order; 1e-4 of the output's scale is far above that
 /// and far below any real error (a wrong index or a missing term).
 const F32_BOUND: f64 = 1e-4;
 
+/// The bound of a half-precision run against f32, in units of the type's rounding (bf16
+/// keeps 8 significant bits, f16 11): bf16 8 units (0.031; candle's CUDA kernels accumulate
+/// bf16 sums in f32), f16 32 units (0.016; candle's CPU reductions accumulate f16 in f16, and
+/// a bias gradient over a few hundred positions measured 0.0086). Far below a wrong index or a
+/// missing term either way.
+pub(super) fn half_bound(dtype: DType) -> f64 {
+    match dtype {
+        DType::BF16 => 8.0 * 2f64.powi(-8),
+        DType::F16 => 32.0 * 2f64.powi(-11),
+        _ => 0.0,
+    }
+}
+
 /// Forward outputs and gradients of `inputs` for `loss = Σ out · r` with a fixed random `r`, so
-/// every output element's gradient path is exercised with a distinct weight.
+/// every output element's gradient path is exercised with a distinct weight (summed in f32
+/// whatever the output's type).
 fn with_grads(
     out: &Tensor,
     inputs: &[(&'static str, &Var)],
     seed: u64,
 ) -> candle_core::Result<Outputs> {
-    let r = randn(out.dims(), seed, out.device())?.to_dtype(out.dtype())?;
-    let loss = (out * r)?.sum_all()?;
+    let r = randn(out.dims(), seed, out.device())?;
+    let loss = (out.to_dtype(DType::F32)? * r)?.sum_all()?;
     let grads = loss.backward()?;
     let mut outputs = vec![("out", out.clone())];
     for (name, var) in inputs {
@@ -57,17 +73,24 @@ fn with_grads(
     Ok(outputs)
 }
 
+/// A weight (f32).
 fn var(dims: &[usize], seed: u64, device: &Device) -> candle_core::Result<Var> {
     Var::from_tensor(&randn(dims, seed, device)?)
 }
 
+/// An activation in `dtype` (the same values as [`var`] before rounding).
+fn act(dims: &[usize], seed: u64, device: &Device, dtype: DType) -> candle_core::Result<Var> {
+    Var::from_tensor(&randn(dims, seed, device)?.to_dtype(dtype)?)
+}
+
 fn conv(
     device: &Device,
+    dtype: DType,
     cfg: Conv2dConfig,
     x: &[usize],
     w: &[usize],
 ) -> candle_core::Result<Outputs> {
-    let xs = var(x, 1, device)?;
+    let xs = act(x, 1, device, dtype)?;
     let weight = var(w, 2, device)?;
     let bias = var(&[w[0]], 3, device)?;
     let out = conv2d(
@@ -88,9 +111,11 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "conv2d 3x3 s1 p1",
             bound: F32_BOUND,
-            run: |d| {
+            half: true,
+            run: |d, dt| {
                 conv(
                     d,
+                    dt,
                     Conv2dConfig::default().with_padding(1),
                     &[2, 8, 12, 12],
                     &[16, 8, 3, 3],
@@ -100,17 +125,20 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "conv2d 7x7 s2 p3 (stem)",
             bound: F32_BOUND,
-            run: |d| {
+            half: true,
+            run: |d, dt| {
                 let cfg = Conv2dConfig::default().with_stride(2).with_padding(3);
-                conv(d, cfg, &[2, 3, 20, 20], &[8, 3, 7, 7])
+                conv(d, dt, cfg, &[2, 3, 20, 20], &[8, 3, 7, 7])
             },
         },
         OpCheck {
             name: "conv2d 1x1 s2",
             bound: F32_BOUND,
-            run: |d| {
+            half: true,
+            run: |d, dt| {
                 conv(
                     d,
+                    dt,
                     Conv2dConfig::default().with_stride(2),
                     &[2, 16, 10, 10],
                     &[8, 16, 1, 1],
@@ -120,19 +148,21 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "conv2d 3x3 dilation 2 groups 2",
             bound: F32_BOUND,
-            run: |d| {
+            half: true,
+            run: |d, dt| {
                 let cfg = Conv2dConfig::default()
                     .with_padding(2)
                     .with_dilation(2)
                     .with_groups(2);
-                conv(d, cfg, &[2, 8, 11, 11], &[8, 4, 3, 3])
+                conv(d, dt, cfg, &[2, 8, 11, 11], &[8, 4, 3, 3])
             },
         },
         OpCheck {
             name: "conv_transpose2d 2x2 s2",
             bound: F32_BOUND,
-            run: |d| {
-                let xs = var(&[2, 8, 7, 7], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let xs = act(&[2, 8, 7, 7], 1, d, dt)?;
                 let w = var(&[8, 4, 2, 2], 2, d)?;
                 let b = var(&[4], 3, d)?;
                 let out = conv_transpose2d(xs.as_tensor(), w.as_tensor(), Some(b.as_tensor()), 2)?;
@@ -142,8 +172,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "max_pool2d 3x3 s2 p1",
             bound: F32_BOUND,
-            run: |d| {
-                let xs = var(&[2, 4, 13, 13], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let xs = act(&[2, 4, 13, 13], 1, d, dt)?;
                 let cfg = MaxPool2dConfig::new(3).with_stride(2).with_padding(1);
                 let out = max_pool2d(xs.as_tensor(), &cfg)?;
                 with_grads(&out, &[("grad_x", &xs)], 2)
@@ -152,8 +183,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "adaptive_avg_pool2d 10x10->3x3",
             bound: F32_BOUND,
-            run: |d| {
-                let xs = var(&[2, 4, 10, 10], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let xs = act(&[2, 4, 10, 10], 1, d, dt)?;
                 let out = adaptive_avg_pool2d(xs.as_tensor(), (3, 3))?;
                 with_grads(&out, &[("grad_x", &xs)], 2)
             },
@@ -161,8 +193,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "resize_bilinear 7x9->14x18",
             bound: F32_BOUND,
-            run: |d| {
-                let xs = var(&[2, 4, 7, 9], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let xs = act(&[2, 4, 7, 9], 1, d, dt)?;
                 let out = resize_bilinear(xs.as_tensor(), (14, 18), false)?;
                 with_grads(&out, &[("grad_x", &xs)], 2)
             },
@@ -170,8 +203,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "resize_nearest 6x6->9x12, upsample 2x",
             bound: F32_BOUND,
-            run: |d| {
-                let xs = var(&[2, 4, 6, 6], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let xs = act(&[2, 4, 6, 6], 1, d, dt)?;
                 let a = resize_nearest(xs.as_tensor(), (9, 12))?;
                 let b = upsample_nearest2x(xs.as_tensor())?;
                 let out = Tensor::cat(&[a.flatten_all()?, b.flatten_all()?], 0)?;
@@ -181,8 +215,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "layer_norm (last dim)",
             bound: F32_BOUND,
-            run: |d| {
-                let xs = var(&[2, 10, 16], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let xs = act(&[2, 10, 16], 1, d, dt)?;
                 let w = var(&[16], 2, d)?;
                 let b = var(&[16], 3, d)?;
                 let out = layer_norm(
@@ -197,8 +232,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "layer_norm2d (channels)",
             bound: F32_BOUND,
-            run: |d| {
-                let xs = var(&[2, 8, 6, 6], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let xs = act(&[2, 8, 6, 6], 1, d, dt)?;
                 let w = var(&[8], 2, d)?;
                 let b = var(&[8], 3, d)?;
                 let out = layer_norm2d(
@@ -213,8 +249,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "batch_norm2d (train, running stats)",
             bound: F32_BOUND,
-            run: |d| {
-                let xs = var(&[4, 6, 5, 5], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let xs = act(&[4, 6, 5, 5], 1, d, dt)?;
                 let w = var(&[6], 2, d)?;
                 let b = var(&[6], 3, d)?;
                 let bn = BatchNorm2d::from_tensors(
@@ -237,8 +274,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "gelu, softmax, log_softmax",
             bound: F32_BOUND,
-            run: |d| {
-                let xs = var(&[4, 7, 9], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let xs = act(&[4, 7, 9], 1, d, dt)?;
                 let out = Tensor::cat(
                     &[
                         gelu(xs.as_tensor())?.flatten_all()?,
@@ -253,8 +291,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "linear, bias_add",
             bound: F32_BOUND,
-            run: |d| {
-                let xs = var(&[3, 5, 12], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let xs = act(&[3, 5, 12], 1, d, dt)?;
                 let w = var(&[7, 12], 2, d)?;
                 let b = var(&[7], 3, d)?;
                 let ys = linear(xs.as_tensor(), w.as_tensor(), Some(b.as_tensor()))?;
@@ -265,9 +304,10 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "gather_rows, window_attention (masked)",
             bound: F32_BOUND,
-            run: |d| {
+            half: true,
+            run: |d, dt| {
                 // 4 windows of 4 tokens, 2 heads of 3 channels, masks for 2 windows per image.
-                let qkv = var(&[4, 4, 18], 1, d)?;
+                let qkv = act(&[4, 4, 18], 1, d, dt)?;
                 let bias = var(&[2, 4, 4], 2, d)?;
                 let mask = (randn(&[2, 4, 4], 3, d)?.ge(0.0)?.to_dtype(DType::F32)? * -100.0)?;
                 let map: Vec<Option<usize>> =
@@ -282,8 +322,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "drop_path (seeded)",
             bound: F32_BOUND,
-            run: |d| {
-                let xs = var(&[8, 3, 4], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let xs = act(&[8, 3, 4], 1, d, dt)?;
                 let out = DropPath::new(0.3)?.forward_train(xs.as_tensor(), 17)?;
                 with_grads(&out, &[("grad_x", &xs)], 2)
             },
@@ -291,8 +332,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "roi_align 7x7 aligned, sampling 2",
             bound: F32_BOUND,
-            run: |d| {
-                let features = var(&[2, 4, 16, 20], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let features = act(&[2, 4, 16, 20], 1, d, dt)?;
                 let rois = rois(d)?;
                 let cfg = RoiAlignConfig::new(7, 7)
                     .with_spatial_scale(0.5)
@@ -305,12 +347,13 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "multi-level RoIAlign (mmdet box, adaptive)",
             bound: F32_BOUND,
-            run: |d| {
+            half: true,
+            run: |d, dt| {
                 let levels = [
-                    var(&[2, 4, 32, 40], 1, d)?,
-                    var(&[2, 4, 16, 20], 2, d)?,
-                    var(&[2, 4, 8, 10], 3, d)?,
-                    var(&[2, 4, 4, 5], 4, d)?,
+                    act(&[2, 4, 32, 40], 1, d, dt)?,
+                    act(&[2, 4, 16, 20], 2, d, dt)?,
+                    act(&[2, 4, 8, 10], 3, d, dt)?,
+                    act(&[2, 4, 4, 5], 4, d, dt)?,
                 ];
                 let features: Vec<Tensor> = levels.iter().map(|v| v.as_tensor().clone()).collect();
                 // Boxes from 10 to 120 pixels: every level is used.
@@ -340,7 +383,8 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "box_iou, nms, batched_nms",
             bound: 0.0,
-            run: |d| {
+            half: false,
+            run: |d, _| {
                 let (boxes, scores) = boxes_scores(d)?;
                 let iou = rtb_nn::boxes::box_iou(&boxes, &boxes)?;
                 let keep = rtb_nn::nms::nms(&boxes, &scores, 0.5)?;
@@ -359,8 +403,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "cross_entropy NCHW ignore 255",
             bound: F32_BOUND,
-            run: |d| {
-                let logits = var(&[2, 5, 6, 7], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let logits = act(&[2, 5, 6, 7], 1, d, dt)?;
                 let labels: Vec<i64> = (0..2 * 6 * 7)
                     .map(|i| if i % 11 == 0 { 255 } else { (i * 7 % 5) as i64 })
                     .collect();
@@ -373,8 +418,9 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "bce_with_logits, l1, smooth_l1",
             bound: F32_BOUND,
-            run: |d| {
-                let xs = var(&[6, 9], 1, d)?;
+            half: true,
+            run: |d, dt| {
+                let xs = act(&[6, 9], 1, d, dt)?;
                 let target = randn(&[6, 9], 2, d)?;
                 let probs = candle_nn::ops::sigmoid(&target)?;
                 let bce = binary_cross_entropy_with_logits(
@@ -391,7 +437,8 @@ fn checks() -> Vec<OpCheck> {
         OpCheck {
             name: "clip_grad_norm",
             bound: F32_BOUND,
-            run: |d| {
+            half: false,
+            run: |d, _| {
                 let a = var(&[5, 7], 1, d)?;
                 let b = var(&[11], 2, d)?;
                 let loss = ((a.as_tensor().sqr()?.sum_all()? * 3.0)? + b.as_tensor().sum_all()?)?;
@@ -443,18 +490,21 @@ fn boxes_scores(device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
     ))
 }
 
-/// Runs every op on the CPU and on `device`.
-pub fn run(device: &Device) -> Vec<OpResult> {
+/// Runs every op on the CPU in f32 and on `device` with activations of `dtype`: f32, or a half
+/// type (autocast) for the ops that run under it, against a bound of [`half_bound`].
+pub fn run(device: &Device, dtype: DType) -> Vec<OpResult> {
     checks()
         .into_iter()
-        .map(|check| compare(&check, device))
+        .filter(|check| dtype == DType::F32 || check.half)
+        .map(|check| compare(&check, device, dtype))
         .collect()
 }
 
-fn compare(check: &OpCheck, device: &Device) -> OpResult {
+fn compare(check: &OpCheck, device: &Device, dtype: DType) -> OpResult {
+    let bound = check.bound.max(half_bound(dtype));
     let outcome = (|| -> candle_core::Result<(f64, f64, Vec<String>)> {
-        let reference = (check.run)(&Device::Cpu)?;
-        let tested = (check.run)(device)?;
+        let reference = (check.run)(&Device::Cpu, DType::F32)?;
+        let tested = (check.run)(device, dtype)?;
         let mut worst = 0f64;
         let mut scale = 0f64;
         let mut names = Vec::new();
@@ -481,23 +531,28 @@ fn compare(check: &OpCheck, device: &Device) -> OpResult {
     match outcome {
         Ok((rel_diff, scale, compared)) => OpResult {
             name: check.name.to_string(),
-            dtype: "f32".to_string(),
+            dtype: dtype_name(dtype),
             compared,
             max_rel_diff: rel_diff,
             scale,
-            bound: check.bound,
-            pass: rel_diff <= check.bound,
+            bound,
+            pass: rel_diff <= bound,
             error: None,
         },
         Err(err) => OpResult {
             name: check.name.to_string(),
-            dtype: "f32".to_string(),
+            dtype: dtype_name(dtype),
             compared: Vec::new(),
             max_rel_diff: f64::NAN,
             scale: f64::NAN,
-            bound: check.bound,
+            bound,
             pass: false,
             error: Some(err.to_string()),
         },
     }
+}
+
+/// `f32`, `bf16`, `f16`.
+pub(super) fn dtype_name(dtype: DType) -> String {
+    format!("{dtype:?}").to_lowercase()
 }

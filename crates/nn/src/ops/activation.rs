@@ -17,7 +17,7 @@
 use candle_core::{DType, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::ops::{CpuKernel1, CpuKernel2, kernel_op};
+use crate::ops::{CpuKernel1, CpuKernel2, kernel_op, with_wide_simd};
 
 const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 /// Elements per rayon task: large enough that scheduling is negligible.
@@ -66,7 +66,7 @@ const FRAC_2_SQRT_PI: f32 = std::f32::consts::FRAC_2_SQRT_PI;
 /// Arguments are clamped to −87 (2⁻¹²⁶ is the smallest normal). No division and no
 /// float-to-integer conversion (Rust's saturating `as` would not vectorise).
 #[inline(always)]
-fn exp_nonpositive_f32(x: f32) -> f32 {
+pub(crate) fn exp_nonpositive_f32(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding 1.5 · 2²³ rounds to an integer held in the low mantissa bits.
@@ -117,17 +117,19 @@ fn normal_cdf_f32(x: f32) -> (f32, f32) {
     (if a < 0.5 { near_zero } else { wide }, gauss)
 }
 
+#[inline(always)]
 fn gelu_f32(x: f32) -> f32 {
     x * normal_cdf_f32(x).0
 }
 
+#[inline(always)]
 fn gelu_grad_f32(x: f32) -> f32 {
     let (cdf, gauss) = normal_cdf_f32(x);
     cdf + x * FRAC_1_SQRT_2PI as f32 * gauss
 }
 
 /// GELU of one element, in the element's precision for f32 and in f64 otherwise.
-#[inline]
+#[inline(always)]
 fn gelu_of<T: WithDType>(x: T) -> T {
     if T::DTYPE == DType::F32 {
         T::from_f64(f64::from(gelu_f32(x.to_f64() as f32)))
@@ -137,7 +139,7 @@ fn gelu_of<T: WithDType>(x: T) -> T {
 }
 
 /// The GELU's derivative times `grad`, precision as [`gelu_of`].
-#[inline]
+#[inline(always)]
 fn gelu_grad_of<T: WithDType>(x: T, grad: T) -> T {
     if T::DTYPE == DType::F32 {
         T::from_f64(f64::from(
@@ -145,6 +147,39 @@ fn gelu_grad_of<T: WithDType>(x: T, grad: T) -> T {
         ))
     } else {
         T::from_f64(gelu_grad_f64(x.to_f64()) * grad.to_f64())
+    }
+}
+
+/// One chunk of the GELU (in AVX2 where the CPU has it: [`with_wide_simd`]).
+struct GeluRows<'a, T> {
+    dst: &'a mut [T],
+    src: &'a [T],
+}
+
+impl<T: WithDType> pulp::WithSimd for GeluRows<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        for (d, &x) in self.dst.iter_mut().zip(self.src) {
+            *d = gelu_of(x);
+        }
+    }
+}
+
+/// One chunk of the GELU's backward.
+struct GeluGradRows<'a, T> {
+    dst: &'a mut [T],
+    src: &'a [T],
+    grad: &'a [T],
+}
+
+impl<T: WithDType> pulp::WithSimd for GeluGradRows<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        for ((d, &x), &g) in self.dst.iter_mut().zip(self.src).zip(self.grad) {
+            *d = gelu_grad_of(x, g);
+        }
     }
 }
 
@@ -161,11 +196,7 @@ impl CpuKernel1 for Gelu {
         let mut out = vec![T::from_f64(0.0); xs.len()];
         out.par_chunks_mut(CHUNK)
             .zip(xs.par_chunks(CHUNK))
-            .for_each(|(dst, src)| {
-                for (d, &x) in dst.iter_mut().zip(src) {
-                    *d = gelu_of(x);
-                }
-            });
+            .for_each(|(dst, src)| with_wide_simd(GeluRows { dst, src }));
         Ok((out, self.0.clone()))
     }
 }
@@ -176,11 +207,7 @@ impl CpuKernel2 for GeluBackward {
         let mut out = vec![T::from_f64(0.0); xs.len()];
         out.par_chunks_mut(CHUNK)
             .zip(xs.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
-            .for_each(|(dst, (src, g))| {
-                for ((d, &x), &g) in dst.iter_mut().zip(src).zip(g) {
-                    *d = gelu_grad_of(x, g);
-                }
-            });
+            .for_each(|(dst, (src, grad))| with_wide_simd(GeluGradRows { dst, src, grad }));
         Ok((out, self.0.clone()))
     }
 }

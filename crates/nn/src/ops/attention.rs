@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::ops::activation::softmax;
 use crate::ops::bias::bias_add;
-use crate::ops::{float_slices, shape_error, sum_in_order};
+use crate::ops::{float_slices, shape_error, sum_in_order, with_wide_simd};
 
 const OP: &str = "window_attention";
 
@@ -160,14 +160,84 @@ struct WindowAttention {
     mask: Option<Arc<[f64]>>,
 }
 
-/// Per-head buffers of one window: scaled q, the attention weights.
+/// Per-head buffers of one window: scaled q, the attention weights, one row of scores.
 struct Scratch<T> {
     q: Vec<T>,
     weights: Vec<T>,
+    row: Vec<f64>,
+}
+
+impl<T: WithDType> Scratch<T> {
+    fn new(n: usize, d: usize) -> Self {
+        Scratch {
+            q: vec![T::zero(); n * d],
+            weights: vec![T::zero(); n * n],
+            row: vec![0f64; n],
+        }
+    }
+}
+
+/// `e^x` for `x ≤ 0` (a softmax's shifted scores): for f32 the vectorisable kernel the GELU
+/// uses (within 1e-7 relative), else libm's f64 exponential.
+#[inline(always)]
+fn exp_nonpositive<T: WithDType>(x: f64) -> f64 {
+    if T::DTYPE == DType::F32 {
+        f64::from(crate::ops::activation::exp_nonpositive_f32(x as f32))
+    } else {
+        x.exp()
+    }
+}
+
+/// One window of the forward (every head), as one unit of work compiled for the CPU's widest
+/// vectors ([`with_wide_simd`]).
+struct ForwardWindow<'a, T> {
+    op: &'a WindowAttention,
+    b: usize,
+    out: &'a mut [T],
+    qkv: &'a [T],
+    bias: &'a [T],
+    s: &'a mut Scratch<T>,
+}
+
+impl<T: WithDType> pulp::WithSimd for ForwardWindow<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let ForwardWindow {
+            op,
+            b,
+            out,
+            qkv,
+            bias,
+            s,
+        } = self;
+        let Geometry {
+            tokens: n,
+            heads,
+            head_dim: d,
+            ..
+        } = op.geometry;
+        let (width, channels) = (3 * heads * d, heads * d);
+        let window = &qkv[b * n * width..(b + 1) * n * width];
+        for h in 0..heads {
+            op.weights(b, h, qkv, bias, s);
+            for i in 0..n {
+                let o = &mut out[i * channels + h * d..i * channels + h * d + d];
+                for j in 0..n {
+                    let p = s.weights[i * n + j];
+                    let v = &window[j * width + (2 * heads + h) * d..][..d];
+                    for (o, &v) in o.iter_mut().zip(v) {
+                        *o += p * v;
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl WindowAttention {
     /// The attention weights `P` `[N, N]` of window `b`, head `h`, and its scaled queries.
+    #[inline(always)]
     fn weights<T: WithDType>(&self, b: usize, h: usize, qkv: &[T], bias: &[T], s: &mut Scratch<T>) {
         let Geometry {
             tokens: n,
@@ -190,7 +260,7 @@ impl WindowAttention {
             .mask
             .as_ref()
             .map(|m| &m[(b % masks.max(1)) * n * n..(b % masks.max(1) + 1) * n * n]);
-        let mut row = vec![0f64; n];
+        let row = &mut s.row;
         for i in 0..n {
             let q = &s.q[i * d..(i + 1) * d];
             for (j, r) in row.iter_mut().enumerate() {
@@ -207,12 +277,11 @@ impl WindowAttention {
                 *r = value.to_f64();
             }
             let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let mut sum = 0f64;
             for r in row.iter_mut() {
-                *r = (*r - max).exp();
-                sum += *r;
+                *r = exp_nonpositive::<T>(*r - max);
             }
-            for (dst, r) in s.weights[i * n..(i + 1) * n].iter_mut().zip(&row) {
+            let sum: f64 = row.iter().sum();
+            for (dst, r) in s.weights[i * n..(i + 1) * n].iter_mut().zip(row.iter()) {
                 *dst = T::from_f64(r / sum);
             }
         }
@@ -225,29 +294,20 @@ impl WindowAttention {
             head_dim: d,
             ..
         } = self.geometry;
-        let (width, channels) = (3 * heads * d, heads * d);
+        let channels = heads * d;
         let mut out = vec![T::zero(); self.geometry.windows * n * channels];
         out.par_chunks_mut((n * channels).max(1))
             .enumerate()
             .for_each(|(b, out)| {
-                let mut s = Scratch {
-                    q: vec![T::zero(); n * d],
-                    weights: vec![T::zero(); n * n],
-                };
-                let window = &qkv[b * n * width..(b + 1) * n * width];
-                for h in 0..heads {
-                    self.weights(b, h, qkv, bias, &mut s);
-                    for i in 0..n {
-                        let o = &mut out[i * channels + h * d..i * channels + h * d + d];
-                        for j in 0..n {
-                            let p = s.weights[i * n + j];
-                            let v = &window[j * width + (2 * heads + h) * d..][..d];
-                            for (o, &v) in o.iter_mut().zip(v) {
-                                *o += p * v;
-                            }
-                        }
-                    }
-                }
+                let mut s = Scratch::new(n, d);
+                with_wide_simd(ForwardWindow {
+                    op: self,
+                    b,
+                    out,
+                    qkv,
+                    bias,
+                    s: &mut s,
+                });
             });
         out
     }
@@ -272,10 +332,7 @@ impl WindowAttention {
             .enumerate()
             .map(|(task, dqkv)| {
                 let mut dbias = vec![0f64; heads * n * n];
-                let mut s = Scratch {
-                    q: vec![T::zero(); n * d],
-                    weights: vec![T::zero(); n * n],
-                };
+                let mut s = Scratch::new(n, d);
                 let mut dscores = vec![T::zero(); n * n];
                 for (local, dwindow) in dqkv.chunks_exact_mut(n * width).enumerate() {
                     let b = task * per_task + local;

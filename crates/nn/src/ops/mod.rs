@@ -33,6 +33,18 @@ pub struct ShapeError {
 }
 
 /// Wraps a [`ShapeError`] into candle's error type so ops compose with `?`.
+/// Runs `op` compiled for the widest vector instructions this CPU has. The workspace builds
+/// for baseline x86-64 (SSE2, four f32 lanes); pulp's dispatch compiles `op`'s `with_simd`
+/// (which must be `#[inline(always)]` and hold the loop itself, not a closure call, or LLVM
+/// keeps the loop out of line in SSE2) again with AVX2 and FMA enabled, and picks that copy at
+/// run time when the CPU has them, without `unsafe` here. The arithmetic is the same IEEE
+/// operations either way (Rust never fuses a multiply and an add by itself), so the results
+/// are the same bytes.
+#[inline(always)]
+pub(crate) fn with_wide_simd<Op: pulp::WithSimd>(op: Op) -> Op::Output {
+    pulp::Arch::new().dispatch(op)
+}
+
 pub(crate) fn shape_error(op: &'static str, message: impl Into<String>) -> candle_core::Error {
     candle_core::Error::wrap(ShapeError {
         op,

@@ -33,11 +33,16 @@ impl CpuKernel3 for FusedNorm {
         // Statistics in f64 per position; enough blocks per task to amortise scheduling.
         let block = c * inner;
         let per_task = (16_384 / block.max(1)).max(1) * block;
+        let affine: Vec<(f64, f64)> = weight
+            .iter()
+            .zip(bias)
+            .map(|(w, b)| (w.to_f64(), b.to_f64()))
+            .collect();
         out.par_chunks_mut(per_task)
             .zip(xs.par_chunks(per_task))
             .for_each(|(dst, src)| {
                 if inner == 1 {
-                    forward_rows(dst, src, weight, bias, self.eps);
+                    forward_rows(dst, src, &affine, self.eps);
                     return;
                 }
                 let mut mean = vec![0f64; inner];
@@ -86,30 +91,48 @@ fn position_stats<T: WithDType>(block: &[T], eps: f64, mean: &mut [f64], rstd: &
     }
 }
 
-/// Mean and reciprocal standard deviation of one row, in f64.
+/// `Σ f(xᵢ)` over a row in f64 with four interleaved accumulators (a fixed order, so the same
+/// bytes every run), which the compiler keeps in vector registers: a single running sum is a
+/// chain of dependent additions, and the statistics of a transformer's short rows were most of
+/// its layer norms' time.
 #[inline]
-fn row_stats<T: WithDType>(row: &[T], eps: f64) -> (f64, f64) {
+fn sum4(row: &[f64], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0f64; 4];
+    let chunks = row.chunks_exact(4);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    let mut total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for &v in rest {
+        total += f(v);
+    }
+    total
+}
+
+/// Copies one row into `buf` in f64 and returns its mean and reciprocal standard deviation.
+#[inline]
+fn row_stats<T: WithDType>(row: &[T], buf: &mut [f64], eps: f64) -> (f64, f64) {
+    for (b, v) in buf.iter_mut().zip(row) {
+        *b = v.to_f64();
+    }
     let n = row.len() as f64;
-    let mean = row.iter().map(|v| v.to_f64()).sum::<f64>() / n;
-    let var = row
-        .iter()
-        .map(|v| {
-            let d = v.to_f64() - mean;
-            d * d
-        })
-        .sum::<f64>()
-        / n;
+    let mean = sum4(buf, |v| v) / n;
+    let var = sum4(buf, |v| (v - mean) * (v - mean)) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
-/// [`FusedNorm`] when the features are contiguous (`inner` = 1): row by row, no per-position
-/// buffers (the last-dimension norm of a transformer, rows of a few dozen features).
-fn forward_rows<T: WithDType>(dst: &mut [T], src: &[T], weight: &[T], bias: &[T], eps: f64) {
-    let c = weight.len().max(1);
+/// [`FusedNorm`] when the features are contiguous (`inner` = 1): row by row through one f64
+/// row buffer (the last-dimension norm of a transformer, rows of a few dozen features).
+fn forward_rows<T: WithDType>(dst: &mut [T], src: &[T], affine: &[(f64, f64)], eps: f64) {
+    let c = affine.len().max(1);
+    let mut buf = vec![0f64; c];
     for (dst, src) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
-        let (mean, rstd) = row_stats(src, eps);
-        for (((d, &v), &w), &b) in dst.iter_mut().zip(src).zip(weight).zip(bias) {
-            *d = T::from_f64((v.to_f64() - mean) * rstd * w.to_f64() + b.to_f64());
+        let (mean, rstd) = row_stats(src, &mut buf, eps);
+        for ((d, &v), &(w, b)) in dst.iter_mut().zip(&buf).zip(affine) {
+            *d = T::from_f64((v - mean) * rstd * w + b);
         }
     }
 }
@@ -125,31 +148,33 @@ fn backward_rows<T: WithDType>(
 ) {
     let c = weight.len().max(1);
     let (dw, db) = sums.split_at_mut(c);
+    // The row, then its normalised values, and the weighted gradient, in f64.
+    let mut buf = vec![0f64; c];
+    let mut gw = vec![0f64; c];
     for ((dst, src), grad) in dst
         .chunks_exact_mut(c)
         .zip(src.chunks_exact(c))
         .zip(grad.chunks_exact(c))
     {
-        let (mean, rstd) = row_stats(src, eps);
-        let (mut mean_gw, mut mean_gwn) = (0f64, 0f64);
-        for (((&v, &g), &w), (dw, db)) in src
-            .iter()
-            .zip(grad)
-            .zip(weight)
-            .zip(dw.iter_mut().zip(db.iter_mut()))
-        {
-            let normed = (v.to_f64() - mean) * rstd;
+        let (mean, rstd) = row_stats(src, &mut buf, eps);
+        for (b, (g, (w, (dw, (db, gw))))) in buf.iter_mut().zip(
+            grad.iter().zip(
+                weight
+                    .iter()
+                    .zip(dw.iter_mut().zip(db.iter_mut().zip(gw.iter_mut()))),
+            ),
+        ) {
+            let normed = (*b - mean) * rstd;
             let g = g.to_f64();
-            mean_gw += g * w;
-            mean_gwn += g * w * normed;
+            *b = normed;
+            *gw = g * w;
             *dw += g * normed;
             *db += g;
         }
-        mean_gw /= c as f64;
-        mean_gwn /= c as f64;
-        for (((d, &v), &g), &w) in dst.iter_mut().zip(src).zip(grad).zip(weight) {
-            let normed = (v.to_f64() - mean) * rstd;
-            *d = T::from_f64(rstd * (g.to_f64() * w - mean_gw - normed * mean_gwn));
+        let mean_gw = sum4(&gw, |v| v) / c as f64;
+        let mean_gwn = gw.iter().zip(&buf).map(|(g, n)| g * n).sum::<f64>() / c as f64;
+        for ((d, &normed), &gw) in dst.iter_mut().zip(&buf).zip(&gw) {
+            *d = T::from_f64(rstd * (gw - mean_gw - normed * mean_gwn));
         }
     }
 }

@@ -367,16 +367,9 @@ fn an_autocast_step_follows_the_f32_step_with_f32_gradients() {
             };
             let out = task.train_step(batch, &ctx).unwrap();
             let grads = out.loss.backward().unwrap();
-            let grads: Vec<Tensor> = task
-                .trainable_vars()
-                .into_iter()
-                .map(|(name, var)| {
-                    let grad = grads.get(var.as_tensor()).cloned();
-                    let grad = grad.unwrap_or_else(|| panic!("{arch_name} {name}: no gradient"));
-                    assert_eq!(grad.dtype(), DType::F32, "{arch_name} {name}");
-                    grad
-                })
-                .collect();
+            let vars = task.trainable_vars();
+            assert!(vars.iter().all(|(_, var)| var.dtype() == DType::F32));
+            let grads = rtb_nn::autocast::master_gradients(&vars, &grads).unwrap();
             (out.loss.to_scalar::<f32>().unwrap(), grads)
         };
         let (loss32, grads32) = step(DType::F32);

@@ -93,47 +93,31 @@ fn the_small_cpu_device_check_passes_and_writes_its_report() {
     }
 }
 
-#[test]
-fn a_cuda_device_without_the_feature_or_a_gpu_is_an_error_that_says_so() {
+/// Runs `rtb -q device-check ARGS --only ops --output <tmp>/report.json`, which must fail
+/// before writing the report; returns its stderr.
+fn refused(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rtb"))
-        .args([
-            "-q",
-            "device-check",
-            "--device",
-            "cuda",
-            "--only",
-            "ops",
-            "--output",
-        ])
-        .arg(dir.path().join("report.json"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot open cuda"), "{stderr}");
-    assert!(!dir.path().join("report.json").exists());
-}
-
-#[test]
-fn bf16_on_the_cpu_is_an_error_that_names_the_stand_in() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rtb"))
-        .args([
-            "-q",
-            "device-check",
-            "--device",
-            "cpu",
-            "--precision",
-            "bf16",
-        ])
+        .args(["-q", "device-check"])
+        .args(args)
         .args(["--only", "ops", "--output"])
         .arg(dir.path().join("report.json"))
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!dir.path().join("report.json").exists());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_cuda_device_without_the_feature_or_a_gpu_is_an_error_that_says_so() {
+    let stderr = refused(&["--device", "cuda"]);
+    assert!(stderr.contains("cannot open cuda"), "{stderr}");
+}
+
+#[test]
+fn bf16_on_the_cpu_is_an_error_that_names_the_stand_in() {
+    let stderr = refused(&["--device", "cpu", "--precision", "bf16"]);
     assert!(stderr.contains("bf16 needs a CUDA device"), "{stderr}");
     assert!(stderr.contains("--precision f16"), "{stderr}");
-    assert!(!dir.path().join("report.json").exists());
 }

@@ -11,28 +11,10 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarMap;
-use common::{golden, load, relative_error};
-use rtb_models::init::trainable_builder;
-use rtb_models::{
-    ArchConfig, Backbone, ConvNeXtConfig, Mode, ResNetConfig, SwinConfig, read_canonical,
-};
+use candle_core::{DType, Tensor};
+use common::{load, relative_error, trainable};
+use rtb_models::{ArchConfig, ConvNeXtConfig, Mode, ResNetConfig, SwinConfig};
 use rtb_nn::loss::{CrossEntropyOptions, cross_entropy};
-
-fn trainable(arch: &ArchConfig, weights: &str) -> (VarMap, Box<dyn Backbone>) {
-    let canonical = read_canonical(arch, &golden(weights), None).unwrap();
-    let varmap = VarMap::new();
-    let vb = trainable_builder(
-        &varmap,
-        canonical.tensors.into_iter().collect(),
-        0,
-        DType::F32,
-        &Device::Cpu,
-    );
-    let model = arch.build(&vb).unwrap();
-    (varmap, model)
-}
 
 /// One cross-entropy step with the batch in `compute` and f32 weights: the loss and every
 /// trainable parameter's gradient by name.

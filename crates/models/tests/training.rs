@@ -9,28 +9,14 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use common::{assert_close, golden, load};
+use common::{assert_close, golden, load, trainable};
 use rtb_models::init::trainable_builder;
 use rtb_models::{
-    ArchConfig, Backbone, BlockKind, Freeze, FreezeGroup, Mode, ResNetConfig, SwinConfig,
-    WindowRule, read_canonical,
+    ArchConfig, BlockKind, Freeze, FreezeGroup, Mode, ResNetConfig, SwinConfig, WindowRule,
+    read_canonical,
 };
 use rtb_nn::gradcheck::{GradCheck, check_gradients};
 use rtb_nn::loss::{CrossEntropyOptions, cross_entropy};
-
-fn trainable(arch: &ArchConfig, weights: &str) -> (VarMap, Box<dyn Backbone>) {
-    let canonical = read_canonical(arch, &golden(weights), None).unwrap();
-    let varmap = VarMap::new();
-    let vb = trainable_builder(
-        &varmap,
-        canonical.tensors.into_iter().collect(),
-        0,
-        DType::F32,
-        &Device::Cpu,
-    );
-    let model = arch.build(&vb).unwrap();
-    (varmap, model)
-}
 
 /// One step against the fixture's `train.*` tensors.
 fn check_train_step(arch: &ArchConfig, weights: &str, golden_file: &str) {

@@ -61,6 +61,29 @@ pub fn to_compute_opt(tensor: Option<&Tensor>, xs: &Tensor) -> Result<Option<Ten
     tensor.map(|t| to_compute(t, xs)).transpose()
 }
 
+/// The gradient of each variable (the f32 master weights under autocast), in order; an error
+/// names a variable without a gradient, or whose gradient is not in the variable's type.
+pub fn master_gradients(
+    vars: &[(String, candle_core::Var)],
+    grads: &candle_core::backprop::GradStore,
+) -> Result<Vec<Tensor>> {
+    vars.iter()
+        .map(|(name, var)| {
+            let grad = grads
+                .get(var.as_tensor())
+                .ok_or_else(|| candle_core::Error::Msg(format!("{name}: no gradient")))?;
+            if grad.dtype() != var.dtype() {
+                candle_core::bail!(
+                    "{name}: a {:?} gradient for a {:?} variable",
+                    grad.dtype(),
+                    var.dtype()
+                );
+            }
+            Ok(grad.clone())
+        })
+        .collect()
+}
+
 /// How closely two sets of gradients agree (an autocast step against an f32 one): the cosine
 /// of the angle between their concatenations, and the smallest cosine of one tensor pair.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -132,6 +155,29 @@ mod tests {
         assert!(agreement(&[t(&[1.0])], &[t(&[1.0, 2.0])]).is_err());
         let zero_vs_one = agreement(&[t(&[0.0])], &[t(&[1.0])]).unwrap();
         assert_eq!(zero_vs_one.overall, 0.0);
+    }
+
+    #[test]
+    fn master_gradients_name_a_missing_or_mistyped_gradient() {
+        let w = candle_core::Var::ones(3, DType::F32, &Device::Cpu).unwrap();
+        let unused = candle_core::Var::ones(2, DType::F32, &Device::Cpu).unwrap();
+        let xs = Tensor::ones(3, DType::F16, &Device::Cpu).unwrap();
+        let loss = (to_compute(w.as_tensor(), &xs).unwrap() * &xs)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        let vars = vec![("w".to_string(), w.clone())];
+        let got = master_gradients(&vars, &grads).unwrap();
+        assert_eq!(got[0].dtype(), DType::F32);
+        assert_eq!(got[0].to_vec1::<f32>().unwrap(), [1.0, 1.0, 1.0]);
+        let with_unused = vec![("w".to_string(), w), ("unused".to_string(), unused)];
+        let err = master_gradients(&with_unused, &grads)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unused: no gradient"), "{err}");
     }
 
     #[test]

@@ -44,3 +44,21 @@ pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, tol: f64) {
     let err = relative_error(actual, expected);
     assert!(err <= tol, "{what}: relative error {err:.3e} > {tol:.0e}");
 }
+
+/// A model of `arch` with trainable f32 variables holding the weights of fixture `weights`.
+pub fn trainable(
+    arch: &rtb_models::ArchConfig,
+    weights: &str,
+) -> (candle_nn::VarMap, Box<dyn rtb_models::Backbone>) {
+    let canonical = rtb_models::read_canonical(arch, &golden(weights), None).unwrap();
+    let varmap = candle_nn::VarMap::new();
+    let vb = rtb_models::init::trainable_builder(
+        &varmap,
+        canonical.tensors.into_iter().collect(),
+        0,
+        DType::F32,
+        &Device::Cpu,
+    );
+    let model = arch.build(&vb).unwrap();
+    (varmap, model)
+}

@@ -235,6 +235,107 @@ impl<T: WithDType> pulp::WithSimd for ForwardWindow<'_, T> {
     }
 }
 
+/// The windows of one task of the backward (every head), as one unit of work compiled for
+/// the CPU's widest vectors ([`with_wide_simd`]); returns the task's bias-gradient sums.
+struct BackwardWindows<'a, T> {
+    op: &'a WindowAttention,
+    task: usize,
+    per_task: usize,
+    dqkv: &'a mut [T],
+    qkv: &'a [T],
+    bias: &'a [T],
+    grad: &'a [T],
+}
+
+impl<T: WithDType> pulp::WithSimd for BackwardWindows<'_, T> {
+    type Output = Vec<f64>;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> Vec<f64> {
+        let BackwardWindows {
+            op,
+            task,
+            per_task,
+            dqkv,
+            qkv,
+            bias,
+            grad,
+        } = self;
+        let Geometry {
+            tokens: n,
+            heads,
+            head_dim: d,
+            ..
+        } = op.geometry;
+        let (width, channels) = (3 * heads * d, heads * d);
+        let scale = T::from_f64(op.scale);
+        let mut dbias = vec![0f64; heads * n * n];
+        let mut s = Scratch::new(n, d);
+        let mut dscores = vec![T::zero(); n * n];
+        for (local, dwindow) in dqkv.chunks_exact_mut(n * width).enumerate() {
+            let b = task * per_task + local;
+            let window = &qkv[b * n * width..(b + 1) * n * width];
+            let gwindow = &grad[b * n * channels..(b + 1) * n * channels];
+            for h in 0..heads {
+                op.weights(b, h, qkv, bias, &mut s);
+                let (q_at, k_at, v_at) = (h * d, (heads + h) * d, (2 * heads + h) * d);
+                for i in 0..n {
+                    let go = &gwindow[i * channels + h * d..][..d];
+                    // dP_ij = dO_i · V_j, then dS = P ⊙ (dP − Σ_k P_ik dP_ik).
+                    let mut dot = 0f64;
+                    for j in 0..n {
+                        let v = &window[j * width + v_at..][..d];
+                        let mut dp = T::zero();
+                        for (&g, &v) in go.iter().zip(v) {
+                            dp += g * v;
+                        }
+                        dscores[i * n + j] = dp;
+                        dot += s.weights[i * n + j].to_f64() * dp.to_f64();
+                    }
+                    for j in 0..n {
+                        let p = s.weights[i * n + j].to_f64();
+                        let ds = p * (dscores[i * n + j].to_f64() - dot);
+                        dscores[i * n + j] = T::from_f64(ds);
+                        dbias[h * n * n + i * n + j] += ds;
+                    }
+                }
+                // dQ_i = scale · Σ_j dS_ij K_j (j ascending).
+                for i in 0..n {
+                    let dq = &mut dwindow[i * width + q_at..][..d];
+                    for j in 0..n {
+                        let ds = dscores[i * n + j];
+                        let k = &window[j * width + k_at..][..d];
+                        for (a, &b) in dq.iter_mut().zip(k) {
+                            *a += ds * b;
+                        }
+                    }
+                    for a in dq.iter_mut() {
+                        *a *= scale;
+                    }
+                }
+                // dV_j = Σ_i P_ij dO_i and dK_j = Σ_i dS_ij Q_i (i ascending).
+                for j in 0..n {
+                    let dv = &mut dwindow[j * width + v_at..][..d];
+                    for i in 0..n {
+                        let p = s.weights[i * n + j];
+                        let go = &gwindow[i * channels + h * d..][..d];
+                        for (a, &b) in dv.iter_mut().zip(go) {
+                            *a += p * b;
+                        }
+                    }
+                    let dk = &mut dwindow[j * width + k_at..][..d];
+                    for i in 0..n {
+                        let ds = dscores[i * n + j];
+                        for (a, &b) in dk.iter_mut().zip(&s.q[i * d..(i + 1) * d]) {
+                            *a += ds * b;
+                        }
+                    }
+                }
+            }
+        }
+        dbias
+    }
+}
+
 impl WindowAttention {
     /// The attention weights `P` `[N, N]` of window `b`, head `h`, and its scaled queries.
     #[inline(always)]
@@ -321,8 +422,7 @@ impl WindowAttention {
             head_dim: d,
             ..
         } = self.geometry;
-        let (width, channels) = (3 * heads * d, heads * d);
-        let scale = T::from_f64(self.scale);
+        let width = 3 * heads * d;
         let mut out = vec![T::zero(); windows * n * width + heads * n * n];
         let (dqkv, dbias) = out.split_at_mut(windows * n * width);
         // Windows per task: the bias gradient is summed per task, then in task order.
@@ -331,71 +431,15 @@ impl WindowAttention {
             .par_chunks_mut((per_task * n * width).max(1))
             .enumerate()
             .map(|(task, dqkv)| {
-                let mut dbias = vec![0f64; heads * n * n];
-                let mut s = Scratch::new(n, d);
-                let mut dscores = vec![T::zero(); n * n];
-                for (local, dwindow) in dqkv.chunks_exact_mut(n * width).enumerate() {
-                    let b = task * per_task + local;
-                    let window = &qkv[b * n * width..(b + 1) * n * width];
-                    let gwindow = &grad[b * n * channels..(b + 1) * n * channels];
-                    for h in 0..heads {
-                        self.weights(b, h, qkv, bias, &mut s);
-                        let (q_at, k_at, v_at) = (h * d, (heads + h) * d, (2 * heads + h) * d);
-                        for i in 0..n {
-                            let go = &gwindow[i * channels + h * d..][..d];
-                            // dP_ij = dO_i · V_j, then dS = P ⊙ (dP − Σ_k P_ik dP_ik).
-                            let mut dot = 0f64;
-                            for j in 0..n {
-                                let v = &window[j * width + v_at..][..d];
-                                let mut dp = T::zero();
-                                for (&g, &v) in go.iter().zip(v) {
-                                    dp += g * v;
-                                }
-                                dscores[i * n + j] = dp;
-                                dot += s.weights[i * n + j].to_f64() * dp.to_f64();
-                            }
-                            for j in 0..n {
-                                let p = s.weights[i * n + j].to_f64();
-                                let ds = p * (dscores[i * n + j].to_f64() - dot);
-                                dscores[i * n + j] = T::from_f64(ds);
-                                dbias[h * n * n + i * n + j] += ds;
-                            }
-                        }
-                        // dQ_i = scale · Σ_j dS_ij K_j (j ascending).
-                        for i in 0..n {
-                            let dq = &mut dwindow[i * width + q_at..][..d];
-                            for j in 0..n {
-                                let ds = dscores[i * n + j];
-                                let k = &window[j * width + k_at..][..d];
-                                for (a, &b) in dq.iter_mut().zip(k) {
-                                    *a += ds * b;
-                                }
-                            }
-                            for a in dq.iter_mut() {
-                                *a *= scale;
-                            }
-                        }
-                        // dV_j = Σ_i P_ij dO_i and dK_j = Σ_i dS_ij Q_i (i ascending).
-                        for j in 0..n {
-                            let dv = &mut dwindow[j * width + v_at..][..d];
-                            for i in 0..n {
-                                let p = s.weights[i * n + j];
-                                let go = &gwindow[i * channels + h * d..][..d];
-                                for (a, &b) in dv.iter_mut().zip(go) {
-                                    *a += p * b;
-                                }
-                            }
-                            let dk = &mut dwindow[j * width + k_at..][..d];
-                            for i in 0..n {
-                                let ds = dscores[i * n + j];
-                                for (a, &b) in dk.iter_mut().zip(&s.q[i * d..(i + 1) * d]) {
-                                    *a += ds * b;
-                                }
-                            }
-                        }
-                    }
-                }
-                dbias
+                with_wide_simd(BackwardWindows {
+                    op: self,
+                    task,
+                    per_task,
+                    dqkv,
+                    qkv,
+                    bias,
+                    grad,
+                })
             })
             .collect();
         let totals = sum_in_order(&partials, heads * n * n);

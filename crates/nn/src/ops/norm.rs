@@ -11,7 +11,7 @@ use candle_core::{D, DType, Result, Shape, Tensor, Var, WithDType};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
-use crate::ops::{CpuKernel3, dims4, kernel_op, shape_error, sum_in_order};
+use crate::ops::{CpuKernel3, dims4, kernel_op, shape_error, sum_in_order, with_wide_simd};
 
 /// A fused CPU layer norm over the middle axis of `[outer, features, inner]` (inner = 1 for
 /// the last dimension, H·W for channels-first), with weight and bias. Its backward is composed
@@ -42,7 +42,13 @@ impl CpuKernel3 for FusedNorm {
             .zip(xs.par_chunks(per_task))
             .for_each(|(dst, src)| {
                 if inner == 1 {
-                    forward_rows(dst, src, &affine, self.eps);
+                    let eps = self.eps;
+                    with_wide_simd(RowsForward {
+                        dst,
+                        src,
+                        affine: &affine,
+                        eps,
+                    });
                     return;
                 }
                 let mut mean = vec![0f64; inner];
@@ -95,7 +101,7 @@ fn position_stats<T: WithDType>(block: &[T], eps: f64, mean: &mut [f64], rstd: &
 /// bytes every run), which the compiler keeps in vector registers: a single running sum is a
 /// chain of dependent additions, and the statistics of a transformer's short rows were most of
 /// its layer norms' time.
-#[inline]
+#[inline(always)]
 fn sum4(row: &[f64], f: impl Fn(f64) -> f64) -> f64 {
     let mut acc = [0f64; 4];
     let chunks = row.chunks_exact(4);
@@ -113,7 +119,7 @@ fn sum4(row: &[f64], f: impl Fn(f64) -> f64) -> f64 {
 }
 
 /// Copies one row into `buf` in f64 and returns its mean and reciprocal standard deviation.
-#[inline]
+#[inline(always)]
 fn row_stats<T: WithDType>(row: &[T], buf: &mut [f64], eps: f64) -> (f64, f64) {
     for (b, v) in buf.iter_mut().zip(row) {
         *b = v.to_f64();
@@ -124,8 +130,50 @@ fn row_stats<T: WithDType>(row: &[T], buf: &mut [f64], eps: f64) -> (f64, f64) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
+/// [`forward_rows`] compiled for the CPU's widest vectors ([`with_wide_simd`]).
+struct RowsForward<'a, T> {
+    dst: &'a mut [T],
+    src: &'a [T],
+    affine: &'a [(f64, f64)],
+    eps: f64,
+}
+
+impl<T: WithDType> pulp::WithSimd for RowsForward<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        forward_rows(self.dst, self.src, self.affine, self.eps);
+    }
+}
+
+/// [`backward_rows`] compiled for the CPU's widest vectors ([`with_wide_simd`]).
+struct RowsBackward<'a, T> {
+    dst: &'a mut [T],
+    src: &'a [T],
+    grad: &'a [T],
+    weight: &'a [f64],
+    eps: f64,
+    sums: &'a mut [f64],
+}
+
+impl<T: WithDType> pulp::WithSimd for RowsBackward<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        backward_rows(
+            self.dst,
+            self.src,
+            self.grad,
+            self.weight,
+            self.eps,
+            self.sums,
+        );
+    }
+}
+
 /// [`FusedNorm`] when the features are contiguous (`inner` = 1): row by row through one f64
 /// row buffer (the last-dimension norm of a transformer, rows of a few dozen features).
+#[inline(always)]
 fn forward_rows<T: WithDType>(dst: &mut [T], src: &[T], affine: &[(f64, f64)], eps: f64) {
     let c = affine.len().max(1);
     let mut buf = vec![0f64; c];
@@ -138,6 +186,7 @@ fn forward_rows<T: WithDType>(dst: &mut [T], src: &[T], affine: &[(f64, f64)], e
 }
 
 /// [`FusedNormBackward`] row by row (`inner` = 1); adds `dw` and `db` into `sums`.
+#[inline(always)]
 fn backward_rows<T: WithDType>(
     dst: &mut [T],
     src: &[T],
@@ -246,7 +295,14 @@ impl CpuKernel3 for FusedNormBackward {
                 // dw then db for this task's blocks.
                 let mut sums = vec![0f64; 2 * c];
                 if inner == 1 {
-                    backward_rows(dst, src, grad, &weight, eps, &mut sums);
+                    with_wide_simd(RowsBackward {
+                        dst,
+                        src,
+                        grad,
+                        weight: &weight,
+                        eps,
+                        sums: &mut sums,
+                    });
                     return sums;
                 }
                 let mut mean = vec![0f64; inner];

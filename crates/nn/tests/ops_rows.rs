@@ -9,7 +9,7 @@ use candle_core::{DType, Tensor};
 use ops_support::{assert_close, assert_error_mentions, assert_gradcheck, grads_of, uniform};
 use rtb_nn::ops::activation::{softmax, softmax_composed};
 use rtb_nn::ops::attention::{window_attention, window_attention_composed};
-use rtb_nn::ops::bias::{bias_add, bias_add_at};
+use rtb_nn::ops::bias::{bias_add, bias_add_at, scale_at};
 use rtb_nn::ops::gather::{RowMap, gather_rows, gather_rows_composed};
 use rtb_nn::ops::linear::{linear, linear_composed};
 use rtb_nn::ops::norm::{layer_norm, layer_norm_composed};
@@ -325,5 +325,49 @@ fn window_attention_equals_its_composition_and_passes_gradcheck() {
     assert_error_mentions(
         window_attention(&qkv, &bias, None, 5, scale),
         &["window_attention", "5 heads"],
+    );
+}
+
+#[test]
+fn scale_at_equals_broadcast_mul_and_passes_gradcheck() {
+    // A BatchNorm's [N, C, H, W] input (several rayon tasks, a partial last one, a run length
+    // that does not divide the task size) and the last dimension (runs of one).
+    for (shape, dim) in [
+        (vec![6usize, 7, 40, 50], 1usize),
+        (vec![3, 5, 7, 9], 1),
+        (vec![4, 3, 5], 2),
+    ] {
+        let xs = uniform(&shape, 21, 2.0);
+        let scale = uniform(&shape[dim..dim + 1], 22, 1.0);
+        let gy = uniform(&shape, 23, 1.0);
+        let mut broadcast = vec![1usize; shape.len()];
+        broadcast[dim] = shape[dim];
+        let composed = |t: &[Tensor]| t[0].broadcast_mul(&t[1].reshape(broadcast.clone())?);
+        assert_same(
+            "scale_at",
+            |t| scale_at(&t[0], &t[1], dim),
+            composed,
+            &[xs, scale],
+            &gy,
+        );
+    }
+    assert_gradcheck(
+        "scale_at",
+        |t| scale_at(&t[0], &t[1], 1),
+        &[uniform(&[2, 3, 4, 5], 24, 1.0), uniform(&[3], 25, 1.0)],
+    );
+    let xs = uniform(&[4, 3, 5], 26, 1.0);
+    assert_error_mentions(
+        scale_at(&xs, &uniform(&[4], 27, 1.0), 1),
+        &["scale_at", "[4]", "dimension 1", "[4, 3, 5]"],
+    );
+}
+
+#[test]
+fn scale_at_sums_the_same_on_any_thread_count() {
+    assert_bias_grad_thread_independent(
+        |t| scale_at(&t[0], &t[1], 1),
+        &f32(&uniform(&[6, 7, 40, 50], 28, 2.0)),
+        &f32(&uniform(&[7], 29, 1.0)),
     );
 }

@@ -66,6 +66,101 @@ pub fn bias_add_at(xs: &Tensor, bias: &Tensor, dim: usize) -> Result<Tensor> {
     xs.broadcast_add(&bias.reshape(broadcast)?)
 }
 
+/// `xs * scale` with `scale` of shape `[C]` along dimension `dim` of `xs` and broadcast over
+/// every other; gradients for both. An eval-mode BatchNorm's per-channel scale: candle's
+/// broadcast multiply derives the scale's gradient as a sum over the other dimensions, which
+/// its CPU backend computes element by element with index arithmetic (a tenth of a Mask R-CNN
+/// training step); here it sums each channel's contiguous runs of `grad · xs` in a fixed order
+/// (the bias kernel's).
+pub fn scale_at(xs: &Tensor, scale: &Tensor, dim: usize) -> Result<Tensor> {
+    const OP: &str = "scale_at";
+    let dims = xs.dims();
+    if dim >= dims.len() || scale.dims() != [dims[dim]] {
+        return Err(shape_error(
+            OP,
+            format!(
+                "scale {:?} must be [C] with C dimension {dim} of the input {:?}",
+                scale.dims(),
+                dims
+            ),
+        ));
+    }
+    let scale = &crate::autocast::to_compute(scale, xs)?;
+    if xs.device().is_cpu()
+        && matches!(xs.dtype(), DType::F32 | DType::F64)
+        && scale.dtype() == xs.dtype()
+    {
+        return xs.contiguous()?.apply_op2(
+            &scale.contiguous()?,
+            ChannelScale {
+                shape: xs.shape().clone(),
+                dim,
+                features: dims[dim],
+                inner: dims[dim + 1..].iter().product(),
+            },
+        );
+    }
+    let mut broadcast = vec![1; dims.len()];
+    broadcast[dim] = dims[dim];
+    xs.broadcast_mul(&scale.reshape(broadcast)?)
+}
+
+/// `xs` viewed as `[outer, features, inner]` times `scale[features]`.
+#[derive(Debug, Clone)]
+struct ChannelScale {
+    shape: Shape,
+    dim: usize,
+    features: usize,
+    inner: usize,
+}
+
+impl CpuKernel2 for ChannelScale {
+    const OP: &'static str = "scale_at";
+    fn run<T: WithDType>(&self, xs: &[T], scale: &[T]) -> Result<(Vec<T>, Shape)> {
+        let features = self.features.max(1);
+        let inner = self.inner.max(1);
+        let mut out = vec![T::from_f64(0.0); xs.len()];
+        let per_task = run_task_len(inner);
+        out.par_chunks_mut(per_task)
+            .zip(xs.par_chunks(per_task))
+            .enumerate()
+            .for_each(|(task, (dst, src))| {
+                let first_run = task * (per_task / inner);
+                for (k, (dst, src)) in dst
+                    .chunks_exact_mut(inner)
+                    .zip(src.chunks_exact(inner))
+                    .enumerate()
+                {
+                    let s = scale[(first_run + k) % features];
+                    for (d, &x) in dst.iter_mut().zip(src) {
+                        *d = x * s;
+                    }
+                }
+            });
+        Ok((out, self.shape.clone()))
+    }
+}
+
+kernel_op!(2, ChannelScale {
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        scale: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let mut broadcast = vec![1; self.shape.rank()];
+        broadcast[self.dim] = self.features;
+        let grad_xs = grad.broadcast_mul(&scale.reshape(broadcast)?)?;
+        let grad_scale = (&grad * xs)?.apply_op1_no_bwd(&RowSum {
+            features: self.features,
+            inner: self.inner,
+        })?;
+        Ok((Some(grad_xs), Some(grad_scale)))
+    }
+});
+
 /// The sum of the rows of a CPU tensor `[..., C]` (f32 or f64): `[C]`, no gradient (a bias's
 /// gradient from its output's).
 pub(crate) fn row_sum(grad: &Tensor) -> Result<Tensor> {

@@ -1042,7 +1042,7 @@ impl BatchNorm2d {
 
     /// Eval mode: the running statistics, as one per-channel scale and shift.
     pub fn forward_eval(&self, xs: &Tensor) -> Result<Tensor> {
-        let (_, c, _, _) = self.check_input(xs)?;
+        self.check_input(xs)?;
         // Under autocast the scale and shift are formed in the weights' type and cast once.
         let dtype = match &self.weight {
             Some(w) if crate::autocast::is_half(xs.dtype()) => w.dtype(),
@@ -1063,11 +1063,8 @@ impl BatchNorm2d {
             Some(b) => (b + shift)?,
             None => shift,
         };
-        let (scale, shift) = (
-            crate::autocast::to_compute(&scale, xs)?,
-            crate::autocast::to_compute(&shift, xs)?,
-        );
-        xs.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
-            .broadcast_add(&shift.reshape((1, c, 1, 1))?)
+        // Channel ops whose parameter gradients sum contiguous runs (candle's broadcast
+        // backward reduces over (0, 2, 3) element by element); both cast under autocast.
+        crate::ops::bias::bias_add_at(&crate::ops::bias::scale_at(xs, &scale, 1)?, &shift, 1)
     }
 }

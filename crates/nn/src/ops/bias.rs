@@ -35,23 +35,9 @@ pub fn bias_add(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
 /// C`) and broadcast over every other; gradients for both (the bias's sums the output's
 /// gradient over every dimension but `dim`). A convolution's bias is `bias_add_at(ys, bias, 1)`.
 pub fn bias_add_at(xs: &Tensor, bias: &Tensor, dim: usize) -> Result<Tensor> {
-    const OP: &str = "bias_add";
+    let bias = &channel_param("bias_add", "bias", xs, bias, dim)?;
     let dims = xs.dims();
-    if dim >= dims.len() || bias.dims() != [dims[dim]] {
-        return Err(shape_error(
-            OP,
-            format!(
-                "bias {:?} must be [C] with C dimension {dim} of the input {:?}",
-                bias.dims(),
-                dims
-            ),
-        ));
-    }
-    let bias = &crate::autocast::to_compute(bias, xs)?;
-    if xs.device().is_cpu()
-        && matches!(xs.dtype(), DType::F32 | DType::F64)
-        && bias.dtype() == xs.dtype()
-    {
+    if on_cpu_kernel(xs, bias) {
         return xs.contiguous()?.apply_op2(
             &bias.contiguous()?,
             BiasAdd {
@@ -73,23 +59,9 @@ pub fn bias_add_at(xs: &Tensor, bias: &Tensor, dim: usize) -> Result<Tensor> {
 /// training step); here it sums each channel's contiguous runs of `grad · xs` in a fixed order
 /// (the bias kernel's).
 pub fn scale_at(xs: &Tensor, scale: &Tensor, dim: usize) -> Result<Tensor> {
-    const OP: &str = "scale_at";
+    let scale = &channel_param("scale_at", "scale", xs, scale, dim)?;
     let dims = xs.dims();
-    if dim >= dims.len() || scale.dims() != [dims[dim]] {
-        return Err(shape_error(
-            OP,
-            format!(
-                "scale {:?} must be [C] with C dimension {dim} of the input {:?}",
-                scale.dims(),
-                dims
-            ),
-        ));
-    }
-    let scale = &crate::autocast::to_compute(scale, xs)?;
-    if xs.device().is_cpu()
-        && matches!(xs.dtype(), DType::F32 | DType::F64)
-        && scale.dtype() == xs.dtype()
-    {
+    if on_cpu_kernel(xs, scale) {
         return xs.contiguous()?.apply_op2(
             &scale.contiguous()?,
             ChannelScale {
@@ -103,6 +75,36 @@ pub fn scale_at(xs: &Tensor, scale: &Tensor, dim: usize) -> Result<Tensor> {
     let mut broadcast = vec![1; dims.len()];
     broadcast[dim] = dims[dim];
     xs.broadcast_mul(&scale.reshape(broadcast)?)
+}
+
+/// Checks that `param` is `[C]` with `C` dimension `dim` of `xs` (an error naming `op`, the
+/// parameter and both shapes) and returns it in the activations' type (autocast).
+fn channel_param(
+    op: &'static str,
+    name: &str,
+    xs: &Tensor,
+    param: &Tensor,
+    dim: usize,
+) -> Result<Tensor> {
+    let dims = xs.dims();
+    if dim >= dims.len() || param.dims() != [dims[dim]] {
+        return Err(shape_error(
+            op,
+            format!(
+                "{name} {:?} must be [C] with C dimension {dim} of the input {:?}",
+                param.dims(),
+                dims
+            ),
+        ));
+    }
+    crate::autocast::to_compute(param, xs)
+}
+
+/// Whether the channel kernels run (the CPU, f32 or f64, the parameter of the same type).
+fn on_cpu_kernel(xs: &Tensor, param: &Tensor) -> bool {
+    xs.device().is_cpu()
+        && matches!(xs.dtype(), DType::F32 | DType::F64)
+        && param.dtype() == xs.dtype()
 }
 
 /// `xs` viewed as `[outer, features, inner]` times `scale[features]`.

@@ -107,6 +107,36 @@ fn on_cpu_kernel(xs: &Tensor, param: &Tensor) -> bool {
         && param.dtype() == xs.dtype()
 }
 
+/// `op(x, param[c])` for every `x` of `xs` viewed as `[outer, features, inner]`: whole runs of
+/// `inner` per parallel task, one parameter value per run.
+fn map_runs<T: WithDType>(
+    xs: &[T],
+    param: &[T],
+    features: usize,
+    inner: usize,
+    op: impl Fn(T, T) -> T + Sync,
+) -> Vec<T> {
+    let mut out = vec![T::from_f64(0.0); xs.len()];
+    let per_task = run_task_len(inner);
+    out.par_chunks_mut(per_task)
+        .zip(xs.par_chunks(per_task))
+        .enumerate()
+        .for_each(|(task, (dst, src))| {
+            let first_run = task * (per_task / inner);
+            for (k, (dst, src)) in dst
+                .chunks_exact_mut(inner)
+                .zip(src.chunks_exact(inner))
+                .enumerate()
+            {
+                let p = param[(first_run + k) % features];
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = op(x, p);
+                }
+            }
+        });
+    out
+}
+
 /// `xs` viewed as `[outer, features, inner]` times `scale[features]`.
 #[derive(Debug, Clone)]
 struct ChannelScale {
@@ -120,25 +150,7 @@ impl CpuKernel2 for ChannelScale {
     const OP: &'static str = "scale_at";
     fn run<T: WithDType>(&self, xs: &[T], scale: &[T]) -> Result<(Vec<T>, Shape)> {
         let features = self.features.max(1);
-        let inner = self.inner.max(1);
-        let mut out = vec![T::from_f64(0.0); xs.len()];
-        let per_task = run_task_len(inner);
-        out.par_chunks_mut(per_task)
-            .zip(xs.par_chunks(per_task))
-            .enumerate()
-            .for_each(|(task, (dst, src))| {
-                let first_run = task * (per_task / inner);
-                for (k, (dst, src)) in dst
-                    .chunks_exact_mut(inner)
-                    .zip(src.chunks_exact(inner))
-                    .enumerate()
-                {
-                    let s = scale[(first_run + k) % features];
-                    for (d, &x) in dst.iter_mut().zip(src) {
-                        *d = x * s;
-                    }
-                }
-            });
+        let out = map_runs(xs, scale, features, self.inner.max(1), |x, s| x * s);
         Ok((out, self.shape.clone()))
     }
 }
@@ -198,42 +210,25 @@ impl CpuKernel2 for BiasAdd {
     const OP: &'static str = "bias_add";
     fn run<T: WithDType>(&self, xs: &[T], bias: &[T]) -> Result<(Vec<T>, Shape)> {
         let features = self.features.max(1);
-        let mut out = vec![T::from_f64(0.0); xs.len()];
         if self.inner > 1 {
-            let inner = self.inner;
-            let per_task = run_task_len(inner);
-            out.par_chunks_mut(per_task)
-                .zip(xs.par_chunks(per_task))
-                .enumerate()
-                .for_each(|(task, (dst, src))| {
-                    let first_run = task * (per_task / inner);
-                    for (k, (dst, src)) in dst
-                        .chunks_exact_mut(inner)
-                        .zip(src.chunks_exact(inner))
-                        .enumerate()
-                    {
-                        let b = bias[(first_run + k) % features];
-                        for (d, &x) in dst.iter_mut().zip(src) {
-                            *d = x + b;
-                        }
-                    }
-                });
-        } else {
-            // Rows of `features`: the bias added element by element, no index arithmetic.
-            let per_task = run_task_len(features);
-            out.par_chunks_mut(per_task)
-                .zip(xs.par_chunks(per_task))
-                .for_each(|(dst, src)| {
-                    for (dst, src) in dst
-                        .chunks_exact_mut(features)
-                        .zip(src.chunks_exact(features))
-                    {
-                        for ((d, &x), &b) in dst.iter_mut().zip(src).zip(bias) {
-                            *d = x + b;
-                        }
-                    }
-                });
+            let out = map_runs(xs, bias, features, self.inner, |x, b| x + b);
+            return Ok((out, self.shape.clone()));
         }
+        // Rows of `features`: the bias added element by element, no index arithmetic.
+        let mut out = vec![T::from_f64(0.0); xs.len()];
+        let per_task = run_task_len(features);
+        out.par_chunks_mut(per_task)
+            .zip(xs.par_chunks(per_task))
+            .for_each(|(dst, src)| {
+                for (dst, src) in dst
+                    .chunks_exact_mut(features)
+                    .zip(src.chunks_exact(features))
+                {
+                    for ((d, &x), &b) in dst.iter_mut().zip(src).zip(bias) {
+                        *d = x + b;
+                    }
+                }
+            });
         Ok((out, self.shape.clone()))
     }
 }

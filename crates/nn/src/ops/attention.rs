@@ -153,6 +153,18 @@ impl Geometry {
     }
 }
 
+impl Geometry {
+    /// Elements per token of the qkv input (`3 · heads · head_dim`).
+    fn qkv_width(&self) -> usize {
+        3 * self.heads * self.head_dim
+    }
+
+    /// Elements per token of the output (`heads · head_dim`).
+    fn channels(&self) -> usize {
+        self.heads * self.head_dim
+    }
+}
+
 #[derive(Debug, Clone)]
 struct WindowAttention {
     geometry: Geometry,
@@ -217,7 +229,7 @@ impl<T: WithDType> pulp::WithSimd for ForwardWindow<'_, T> {
             head_dim: d,
             ..
         } = op.geometry;
-        let (width, channels) = (3 * heads * d, heads * d);
+        let (width, channels) = (op.geometry.qkv_width(), op.geometry.channels());
         let window = &qkv[b * n * width..(b + 1) * n * width];
         for h in 0..heads {
             op.weights(b, h, qkv, bias, s);
@@ -266,7 +278,7 @@ impl<T: WithDType> pulp::WithSimd for BackwardWindows<'_, T> {
             head_dim: d,
             ..
         } = op.geometry;
-        let (width, channels) = (3 * heads * d, heads * d);
+        let (width, channels) = (op.geometry.qkv_width(), op.geometry.channels());
         let scale = T::from_f64(op.scale);
         let mut dbias = vec![0f64; heads * n * n];
         let mut s = Scratch::new(n, d);
@@ -347,7 +359,7 @@ impl WindowAttention {
             masks,
             ..
         } = self.geometry;
-        let width = 3 * heads * d;
+        let width = self.geometry.qkv_width();
         let scale = T::from_f64(self.scale);
         let window = &qkv[b * n * width..(b + 1) * n * width];
         for i in 0..n {
@@ -391,11 +403,10 @@ impl WindowAttention {
     fn forward<T: WithDType>(&self, qkv: &[T], bias: &[T]) -> Vec<T> {
         let Geometry {
             tokens: n,
-            heads,
             head_dim: d,
             ..
         } = self.geometry;
-        let channels = heads * d;
+        let channels = self.geometry.channels();
         let mut out = vec![T::zero(); self.geometry.windows * n * channels];
         out.par_chunks_mut((n * channels).max(1))
             .enumerate()
@@ -419,10 +430,9 @@ impl WindowAttention {
             windows,
             tokens: n,
             heads,
-            head_dim: d,
             ..
         } = self.geometry;
-        let width = 3 * heads * d;
+        let width = self.geometry.qkv_width();
         let mut out = vec![T::zero(); windows * n * width + heads * n * n];
         let (dqkv, dbias) = out.split_at_mut(windows * n * width);
         // Windows per task: the bias gradient is summed per task, then in task order.
